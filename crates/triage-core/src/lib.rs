@@ -1,0 +1,2 @@
+//! The IO-free core of triage.
+#![cfg_attr(docsrs, feature(doc_cfg))]
