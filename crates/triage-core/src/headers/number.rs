@@ -1,0 +1,203 @@
+//! Decimal numbers and durations: seconds, milliseconds, Go-style and
+//! protobuf durations, counts.
+
+use std::time::Duration;
+
+use super::{MAX_DELAY, MAX_INPUT};
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// Trims ASCII whitespace and checks the length bound; `None` for invalid
+/// UTF-8 or an over-long input.
+pub(super) fn text(value: &[u8]) -> Option<&str> {
+    if value.len() > MAX_INPUT {
+        return None;
+    }
+    std::str::from_utf8(value).ok().map(str::trim)
+}
+
+/// A non-negative decimal `123` or `123.456` times `unit_nanos`, bounded by
+/// [`MAX_DELAY`]. At most 20 integer digits; fraction digits past the ninth
+/// are ignored.
+pub(super) fn decimal(s: &str, unit_nanos: u128) -> Option<Duration> {
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (s, None),
+    };
+    if int.is_empty() || int.len() > 20 || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut nanos = int.parse::<u128>().ok()?.checked_mul(unit_nanos)?;
+    if let Some(frac) = frac {
+        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let kept = &frac[..frac.len().min(9)];
+        let scale = 10u128.pow(kept.len() as u32);
+        let f: u128 = kept.parse().ok()?;
+        nanos = nanos.checked_add(f * unit_nanos / scale)?;
+    }
+    to_duration(nanos)
+}
+
+pub(super) fn to_duration(nanos: u128) -> Option<Duration> {
+    if nanos > MAX_DELAY.as_nanos() {
+        return None;
+    }
+    let secs = u64::try_from(nanos / NANOS_PER_SEC).ok()?;
+    Some(Duration::new(secs, (nanos % NANOS_PER_SEC) as u32))
+}
+
+/// Decimal seconds, integer or fractional: `120`, `1.5`, `0`.
+///
+/// ```
+/// use std::time::Duration;
+/// use triage_core::headers::parse_delay_seconds;
+/// assert_eq!(parse_delay_seconds("1.5"), Some(Duration::from_millis(1500)));
+/// assert_eq!(parse_delay_seconds("-1"), None);
+/// ```
+pub fn parse_delay_seconds(s: &str) -> Option<Duration> {
+    text(s.as_bytes()).and_then(|s| decimal(s, NANOS_PER_SEC))
+}
+
+/// Decimal milliseconds, integer or fractional: `1500`, `250.5`.
+pub fn parse_millis(s: &str) -> Option<Duration> {
+    text(s.as_bytes()).and_then(|s| decimal(s, 1_000_000))
+}
+
+/// A Go `time.Duration` string, as OpenAI writes its rate-limit resets:
+/// `1s`, `6m0s`, `12ms`, `8.64s`, `1h2m3.5s`, `0s` (and `0`). Units `h`, `m`,
+/// `s`, `ms`, `us`, `µs`, `ns`.
+///
+/// ```
+/// use std::time::Duration;
+/// use triage_core::headers::parse_go_duration;
+/// assert_eq!(parse_go_duration("6m0s"), Some(Duration::from_secs(360)));
+/// assert_eq!(parse_go_duration("8.64s"), Some(Duration::from_millis(8640)));
+/// assert_eq!(parse_go_duration("12ms"), Some(Duration::from_millis(12)));
+/// assert_eq!(parse_go_duration("12"), None);
+/// ```
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = text(s.as_bytes())?;
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = s;
+    let mut total: u128 = 0;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        if n == 0 {
+            return None;
+        }
+        let (number, tail) = rest.split_at(n);
+        let (unit, len) = [
+            ("ns", 1u128),
+            ("us", 1_000),
+            ("µs", 1_000),
+            ("μs", 1_000),
+            ("ms", 1_000_000),
+            ("s", NANOS_PER_SEC),
+            ("m", 60 * NANOS_PER_SEC),
+            ("h", 3600 * NANOS_PER_SEC),
+        ]
+        .iter()
+        .find(|(u, _)| tail.starts_with(u))
+        .map(|(u, nanos)| (*nanos, u.len()))?;
+        total = total.checked_add(decimal(number, unit)?.as_nanos())?;
+        rest = &tail[len..];
+    }
+    to_duration(total)
+}
+
+/// A protobuf `Duration` in its JSON form: `"37s"`, `"29.723877525s"`.
+pub fn parse_proto_duration(s: &str) -> Option<Duration> {
+    let s = text(s.as_bytes())?;
+    s.strip_suffix('s').and_then(|n| decimal(n, NANOS_PER_SEC))
+}
+
+/// A count for a limit or remaining header: a non-negative integer. Azure's
+/// `-1` ("unknown"), any negative, fractional or over-long value is `None`.
+pub fn parse_count(value: &[u8]) -> Option<u64> {
+    let s = text(value)?;
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn go_durations() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_go_duration("1s"), Some(ms(1000)));
+        assert_eq!(parse_go_duration("0s"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("20ms"), Some(ms(20)));
+        assert_eq!(parse_go_duration("1h2m3.5s"), Some(ms(3_723_500)));
+        assert_eq!(parse_go_duration("1.5us"), Some(Duration::from_nanos(1500)));
+        assert_eq!(parse_go_duration("3µs"), Some(Duration::from_micros(3)));
+        for bad in [
+            "", "s", "1s2", "-1s", "1x", "1.s", "1e3s", "NaN", "inf", "1 s",
+        ] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+        assert_eq!(parse_go_duration("9000h"), None, "over MAX_DELAY");
+    }
+
+    #[test]
+    fn decimals_and_counts() {
+        assert_eq!(parse_delay_seconds("120"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_delay_seconds(" 0 "), Some(Duration::ZERO));
+        assert_eq!(
+            parse_delay_seconds("0.1234567891"),
+            Some(Duration::from_nanos(123_456_789))
+        );
+        for bad in [
+            "",
+            "-1",
+            "1e3",
+            "NaN",
+            "inf",
+            "1.",
+            ".5",
+            "123456789012345678901234567890",
+            "1000000000000",
+        ] {
+            assert_eq!(parse_delay_seconds(bad), None, "{bad}");
+        }
+        assert_eq!(parse_millis("250.5"), Some(Duration::from_micros(250_500)));
+        assert_eq!(
+            parse_proto_duration("29.723877525s"),
+            Some(Duration::new(29, 723_877_525))
+        );
+        assert_eq!(parse_proto_duration("37s"), Some(Duration::from_secs(37)));
+        assert_eq!(parse_proto_duration("37"), None);
+        assert_eq!(parse_count(b"4999"), Some(4999));
+        assert_eq!(parse_count(b"-1"), None);
+        assert_eq!(parse_count(b"99.5"), None);
+        assert_eq!(parse_count(&[b'1'; 300]), None);
+    }
+
+    proptest! {
+        #[test]
+        fn whole_seconds_parse(n in 0u64..=MAX_DELAY.as_secs()) {
+            prop_assert_eq!(parse_delay_seconds(&n.to_string()), Some(Duration::from_secs(n)));
+        }
+
+        #[test]
+        fn go_components_sum(h in 0u64..100, m in 0u64..60, s in 0u64..60) {
+            let expected = Duration::from_secs(h * 3600 + m * 60 + s);
+            prop_assert_eq!(parse_go_duration(&format!("{h}h{m}m{s}s")), Some(expected));
+        }
+    }
+}

@@ -1,0 +1,479 @@
+//! The escalation packet: [`Packet`] and [`PacketBuilder`].
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Uri};
+
+use crate::classify::Diagnosis;
+use crate::evidence::{Evidence, RateInfo};
+use crate::owner::Owner;
+use crate::profile::Profile;
+use crate::redact;
+use crate::retry::Decision;
+use crate::stage::Stage;
+use crate::time;
+
+/// At most this many links of an error chain are kept.
+pub const MAX_CHAIN: usize = 8;
+/// At most this many attempts are kept (the first ones and the last).
+pub const MAX_ATTEMPTS: usize = 32;
+const MAX_TEXT: usize = 512;
+
+/// One attempt as the packet records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct AttemptRecord {
+    n: u32,
+    status: Option<u16>,
+    has_body: bool,
+    request_id: Option<String>,
+    stage: Option<Stage>,
+    owner: Option<Owner>,
+    class: String,
+    error_code: Option<String>,
+    decision: &'static str,
+    delay_ms: Option<u64>,
+    elapsed_ms: u64,
+}
+
+impl AttemptRecord {
+    /// The attempt's number, 1 for the first.
+    pub fn n(&self) -> u32 {
+        self.n
+    }
+    /// The status, if an answer came back.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+    /// Whether any body byte was seen (or a failure body was read).
+    pub fn has_body(&self) -> bool {
+        self.has_body
+    }
+    /// The origin's request ID, if it sent one.
+    pub fn request_id(&self) -> Option<&str> {
+        self.request_id.as_deref()
+    }
+    /// The stage of a transport failure.
+    pub fn stage(&self) -> Option<Stage> {
+        self.stage
+    }
+    /// The failure's owner; `None` on success.
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner
+    }
+    /// The class, as its dotted name.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+    /// The provider's error code from the body, if any.
+    pub fn error_code(&self) -> Option<&str> {
+        self.error_code.as_deref()
+    }
+    /// The decision's reason (`retry`, `not_retryable`, ...).
+    pub fn decision(&self) -> &'static str {
+        self.decision
+    }
+    /// The delay before the next attempt, for a retry.
+    pub fn delay_ms(&self) -> Option<u64> {
+        self.delay_ms
+    }
+    /// How long the attempt took.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.elapsed_ms
+    }
+}
+
+/// The escalation packet: everything a person needs to hand a failure over,
+/// and nothing secret.
+///
+/// A [`Packet`] holds the time (UTC, with its zone), the method and endpoint
+/// (query secrets and user info removed), the profile, the gateway if one
+/// made the error, each attempt's evidence flags (status? body? request ID?),
+/// the request IDs, the last rate-limit state, the error chain (scrubbed of
+/// keys and tokens), the diagnosis and the next step. It prints as text for
+/// people ([`Display`](std::fmt::Display)) and, with the `serde` feature, as
+/// JSON.
+///
+/// # Example
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+/// use triage_core::{classify, Decision, Evidence, PacketBuilder, Profile, Stop};
+///
+/// let uri: Uri = "https://api.example.com/v1/items?api_key=s3cr3t&page=2".parse().unwrap();
+/// let profile = Profile::generic();
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-request-id", HeaderValue::from_static("abc-123"));
+/// let evidence = Evidence::from_response(StatusCode::UNAUTHORIZED, &headers, profile, SystemTime::now());
+/// let diagnosis = classify(&evidence, profile);
+///
+/// let packet = PacketBuilder::new(&Method::GET, &uri, profile, SystemTime::now())
+///     .attempt(&evidence, &diagnosis, &Decision::Stop(Stop::NotRetryable(diagnosis.owner().unwrap())))
+///     .finish(Duration::from_millis(42));
+/// let text = packet.to_string();
+/// assert!(text.contains("abc-123"));
+/// assert!(text.contains("owner:       auth"));
+/// assert!(!text.contains("s3cr3t"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Packet {
+    timestamp: String,
+    method: String,
+    endpoint: String,
+    profile: String,
+    gateway: Option<&'static str>,
+    owner: Option<Owner>,
+    class: String,
+    stage: Option<Stage>,
+    outcome: &'static str,
+    next_step: &'static str,
+    request_ids: Vec<String>,
+    attempts: Vec<AttemptRecord>,
+    attempts_total: u32,
+    rate: Option<RateInfo>,
+    error_chain: Vec<String>,
+    elapsed_ms: u64,
+    version: String,
+    runtime: String,
+}
+
+impl Packet {
+    /// When the request started, RFC 3339 in UTC (`2026-11-22T18:42:32.123Z`).
+    pub fn timestamp(&self) -> &str {
+        &self.timestamp
+    }
+    /// The request method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+    /// The endpoint, without user info, fragment or secret query values.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+    /// The profile's name.
+    pub fn profile(&self) -> &str {
+        &self.profile
+    }
+    /// The gateway that made the error, if one did.
+    pub fn gateway(&self) -> Option<&'static str> {
+        self.gateway
+    }
+    /// The final owner; `None` when the call succeeded.
+    pub fn owner(&self) -> Option<Owner> {
+        self.owner
+    }
+    /// The final class, as its dotted name.
+    pub fn class(&self) -> &str {
+        &self.class
+    }
+    /// The stage of the final transport failure.
+    pub fn stage(&self) -> Option<Stage> {
+        self.stage
+    }
+    /// The final decision's reason.
+    pub fn outcome(&self) -> &'static str {
+        self.outcome
+    }
+    /// What to do next.
+    pub fn next_step(&self) -> &'static str {
+        self.next_step
+    }
+    /// Every distinct request ID the attempts got, in order.
+    pub fn request_ids(&self) -> &[String] {
+        &self.request_ids
+    }
+    /// The attempts (at most [`MAX_ATTEMPTS`]: the first ones and the last).
+    pub fn attempts(&self) -> &[AttemptRecord] {
+        &self.attempts
+    }
+    /// How many attempts were made in all.
+    pub fn attempts_total(&self) -> u32 {
+        self.attempts_total
+    }
+    /// The last rate-limit state reported, if any.
+    pub fn rate(&self) -> Option<&RateInfo> {
+        self.rate.as_ref()
+    }
+    /// The error chain, outermost first, scrubbed of secrets.
+    pub fn error_chain(&self) -> &[String] {
+        &self.error_chain
+    }
+    /// Total time from the first attempt to the outcome.
+    pub fn elapsed(&self) -> Duration {
+        Duration::from_millis(self.elapsed_ms)
+    }
+
+    /// The packet as one JSON object.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings, numbers and enums cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn capped(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// Builds a [`Packet`] as attempts happen.
+#[derive(Debug, Clone)]
+pub struct PacketBuilder {
+    packet: Packet,
+    last: Option<(Diagnosis, Decision)>,
+}
+
+impl PacketBuilder {
+    /// Starts a packet for a request sent at `started`.
+    pub fn new(
+        method: &Method,
+        uri: &Uri,
+        profile: &Profile,
+        started: SystemTime,
+    ) -> PacketBuilder {
+        PacketBuilder {
+            packet: Packet {
+                timestamp: time::format_rfc3339_millis(started),
+                method: capped(method.as_str()),
+                endpoint: redact::uri(uri),
+                profile: capped(profile.name()),
+                gateway: None,
+                owner: None,
+                class: String::from("success"),
+                stage: None,
+                outcome: "success",
+                next_step: "nothing to do",
+                request_ids: Vec::new(),
+                attempts: Vec::new(),
+                attempts_total: 0,
+                rate: None,
+                error_chain: Vec::new(),
+                elapsed_ms: 0,
+                version: concat!("triage-core ", env!("CARGO_PKG_VERSION")).to_owned(),
+                runtime: String::new(),
+            },
+            last: None,
+        }
+    }
+
+    /// Names the crate and version that sent the request (e.g.
+    /// `tower-triage 0.1.0`).
+    pub fn version(mut self, version: &str) -> Self {
+        self.packet.version = capped(version);
+        self
+    }
+
+    /// Names the runtime (e.g. `tokio`, a container image, a region).
+    pub fn runtime(mut self, runtime: &str) -> Self {
+        self.packet.runtime = capped(&redact::text(runtime));
+        self
+    }
+
+    /// Records one attempt.
+    pub fn attempt(
+        mut self,
+        evidence: &Evidence,
+        diagnosis: &Diagnosis,
+        decision: &Decision,
+    ) -> Self {
+        self.push_attempt(evidence, diagnosis, decision);
+        self
+    }
+
+    /// Records one attempt, by reference (for builders kept in a future).
+    pub fn push_attempt(
+        &mut self,
+        evidence: &Evidence,
+        diagnosis: &Diagnosis,
+        decision: &Decision,
+    ) {
+        let packet = &mut self.packet;
+        packet.attempts_total = packet.attempts_total.saturating_add(1);
+        let request_id = evidence
+            .request_id_str()
+            .map(|id| capped(&redact::text(id)));
+        if let Some(id) = &request_id {
+            if !packet.request_ids.contains(id) && packet.request_ids.len() < MAX_ATTEMPTS {
+                packet.request_ids.push(id.clone());
+            }
+        }
+        if evidence.rate().is_known() {
+            packet.rate = Some(*evidence.rate());
+        }
+        let record = AttemptRecord {
+            n: packet.attempts_total,
+            status: evidence.status().map(|s| s.as_u16()),
+            has_body: evidence.body().seen() || evidence.failure_body().is_some(),
+            request_id,
+            stage: diagnosis.stage(),
+            owner: diagnosis.owner(),
+            class: diagnosis.class().to_string(),
+            error_code: evidence
+                .failure_body()
+                .and_then(|b| b.code().or(b.kind()))
+                .map(capped),
+            decision: decision.reason(),
+            delay_ms: decision.delay().map(ms),
+            elapsed_ms: ms(evidence.elapsed()),
+        };
+        if packet.attempts.len() >= MAX_ATTEMPTS {
+            // Keep the first attempts and the latest one.
+            packet.attempts.pop();
+        }
+        packet.attempts.push(record);
+        self.last = Some((*diagnosis, *decision));
+    }
+
+    /// Records the error chain of the final failure, outermost first, each
+    /// link scrubbed of secrets and capped in length.
+    pub fn error(mut self, error: &(dyn StdError + 'static)) -> Self {
+        self.set_error(error);
+        self
+    }
+
+    /// Records the error chain, by reference.
+    pub fn set_error(&mut self, error: &(dyn StdError + 'static)) {
+        self.packet.error_chain.clear();
+        let mut current = Some(error);
+        while let Some(err) = current {
+            if self.packet.error_chain.len() >= MAX_CHAIN {
+                break;
+            }
+            let text = err.to_string();
+            self.packet.error_chain.push(capped(&redact::text(&text)));
+            current = match err.downcast_ref::<std::io::Error>() {
+                // io::Error::source() skips its payload; descend into it.
+                Some(io) => io
+                    .get_ref()
+                    .map(|inner| inner as &(dyn StdError + 'static))
+                    .or_else(|| err.source()),
+                None => err.source(),
+            };
+        }
+    }
+
+    /// Finishes the packet; `elapsed` is the time from the first attempt to
+    /// the outcome.
+    pub fn finish(mut self, elapsed: Duration) -> Packet {
+        self.packet.elapsed_ms = ms(elapsed);
+        if let Some((diagnosis, decision)) = self.last {
+            let packet = &mut self.packet;
+            packet.owner = diagnosis.owner();
+            packet.class = diagnosis.class().to_string();
+            packet.stage = diagnosis.stage();
+            packet.gateway = diagnosis.gateway().map(|g| g.name());
+            packet.outcome = decision.reason();
+            packet.next_step = diagnosis.next_step();
+        }
+        self.packet
+    }
+}
+
+impl fmt::Display for Packet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "triage escalation packet")?;
+        writeln!(f, "  when:        {}", self.timestamp)?;
+        writeln!(f, "  request:     {} {}", self.method, self.endpoint)?;
+        writeln!(f, "  profile:     {}", self.profile)?;
+        match self.owner {
+            Some(owner) => writeln!(f, "  owner:       {owner} ({})", self.class)?,
+            None => writeln!(f, "  owner:       none (success)")?,
+        }
+        if let Some(stage) = self.stage {
+            writeln!(f, "  stage:       {stage}")?;
+        }
+        if let Some(gateway) = self.gateway {
+            writeln!(f, "  gateway:     {gateway}")?;
+        }
+        writeln!(f, "  outcome:     {}", self.outcome)?;
+        if self.request_ids.is_empty() {
+            writeln!(f, "  request ids: none received")?;
+        } else {
+            writeln!(f, "  request ids: {}", self.request_ids.join(", "))?;
+        }
+        writeln!(
+            f,
+            "  attempts:    {} in {} ms",
+            self.attempts_total, self.elapsed_ms
+        )?;
+        for a in &self.attempts {
+            let status = a
+                .status
+                .map_or_else(|| String::from("no status"), |s| s.to_string());
+            write!(
+                f,
+                "    #{:<2} {status:<9} body: {:<3} request id: {:<3}",
+                a.n,
+                if a.has_body { "yes" } else { "no" },
+                if a.request_id.is_some() { "yes" } else { "no" },
+            )?;
+            write!(f, " {}", a.class)?;
+            if let Some(code) = &a.error_code {
+                write!(f, " [{code}]")?;
+            }
+            write!(f, " -> {}", a.decision)?;
+            if let Some(delay) = a.delay_ms {
+                write!(f, " in {delay} ms")?;
+            }
+            writeln!(f)?;
+        }
+        if let Some(rate) = &self.rate {
+            writeln!(f, "  rate:        {}", RateLine(rate))?;
+        }
+        if !self.error_chain.is_empty() {
+            writeln!(f, "  error chain:")?;
+            for link in &self.error_chain {
+                writeln!(f, "    - {link}")?;
+            }
+        }
+        writeln!(f, "  next step:   {}", self.next_step)?;
+        write!(f, "  sent by:     {}", self.version)?;
+        if !self.runtime.is_empty() {
+            write!(f, " on {}", self.runtime)?;
+        }
+        Ok(())
+    }
+}
+
+struct RateLine<'a>(&'a RateInfo);
+
+impl fmt::Display for RateLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for (name, w) in [("requests", self.0.requests), ("tokens", self.0.tokens)] {
+            if !w.is_known() {
+                continue;
+            }
+            if !first {
+                f.write_str("; ")?;
+            }
+            first = false;
+            write!(f, "{name} ")?;
+            match (w.remaining, w.limit) {
+                (Some(r), Some(l)) => write!(f, "{r}/{l} left")?,
+                (Some(r), None) => write!(f, "{r} left")?,
+                (None, Some(l)) => write!(f, "limit {l}")?,
+                (None, None) => {}
+            }
+            if let Some(reset) = w.reset {
+                write!(f, ", resets in {} ms", reset.as_millis())?;
+            }
+        }
+        Ok(())
+    }
+}

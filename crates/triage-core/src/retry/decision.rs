@@ -1,0 +1,180 @@
+//! The outcome of [`RetryRules::decide`](super::RetryRules::decide): retry
+//! after a delay, or stop, always with a machine-readable reason.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::evidence::DelaySource;
+use crate::owner::{Owner, Replay};
+
+/// What to do after an attempt.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the request again after a delay.
+    Retry(Retry),
+    /// Do not send it again.
+    Stop(Stop),
+}
+
+impl Decision {
+    /// Whether this is a retry.
+    pub const fn is_retry(&self) -> bool {
+        matches!(self, Decision::Retry(_))
+    }
+
+    /// The delay before the next attempt, for a retry.
+    pub const fn delay(&self) -> Option<Duration> {
+        match self {
+            Decision::Retry(r) => Some(r.delay),
+            Decision::Stop(_) => None,
+        }
+    }
+
+    /// A stable, machine-readable reason: `retry` or a [`Stop::as_str`] name.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Decision::Retry(_) => "retry",
+            Decision::Stop(stop) => stop.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Retry(r) => write!(
+                f,
+                "retry in {} ms ({}; {})",
+                r.delay.as_millis(),
+                r.source.as_str(),
+                r.basis.as_str()
+            ),
+            Decision::Stop(stop) => write!(f, "stop ({})", stop.as_str()),
+        }
+    }
+}
+
+/// A decision to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    delay: Duration,
+    source: DelaySource,
+    basis: ReplayBasis,
+}
+
+impl Retry {
+    pub(crate) const fn new(delay: Duration, source: DelaySource, basis: ReplayBasis) -> Retry {
+        Retry {
+            delay,
+            source,
+            basis,
+        }
+    }
+
+    /// How long to wait before the next attempt.
+    pub const fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// Where the delay came from (a header, the body, or backoff).
+    pub const fn source(&self) -> DelaySource {
+        self.source
+    }
+
+    /// Why resending this request is safe.
+    pub const fn basis(&self) -> ReplayBasis {
+        self.basis
+    }
+}
+
+/// Why resending a request is safe: the case of the idempotency gate that
+/// applied.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum ReplayBasis {
+    /// The evidence shows the request was not processed.
+    NotProcessed,
+    /// It may have been processed, but the method is idempotent (RFC 9110).
+    IdempotentMethod,
+    /// It may have been processed, but it carries an `Idempotency-Key`.
+    IdempotencyKey,
+    /// It may have been processed, but the profile says the API's POSTs are
+    /// safe to replay.
+    Profile,
+    /// The rules say to replay every request ([`ReplayRule::Always`](super::ReplayRule::Always)).
+    Always,
+}
+
+impl ReplayBasis {
+    /// A stable, lowercase name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReplayBasis::NotProcessed => "not_processed",
+            ReplayBasis::IdempotentMethod => "idempotent_method",
+            ReplayBasis::IdempotencyKey => "idempotency_key",
+            ReplayBasis::Profile => "profile_replay_safe",
+            ReplayBasis::Always => "replay_always",
+        }
+    }
+}
+
+/// Why the request is not sent again.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The attempt succeeded.
+    Success,
+    /// The failure's owner is one that a retry cannot help (auth, permission,
+    /// quota, the request, a permanent connection fault, ...).
+    NotRetryable(Owner),
+    /// The server said not to retry (`x-should-retry: false`).
+    ServerSaidNo,
+    /// Retries are off for this request.
+    RetriesDisabled,
+    /// The retry limit was reached.
+    AttemptsExhausted,
+    /// The request body cannot be sent again (a stream over the replay cap).
+    BodyNotReplayable,
+    /// The request may have been processed and is not safe to replay.
+    NotReplaySafe(Replay),
+    /// The server asked for a wait longer than the cap.
+    WaitTooLong(Duration),
+    /// The wait would pass the total deadline.
+    DeadlineExceeded,
+    /// The shared retry budget is spent: the upstream is failing broadly.
+    BudgetExhausted,
+}
+
+impl Stop {
+    /// A stable, lowercase name.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Stop::Success => "success",
+            Stop::NotRetryable(_) => "not_retryable",
+            Stop::ServerSaidNo => "server_said_no",
+            Stop::RetriesDisabled => "retries_disabled",
+            Stop::AttemptsExhausted => "attempts_exhausted",
+            Stop::BodyNotReplayable => "body_not_replayable",
+            Stop::NotReplaySafe(_) => "not_replay_safe",
+            Stop::WaitTooLong(_) => "wait_too_long",
+            Stop::DeadlineExceeded => "deadline_exceeded",
+            Stop::BudgetExhausted => "budget_exhausted",
+        }
+    }
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Stop::NotRetryable(owner) => write!(f, "not retryable ({owner})"),
+            Stop::NotReplaySafe(replay) => write!(f, "not replay-safe (request {replay})"),
+            Stop::WaitTooLong(wait) => {
+                write!(f, "asked wait of {} s is over the cap", wait.as_secs())
+            }
+            other => f.write_str(&other.as_str().replace('_', " ")),
+        }
+    }
+}
