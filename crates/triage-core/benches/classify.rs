@@ -58,16 +58,55 @@ fn bench(c: &mut Criterion) {
     );
     limited.insert("x-ratelimit-reset-requests", HeaderValue::from_static("1s"));
 
+    let ok_evidence = Evidence::from_response(StatusCode::OK, &ok, profile, now);
+    let mut quota_evidence =
+        Evidence::from_response(StatusCode::TOO_MANY_REQUESTS, &limited, profile, now);
+    quota_evidence.read_failure_body(&limited, QUOTA_BODY);
+
     let mut group = c.benchmark_group("classify");
-    group.bench_function("200_openai_headers", |b| {
+    group.bench_function("200", |b| {
+        b.iter(|| classify(black_box(&ok_evidence), profile))
+    });
+    group.bench_function("429_openai_insufficient_quota", |b| {
+        b.iter(|| classify(black_box(&quota_evidence), profile))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("evidence");
+    group.bench_function("200_openai_head", |b| {
+        b.iter(|| Evidence::from_response(black_box(StatusCode::OK), black_box(&ok), profile, now))
+    });
+    group.bench_function("429_openai_head_and_body", |b| {
         b.iter(|| {
-            let evidence =
-                Evidence::from_response(black_box(StatusCode::OK), black_box(&ok), profile, now);
-            let diagnosis = classify(&evidence, profile);
-            black_box((evidence.rate().requests.remaining, diagnosis))
+            let mut evidence = Evidence::from_response(
+                black_box(StatusCode::TOO_MANY_REQUESTS),
+                black_box(&limited),
+                profile,
+                now,
+            );
+            evidence.read_failure_body(&limited, black_box(QUOTA_BODY));
+            evidence
         })
     });
-    group.bench_function("200_openai_headers_with_decision", |b| {
+    group.finish();
+
+    let mut group = c.benchmark_group("attempt");
+    group.bench_function("200_status_only", |b| {
+        b.iter(|| {
+            budget.deposit(instant);
+            let evidence = Evidence::from_status(black_box(StatusCode::OK));
+            let diagnosis = classify(&evidence, profile);
+            black_box(rules.decide(
+                &diagnosis,
+                &evidence,
+                profile,
+                &AttemptContext::new(1, &method),
+                &budget,
+                instant,
+            ))
+        })
+    });
+    group.bench_function("200_openai_head", |b| {
         b.iter(|| {
             budget.deposit(instant);
             let evidence =

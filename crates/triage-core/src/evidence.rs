@@ -40,7 +40,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use crate::body::FailureBody;
 use crate::gateway::Fingerprint;
 use crate::headers::{self, RetryAfter};
-use crate::profile::{Profile, RateHeaders};
+use crate::profile::{Profile, Slot};
 use crate::stage::TransportFailure;
 
 /// One rate-limit window as the response reported it.
@@ -223,10 +223,11 @@ impl Evidence {
         now: SystemTime,
     ) -> Evidence {
         let failure = status.as_u16() >= 400;
+        let (request_id, rate) = read_head(headers, profile, now);
         let mut evidence = Evidence {
             status: Some(status),
-            request_id: first_header(headers, profile.request_id_headers()).cloned(),
-            rate: read_rate(headers, profile, now),
+            request_id,
+            rate,
             ..Evidence::default()
         };
         if failure {
@@ -234,6 +235,15 @@ impl Evidence {
             evidence.fingerprint = Fingerprint::detect(status, headers, &[]);
         }
         evidence
+    }
+
+    /// Evidence of a status alone, without reading any header: the cheapest
+    /// form, enough to classify a success.
+    pub fn from_status(status: StatusCode) -> Evidence {
+        Evidence {
+            status: Some(status),
+            ..Evidence::default()
+        }
     }
 
     /// Evidence of an attempt that got no usable answer.
@@ -353,59 +363,63 @@ const X_AMZ_RETRY_AFTER: HeaderName = HeaderName::from_static("x-amz-retry-after
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-fn first_header<'a>(headers: &'a HeaderMap, names: &[HeaderName]) -> Option<&'a HeaderValue> {
-    names.iter().find_map(|name| headers.get(name))
-}
-
-fn read_window(
+/// One pass over the response's headers: the preferred request ID and the
+/// rate windows named by the profile.
+fn read_head(
     headers: &HeaderMap,
-    names: &RateHeaders,
     profile: &Profile,
     now: SystemTime,
-) -> RateWindow {
-    let count = |name: &Option<HeaderName>| {
-        name.as_ref()
-            .and_then(|n| headers.get(n))
-            .and_then(|v| headers::parse_count(v.as_bytes()))
-    };
-    RateWindow {
-        limit: count(&names.limit),
-        remaining: count(&names.remaining),
-        reset: names
-            .reset
-            .as_ref()
-            .and_then(|n| headers.get(n))
-            .and_then(|v| headers::parse_reset(v.as_bytes(), profile.reset_format(), now)),
-    }
-}
-
-fn read_rate(headers: &HeaderMap, profile: &Profile, now: SystemTime) -> RateInfo {
-    let mut rate = RateInfo {
-        requests: read_window(headers, profile.request_rate_headers(), profile, now),
-        tokens: read_window(headers, profile.token_rate_headers(), profile, now),
-    };
-    if profile.reads_ietf_ratelimit() && !rate.requests.is_known() {
-        if let Some(entry) = headers
-            .get(RATELIMIT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(headers::most_restrictive)
-        {
-            let limit = headers
-                .get(RATELIMIT_POLICY)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    headers::policy_entries(v)
-                        .find(|p| p.policy == entry.policy)
-                        .map(|p| p.quota)
-                });
-            rate.requests = RateWindow {
-                limit,
-                remaining: Some(entry.remaining),
-                reset: entry.reset,
-            };
+) -> (Option<HeaderValue>, RateInfo) {
+    let table = profile.head_table();
+    let mut request_id: Option<(u8, &HeaderValue)> = None;
+    let mut rate_values: [[Option<&HeaderValue>; 3]; 2] = [[None; 3]; 2];
+    for (name, value) in headers {
+        match table.slot(name) {
+            Some(Slot::RequestId(rank)) if request_id.is_none_or(|(best, _)| rank < best) => {
+                request_id = Some((rank, value));
+            }
+            Some(Slot::Rate(window, field)) => {
+                let cell = &mut rate_values[usize::from(window)][usize::from(field)];
+                cell.get_or_insert(value);
+            }
+            _ => {}
         }
     }
-    rate
+    let window = |[limit, remaining, reset]: [Option<&HeaderValue>; 3]| RateWindow {
+        limit: limit.and_then(|v| headers::parse_count(v.as_bytes())),
+        remaining: remaining.and_then(|v| headers::parse_count(v.as_bytes())),
+        reset: reset.and_then(|v| headers::parse_reset(v.as_bytes(), profile.reset_format(), now)),
+    };
+    let mut rate = RateInfo {
+        requests: window(rate_values[0]),
+        tokens: window(rate_values[1]),
+    };
+    if profile.reads_ietf_ratelimit() && !rate.requests.is_known() {
+        rate.requests = read_ietf(headers).unwrap_or_default();
+    }
+    (request_id.map(|(_, v)| v.clone()), rate)
+}
+
+/// The IETF `RateLimit` field's most restrictive member, with its policy's
+/// quota as the limit.
+fn read_ietf(headers: &HeaderMap) -> Option<RateWindow> {
+    let entry = headers
+        .get(RATELIMIT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(headers::most_restrictive)?;
+    let limit = headers
+        .get(RATELIMIT_POLICY)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            headers::policy_entries(v)
+                .find(|p| p.policy == entry.policy)
+                .map(|p| p.quota)
+        });
+    Some(RateWindow {
+        limit,
+        remaining: Some(entry.remaining),
+        reset: entry.reset,
+    })
 }
 
 fn read_hints(headers: &HeaderMap, profile: &Profile, now: SystemTime) -> RetryHints {
@@ -518,6 +532,28 @@ mod tests {
         assert_eq!(ev.rate().requests.remaining, Some(0));
         assert_eq!(ev.rate().requests.limit, Some(100));
         assert_eq!(ev.rate().requests.reset, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn preferred_request_id_wins_whatever_the_header_order() {
+        let map = headers(&[
+            ("x-ms-request-id", "third"),
+            ("x-request-id", "second"),
+            ("apim-request-id", "first"),
+        ]);
+        let ev = Evidence::from_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &map,
+            Profile::azure_openai(),
+            SystemTime::now(),
+        );
+        assert_eq!(ev.request_id_str(), Some("first"));
+        let custom = Profile::builder("acme")
+            .request_id_header(HeaderName::from_static("x-acme-id"))
+            .build();
+        let map = headers(&[("x-request-id", "generic"), ("x-acme-id", "acme-1")]);
+        let ev = Evidence::from_response(StatusCode::OK, &map, &custom, SystemTime::now());
+        assert_eq!(ev.request_id_str(), Some("acme-1"));
     }
 
     #[test]

@@ -97,6 +97,67 @@ pub struct Profile {
     replay_safe_posts: bool,
     rate_limit_on_forbidden: bool,
     payment_required_is_quota: bool,
+    table: HeadTable,
+}
+
+/// Which value a response header fills in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// A request-ID header, by preference (0 is the most preferred).
+    RequestId(u8),
+    /// A rate header: window (0 requests, 1 tokens) and field (0 limit,
+    /// 1 remaining, 2 reset).
+    Rate(u8, u8),
+}
+
+/// The profile's header names with what each fills in, and a mask of their
+/// lengths, so one pass over a response's headers finds them all.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeadTable {
+    entries: Vec<(HeaderName, Slot)>,
+    lengths: u128,
+}
+
+impl HeadTable {
+    fn build(
+        request_ids: &[HeaderName],
+        requests: &RateHeaders,
+        tokens: &RateHeaders,
+    ) -> HeadTable {
+        let mut entries = Vec::new();
+        for (i, name) in request_ids.iter().enumerate().take(usize::from(u8::MAX)) {
+            entries.push((name.clone(), Slot::RequestId(i as u8)));
+        }
+        for (w, window) in [requests, tokens].into_iter().enumerate() {
+            for (f, name) in [&window.limit, &window.remaining, &window.reset]
+                .into_iter()
+                .enumerate()
+            {
+                if let Some(name) = name {
+                    entries.push((name.clone(), Slot::Rate(w as u8, f as u8)));
+                }
+            }
+        }
+        let lengths = entries
+            .iter()
+            .map(|(n, _)| n.as_str().len())
+            .filter(|len| *len < 128)
+            .fold(0u128, |mask, len| mask | (1u128 << len));
+        HeadTable { entries, lengths }
+    }
+
+    /// What `name` fills in, if anything.
+    #[inline]
+    pub(crate) fn slot(&self, name: &HeaderName) -> Option<Slot> {
+        let len = name.as_str().len();
+        if len >= 128 || self.lengths & (1u128 << len) == 0 {
+            return None;
+        }
+        self.entries
+            .iter()
+            .find(|(n, _)| n.as_str().len() == len && n == name)
+            .map(|(_, slot)| *slot)
+    }
 }
 
 const fn h(name: &'static str) -> HeaderName {
@@ -151,7 +212,9 @@ fn build_openai() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_azure_openai() -> Profile {
@@ -180,7 +243,9 @@ fn build_azure_openai() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_anthropic() -> Profile {
@@ -205,7 +270,9 @@ fn build_anthropic() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_gemini() -> Profile {
@@ -222,7 +289,9 @@ fn build_gemini() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_aws() -> Profile {
@@ -239,7 +308,9 @@ fn build_aws() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_github() -> Profile {
@@ -260,7 +331,9 @@ fn build_github() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: true,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_stripe() -> Profile {
@@ -277,7 +350,9 @@ fn build_stripe() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: false,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 fn build_generic() -> Profile {
@@ -298,7 +373,9 @@ fn build_generic() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        table: HeadTable::default(),
     }
+    .with_table()
 }
 
 static BUILTIN: LazyLock<[Profile; 8]> = LazyLock::new(|| {
@@ -433,6 +510,7 @@ impl Profile {
                 replay_safe_posts: false,
                 rate_limit_on_forbidden: false,
                 payment_required_is_quota: true,
+                table: HeadTable::default(),
             },
         }
     }
@@ -442,6 +520,19 @@ impl Profile {
         let mut profile = self.clone();
         profile.name = name.into();
         ProfileBuilder { profile }
+    }
+
+    fn with_table(mut self) -> Profile {
+        self.table = HeadTable::build(
+            &self.request_id_headers,
+            &self.request_rate,
+            &self.token_rate,
+        );
+        self
+    }
+
+    pub(crate) fn head_table(&self) -> &HeadTable {
+        &self.table
     }
 
     /// The profile's name.
@@ -585,7 +676,7 @@ impl ProfileBuilder {
 
     /// The profile.
     pub fn build(self) -> Profile {
-        self.profile
+        self.profile.with_table()
     }
 }
 
