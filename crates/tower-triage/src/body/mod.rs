@@ -1,0 +1,104 @@
+//! Request bodies that can be sent again.
+//!
+//! A retry must send the same request again, body included, and must never
+//! send it empty or cut short. [`TryCloneBody`] says whether a body can be
+//! copied for another attempt:
+//!
+//! - in-memory bodies ([`Full`], [`Empty`], [`String`]) clone at no cost;
+//! - a streaming body goes through [`ReplayBody`], which keeps what the first
+//!   attempt sent, up to a cap (64 KiB by default), so that a later attempt
+//!   can replay it; past the cap the request is not retried;
+//! - boxed bodies cannot be copied: such a request is classified and
+//!   reported, but never retried.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use tower_triage::body::{ReplayBody, TryCloneBody};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A Full body clones for free.
+//! let full = Full::new(Bytes::from_static(b"{\"model\":\"x\"}"));
+//! assert!(full.try_clone_body().is_some());
+//!
+//! // Any other body replays what it sent, up to the cap.
+//! let body = ReplayBody::new(String::from("hello world"));
+//! let again = body.try_clone_body().expect("under the cap");
+//! assert_eq!(body.collect().await.unwrap().to_bytes(), "hello world");
+//! assert_eq!(again.collect().await.unwrap().to_bytes(), "hello world");
+//! # }
+//! ```
+//!
+//! [`Full`]: http_body_util::Full
+//! [`Empty`]: http_body_util::Empty
+
+mod replay;
+
+use bytes::Buf;
+use http_body::Body;
+use http_body_util::{Either, Empty, Full};
+
+pub use replay::{DEFAULT_REPLAY_CAP, ReplayBody, ReplayError};
+
+/// A request body that may be copied for another attempt.
+pub trait TryCloneBody: Body + Sized {
+    /// A copy that will send the same bytes again from the start, or `None`
+    /// when that is not possible (a stream over its replay cap, a stream
+    /// that failed, a body type that cannot be copied).
+    fn try_clone_body(&self) -> Option<Self>;
+}
+
+impl<D: Buf + Clone> TryCloneBody for Full<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<D: Buf> TryCloneBody for Empty<D> {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(Empty::new())
+    }
+}
+
+impl TryCloneBody for String {
+    fn try_clone_body(&self) -> Option<Self> {
+        Some(self.clone())
+    }
+}
+
+impl<L, R> TryCloneBody for Either<L, R>
+where
+    L: TryCloneBody,
+    R: TryCloneBody<Data = L::Data>,
+    L::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    R::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn try_clone_body(&self) -> Option<Self> {
+        match self {
+            Either::Left(l) => l.try_clone_body().map(Either::Left),
+            Either::Right(r) => r.try_clone_body().map(Either::Right),
+        }
+    }
+}
+
+impl<D, E> TryCloneBody for http_body_util::combinators::BoxBody<D, E>
+where
+    D: Buf,
+{
+    /// A boxed body cannot be copied.
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<D, E> TryCloneBody for http_body_util::combinators::UnsyncBoxBody<D, E>
+where
+    D: Buf,
+{
+    /// A boxed body cannot be copied.
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
