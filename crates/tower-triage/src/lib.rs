@@ -1,18 +1,59 @@
 //! A tower middleware for outbound HTTP calls: per-attempt evidence,
 //! owner-based retries, secret-free events and escalation packets.
 //!
-//! This crate is being built in steps (see the workspace `CHANGELOG.md`).
-//! Available now:
+//! [`Triage`] wraps any HTTP client — a
+//! `Service<http::Request<B>, Response = http::Response<R>>` — and on every
+//! attempt records what came back, names the owner of a failure (the
+//! connection path, auth, permission, quota, a rate limit, the request, the
+//! API's servers, or a gateway), retries by that owner under
+//! [`RetryRules`](triage_core::RetryRules), and reports: a [`Report`] in
+//! every response's extensions, a `tracing` event per attempt (target
+//! [`TARGET`]), and a [`triage_core::Error`] with an escalation packet when a
+//! call fails.
 //!
-//! - [`body`]: request bodies that can be sent again for a retry —
-//!   [`TryCloneBody`](body::TryCloneBody) for in-memory bodies and a capped
-//!   [`ReplayBody`](body::ReplayBody) for streams.
+//! # Example
 //!
-//! The decisions themselves (who owns a failure, whether and when to retry)
-//! live in [`triage_core`], which this crate re-exports as [`core`].
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//! use tower_triage::{Report, TriageLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! // Any client works; here a stand-in that answers 200.
+//! let client = service_fn(|_req: http::Request<Full<Bytes>>| async {
+//!     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
+//! });
+//! let mut client = TriageLayer::new().layer(client);
+//! let request = http::Request::get("https://api.openai.com/v1/models").body(Full::new(Bytes::new()))?;
+//! let response = client.ready().await?.call(request).await?;
+//! assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! Request bodies must say whether they can be sent again: see [`body`].
+//! Final failure statuses come back as responses (with the [`Report`]) unless
+//! [`TriageLayer::errors_for_status`] turns them into errors.
+//!
+//! The decisions themselves live in [`triage_core`], re-exported as
+//! [`core`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 pub mod body;
+mod events;
+mod future;
+mod layer;
+mod report;
+mod response_body;
+mod service;
+mod transport;
 
+pub use events::TARGET;
+pub use future::ResponseFuture;
+pub use layer::{PEEK_LIMIT, TriageLayer};
+pub use report::Report;
+pub use response_body::ResponseBody;
+pub use service::Triage;
+pub use transport::TimeoutError;
 pub use triage_core as core;

@@ -1,0 +1,82 @@
+//! The tracing events: one per attempt, one per failed outcome. Field names
+//! follow OpenTelemetry's HTTP conventions where one exists; no header value,
+//! body or query secret is ever written (the URL goes through
+//! [`redact`](triage_core::redact)).
+
+use http::{Method, Uri};
+use tracing::{Level, event, level_enabled};
+use triage_core::{Decision, Diagnosis, Evidence, Packet};
+
+/// The event target, for filters: `tower_triage=debug`.
+pub const TARGET: &str = "tower_triage";
+
+/// DEBUG for a routine attempt, WARN for a retry, ERROR for a final failure.
+pub(crate) fn attempt(
+    method: &Method,
+    uri: &Uri,
+    n: u32,
+    evidence: &Evidence,
+    diagnosis: &Diagnosis,
+    decision: &Decision,
+) {
+    let level = match decision {
+        Decision::Retry(_) => Level::WARN,
+        _ if diagnosis.is_success() => Level::DEBUG,
+        _ => Level::ERROR,
+    };
+    macro_rules! emit {
+        ($level:expr) => {
+            if level_enabled!($level) {
+                let rate = evidence.rate();
+                event!(
+                    target: TARGET,
+                    $level,
+                    http.request.method = method.as_str(),
+                    server.address = uri.host().unwrap_or(""),
+                    url.path = uri.path(),
+                    http.request.resend_count = n.saturating_sub(1),
+                    http.response.status_code = evidence.status().map(|s| s.as_u16()),
+                    owner = diagnosis.owner().map(|o| o.as_str()),
+                    class = %diagnosis.class(),
+                    stage = diagnosis.stage().map(|s| s.as_str()),
+                    body_seen = evidence.body().seen() || evidence.failure_body().is_some(),
+                    request_id = evidence.request_id_str(),
+                    error.code = evidence.failure_body().and_then(|b| b.code().or(b.kind())),
+                    rate.remaining_requests = rate.requests.remaining,
+                    rate.remaining_tokens = rate.tokens.remaining,
+                    rate.reset_ms = rate.exhausted_reset().map(|d| d.as_millis() as u64),
+                    decision = decision.reason(),
+                    delay_ms = decision.delay().map(|d| d.as_millis() as u64),
+                    elapsed_ms = evidence.elapsed().as_millis() as u64,
+                    "attempt {}",
+                    if decision.is_retry() { "failed, retrying" } else if diagnosis.is_success() { "succeeded" } else { "failed" }
+                );
+            }
+        };
+    }
+    match level {
+        Level::WARN => emit!(Level::WARN),
+        Level::DEBUG => emit!(Level::DEBUG),
+        _ => emit!(Level::ERROR),
+    }
+}
+
+/// The final failure, with the escalation packet's summary.
+pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet) {
+    if level_enabled!(Level::ERROR) {
+        event!(
+            target: TARGET,
+            Level::ERROR,
+            http.request.method = method.as_str(),
+            server.address = uri.host().unwrap_or(""),
+            owner = packet.owner().map(|o| o.as_str()),
+            class = packet.class(),
+            stage = packet.stage().map(|s| s.as_str()),
+            attempts = packet.attempts_total(),
+            outcome = packet.outcome(),
+            request_ids = ?packet.request_ids(),
+            next_step = packet.next_step(),
+            "request failed"
+        );
+    }
+}

@@ -1,0 +1,542 @@
+//! [`ResponseFuture`]: one call, attempt by attempt.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep};
+use tower::Service;
+use triage_core::{
+    AttemptContext, BodyProgress, BoxError, Decision, Diagnosis, Error, Evidence, Fault,
+    PacketBuilder, Profile, Stage, Stop, TimeoutPhase, TransportFailure, classify,
+};
+
+use crate::body::TryCloneBody;
+use crate::events;
+use crate::layer::{Config, PEEK_LIMIT};
+use crate::report::Report;
+use crate::response_body::ResponseBody;
+use crate::transport::{TimeoutError, classify_error};
+
+/// The profile of a call: a built-in one (detected from the host) or the
+/// layer's own.
+#[derive(Debug, Clone)]
+enum ProfileRef {
+    Static(&'static Profile),
+    Shared(Arc<Profile>),
+}
+
+impl Deref for ProfileRef {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        match self {
+            ProfileRef::Static(p) => p,
+            ProfileRef::Shared(p) => p,
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        /// Waiting for the service to be ready for another attempt.
+        Ready,
+        /// An attempt is in flight.
+        Calling { #[pin] future: F },
+        /// A failure status came back; reading its body to learn why.
+        Peeking {
+            status: StatusCode,
+            parts: Option<http::response::Parts>,
+            body: Option<Pin<Box<R>>>,
+            buf: BytesMut,
+            ended: bool,
+        },
+        /// Waiting before the next attempt.
+        Waiting,
+        /// Finished.
+        Done,
+    }
+}
+
+pin_project! {
+    /// The future of a [`Triage`](crate::Triage) call.
+    #[project = ResponseFutureProj]
+    pub struct ResponseFuture<S, B, R>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future, R>,
+        #[pin]
+        timer: Option<Sleep>,
+        service: S,
+        head: Option<Request<()>>,
+        body: Option<B>,
+        next: Option<B>,
+        method: Method,
+        uri: Uri,
+        idempotency_key: bool,
+        profile: ProfileRef,
+        config: Arc<Config>,
+        attempt: u32,
+        started: Instant,
+        attempt_started: Instant,
+        packet: Option<PacketBuilder>,
+    }
+}
+
+impl<S, B, R> std::fmt::Debug for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("method", &self.method)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(0x7269_6167_6500_u64) | 1
+    });
+}
+
+/// A uniform sample in `[0, 1)` for the backoff jitter (xorshift64*).
+fn random() -> f64 {
+    RNG.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+/// The error for an inner service that failed to become ready.
+pub(crate) fn readiness_error(error: BoxError) -> Error {
+    let failure = TransportFailure::new(Stage::Connect, Fault::Other);
+    let evidence = Evidence::from_transport(failure);
+    let profile = Profile::generic();
+    let diagnosis = classify(&evidence, profile);
+    let stop = Stop::NotRetryable(triage_core::Owner::ConnectionPath);
+    let packet = PacketBuilder::new(&Method::GET, &Uri::default(), profile, SystemTime::now())
+        .attempt(&evidence, &diagnosis, &Decision::Stop(stop))
+        .error(&*error)
+        .finish(Duration::ZERO);
+    Error::new(diagnosis, stop, &evidence, packet, Some(error))
+}
+
+impl<S, B, R> ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+    R: Body,
+    R::Error: Into<BoxError>,
+{
+    pub(crate) fn new(mut service: S, request: Request<B>, config: Arc<Config>) -> Self {
+        let profile = match &config.profile {
+            Some(p) => ProfileRef::Shared(Arc::clone(p)),
+            None => ProfileRef::Static(Profile::detect(request.uri().host().unwrap_or(""))),
+        };
+        let now = Instant::now();
+        config.budget.deposit(now.into_std());
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let idempotency_key = request.headers().contains_key("idempotency-key");
+        let (parts, body) = request.into_parts();
+        // Keep a copy of the request for retries, when retries are on and the
+        // body can be copied; otherwise send the original.
+        let copy = (config.rules.retries() > 0)
+            .then(|| body.try_clone_body())
+            .flatten();
+        let (head, template, send) = match copy {
+            Some(copy) => {
+                let head = Request::from_parts(parts, ());
+                let send = with_body(&head, copy);
+                (Some(head), Some(body), send)
+            }
+            None => (None, None, Request::from_parts(parts, body)),
+        };
+        let future = service.call(send);
+        ResponseFuture {
+            state: State::Calling { future },
+            timer: None,
+            service,
+            head,
+            body: template,
+            next: None,
+            method,
+            uri,
+            idempotency_key,
+            profile,
+            config,
+            attempt: 1,
+            started: now,
+            attempt_started: now,
+            packet: None,
+        }
+    }
+}
+
+fn with_body<B>(head: &Request<()>, body: B) -> Request<B> {
+    let (parts, ()) = head.clone().into_parts();
+    Request::from_parts(parts, body)
+}
+
+/// What an attempt ended with, once judged.
+enum Outcome<R> {
+    Retry(Duration),
+    Respond(Response<ResponseBody<R>>),
+    Fail(Error),
+}
+
+impl<S, B, R> Future for ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+    R: Body,
+    R::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<R>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let outcome = match this.state.as_mut().project() {
+                StateProj::Ready => {
+                    if let Err(e) = ready!(this.service.poll_ready(cx)) {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(readiness_error(e.into())));
+                    }
+                    let (Some(head), Some(body)) = (this.head.as_ref(), this.next.take()) else {
+                        // Unreachable: a retry is only decided with a copy in hand.
+                        this.state.set(State::Done);
+                        return Poll::Ready(Err(readiness_error(
+                            "request could not be copied".into(),
+                        )));
+                    };
+                    let future = this.service.call(with_body(head, body));
+                    *this.attempt += 1;
+                    *this.attempt_started = Instant::now();
+                    this.timer.set(None);
+                    this.state.set(State::Calling { future });
+                    continue;
+                }
+                StateProj::Calling { future } => {
+                    if this.timer.is_none() {
+                        if let Some(limit) = this.config.attempt_timeout {
+                            this.timer.set(Some(sleep(limit)));
+                        }
+                    }
+                    let timed_out = match this.timer.as_mut().as_pin_mut() {
+                        Some(timer) => timer.poll(cx).is_ready(),
+                        None => false,
+                    };
+                    if timed_out {
+                        let limit = this.config.attempt_timeout.unwrap_or_default();
+                        let error = TimeoutError {
+                            phase: TimeoutPhase::Headers,
+                            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                        };
+                        this.state.set(State::Done);
+                        this.timer.set(None);
+                        let failure = TransportFailure::new(
+                            Stage::AwaitHeaders,
+                            Fault::Timeout(TimeoutPhase::Headers),
+                        );
+                        judge_transport(&mut this, failure, Box::new(error))
+                    } else {
+                        match future.poll(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(Err(e)) => {
+                                this.state.set(State::Done);
+                                this.timer.set(None);
+                                let e: BoxError = e.into();
+                                let failure = classify_error(&*e, true);
+                                judge_transport(&mut this, failure, e)
+                            }
+                            Poll::Ready(Ok(response)) => {
+                                this.timer.set(None);
+                                let status = response.status();
+                                if status.as_u16() < 400 {
+                                    this.state.set(State::Done);
+                                    Outcome::Respond(success(&mut this, response))
+                                } else {
+                                    let (parts, body) = response.into_parts();
+                                    this.timer.set(Some(sleep(this.config.peek_timeout)));
+                                    this.state.set(State::Peeking {
+                                        status,
+                                        parts: Some(parts),
+                                        body: Some(Box::pin(body)),
+                                        buf: BytesMut::new(),
+                                        ended: false,
+                                    });
+                                    continue;
+                                }
+                            }
+                        }
+                    }
+                }
+                StateProj::Peeking {
+                    status,
+                    parts,
+                    body,
+                    buf,
+                    ended,
+                } => {
+                    let mut failed = false;
+                    let mut timed_out = false;
+                    while !*ended && buf.len() < PEEK_LIMIT {
+                        let Some(stream) = body.as_mut() else { break };
+                        match stream.as_mut().poll_frame(cx) {
+                            Poll::Ready(Some(Ok(frame))) => {
+                                if let Ok(mut data) = frame.into_data() {
+                                    while data.has_remaining() {
+                                        let chunk = data.chunk();
+                                        buf.extend_from_slice(chunk);
+                                        let n = chunk.len();
+                                        data.advance(n);
+                                    }
+                                }
+                            }
+                            Poll::Ready(Some(Err(_))) => {
+                                failed = true;
+                                *ended = true;
+                            }
+                            Poll::Ready(None) => *ended = true,
+                            Poll::Pending => {
+                                let expired = this
+                                    .timer
+                                    .as_mut()
+                                    .as_pin_mut()
+                                    .is_some_and(|t| t.poll(cx).is_ready());
+                                if !expired {
+                                    return Poll::Pending;
+                                }
+                                timed_out = true;
+                                break;
+                            }
+                        }
+                    }
+                    let status = *status;
+                    let parts = parts.take();
+                    let rest = if *ended { None } else { body.take() };
+                    let seen = buf.split().freeze();
+                    this.timer.set(None);
+                    this.state.set(State::Done);
+                    let Some(parts) = parts else {
+                        return Poll::Ready(Err(readiness_error("response lost".into())));
+                    };
+                    judge_failure_status(&mut this, status, parts, seen, rest, failed, timed_out)
+                }
+                StateProj::Waiting => {
+                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                        ready!(timer.poll(cx));
+                    }
+                    this.timer.set(None);
+                    this.state.set(State::Ready);
+                    continue;
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            };
+            match outcome {
+                Outcome::Retry(delay) => {
+                    this.timer.set(Some(sleep(delay)));
+                    this.state.set(State::Waiting);
+                }
+                Outcome::Respond(response) => return Poll::Ready(Ok(response)),
+                Outcome::Fail(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+}
+
+type Projection<'a, S, B, R> = ResponseFutureProj<'a, S, B, R>;
+
+/// Decides after an attempt: classification, the retry rules, the event,
+/// and the packet of a failure.
+fn decide<S, B, R>(this: &mut Projection<'_, S, B, R>, evidence: &Evidence) -> (Diagnosis, Decision)
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let diagnosis = classify(evidence, this.profile);
+    // A retry needs a fresh copy of the body; make it now, so that a body
+    // that cannot be copied stops the request with that reason.
+    let copy = if diagnosis.is_retryable() {
+        this.body.as_ref().and_then(TryCloneBody::try_clone_body)
+    } else {
+        None
+    };
+    let ctx = AttemptContext::new(*this.attempt, this.method)
+        .idempotency_key(*this.idempotency_key)
+        .replayable(copy.is_some())
+        .elapsed(this.started.elapsed())
+        .random(random());
+    let decision = this.config.rules.decide(
+        &diagnosis,
+        evidence,
+        this.profile,
+        &ctx,
+        &this.config.budget,
+        Instant::now().into_std(),
+    );
+    if decision.is_retry() {
+        *this.next = copy;
+    }
+    events::attempt(
+        this.method,
+        this.uri,
+        *this.attempt,
+        evidence,
+        &diagnosis,
+        &decision,
+    );
+    if !diagnosis.is_success() || this.packet.is_some() {
+        let packet = this.packet.get_or_insert_with(|| {
+            let started = SystemTime::now()
+                .checked_sub(this.started.elapsed())
+                .unwrap_or_else(SystemTime::now);
+            PacketBuilder::new(this.method, this.uri, this.profile, started)
+                .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
+                .runtime("tokio")
+        });
+        packet.push_attempt(evidence, &diagnosis, &decision);
+    }
+    (diagnosis, decision)
+}
+
+fn report<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    evidence: &Evidence,
+    diagnosis: Diagnosis,
+) -> Report
+where
+    S: Service<Request<B>>,
+{
+    Report {
+        attempts: *this.attempt,
+        request_id: evidence.request_id().cloned(),
+        rate: *evidence.rate(),
+        diagnosis,
+        packet: this
+            .packet
+            .take()
+            .map(|p| Arc::new(p.finish(this.started.elapsed()))),
+    }
+}
+
+fn success<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    response: Response<R>,
+) -> Response<ResponseBody<R>>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let evidence = Evidence::from_response(
+        response.status(),
+        response.headers(),
+        this.profile,
+        SystemTime::now(),
+    )
+    .with_elapsed(this.attempt_started.elapsed());
+    let (diagnosis, _) = decide(this, &evidence);
+    let report = report(this, &evidence, diagnosis);
+    let (mut parts, body) = response.into_parts();
+    parts.extensions.insert(report);
+    Response::from_parts(parts, ResponseBody::passthrough(body))
+}
+
+fn judge_transport<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    failure: TransportFailure,
+    error: BoxError,
+) -> Outcome<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let evidence = Evidence::from_transport(failure).with_elapsed(this.attempt_started.elapsed());
+    let (diagnosis, decision) = decide(this, &evidence);
+    match decision {
+        Decision::Retry(retry) => Outcome::Retry(retry.delay()),
+        Decision::Stop(stop) => {
+            let mut packet = this.packet.take().unwrap_or_else(|| {
+                PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
+            });
+            packet.set_error(&*error);
+            let packet = packet.finish(this.started.elapsed());
+            events::outcome(this.method, this.uri, &packet);
+            Outcome::Fail(Error::new(diagnosis, stop, &evidence, packet, Some(error)))
+        }
+        _ => Outcome::Fail(readiness_error("unknown decision".into())),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge_failure_status<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    status: StatusCode,
+    parts: http::response::Parts,
+    seen: Bytes,
+    rest: Option<Pin<Box<R>>>,
+    body_failed: bool,
+    timed_out: bool,
+) -> Outcome<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let mut evidence =
+        Evidence::from_response(status, &parts.headers, this.profile, SystemTime::now())
+            .with_elapsed(this.attempt_started.elapsed());
+    evidence.read_failure_body(&parts.headers, &seen);
+    let bytes = seen.len() as u64;
+    evidence.set_body(match (body_failed, rest.is_some() || timed_out) {
+        (true, _) => BodyProgress::Failed(bytes),
+        (false, true) => BodyProgress::Partial(bytes),
+        (false, false) => BodyProgress::Complete(bytes),
+    });
+    let (diagnosis, decision) = decide(this, &evidence);
+    match decision {
+        Decision::Retry(retry) => Outcome::Retry(retry.delay()),
+        Decision::Stop(stop) => {
+            if this.config.errors_for_status {
+                let packet = this
+                    .packet
+                    .take()
+                    .map(|p| p.finish(this.started.elapsed()))
+                    .unwrap_or_else(|| {
+                        PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
+                            .finish(Duration::ZERO)
+                    });
+                events::outcome(this.method, this.uri, &packet);
+                return Outcome::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
+            }
+            let report = report(this, &evidence, diagnosis);
+            if let Some(packet) = report.packet() {
+                events::outcome(this.method, this.uri, packet);
+            }
+            // Every byte is handed back, so Content-Length still holds.
+            let mut response = Response::from_parts(parts, ResponseBody::peeked(seen, rest));
+            response.extensions_mut().insert(report);
+            Outcome::Respond(response)
+        }
+        _ => Outcome::Fail(readiness_error("unknown decision".into())),
+    }
+}

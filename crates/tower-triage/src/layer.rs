@@ -1,0 +1,117 @@
+//! [`TriageLayer`]: the per-client settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tower::Layer;
+use triage_core::{Profile, RetryBudget, RetryRules};
+
+use crate::service::Triage;
+
+/// At most this many bytes of a failure body are read to classify it.
+pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
+
+/// Cloning shares the budget: every copy of a layer spends from one allowance.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) profile: Option<Arc<Profile>>,
+    pub(crate) rules: RetryRules,
+    pub(crate) budget: Arc<RetryBudget>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) peek_timeout: Duration,
+    pub(crate) errors_for_status: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            profile: None,
+            rules: RetryRules::default(),
+            budget: Arc::new(RetryBudget::default()),
+            attempt_timeout: None,
+            peek_timeout: Duration::from_secs(2),
+            errors_for_status: false,
+        }
+    }
+}
+
+/// Wraps an HTTP client in [`Triage`].
+///
+/// Clones share one retry budget, so every clone of a client spends from the
+/// same allowance.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_triage::TriageLayer;
+/// use tower_triage::core::{Profile, RetryRules};
+///
+/// let layer = TriageLayer::new()
+///     .profile(Profile::openai().clone())
+///     .rules(RetryRules::default().max_retries(3).deadline(Some(Duration::from_secs(30))))
+///     .attempt_timeout(Some(Duration::from_secs(60)));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct TriageLayer {
+    config: Arc<Config>,
+}
+
+impl TriageLayer {
+    /// The defaults: the profile detected from each request's host,
+    /// openai-python's retry rules, the default retry budget, no per-attempt
+    /// timeout, failure bodies read for at most 2 s, and final failure
+    /// statuses handed back as responses.
+    pub fn new() -> TriageLayer {
+        TriageLayer::default()
+    }
+
+    fn config(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
+    }
+
+    /// Uses `profile` for every request instead of detecting it from the host.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.config().profile = Some(Arc::new(profile));
+        self
+    }
+
+    /// Sets the retry rules.
+    pub fn rules(mut self, rules: RetryRules) -> Self {
+        self.config().rules = rules;
+        self
+    }
+
+    /// Sets the retry budget shared by every clone of the service.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.config().budget = Arc::new(budget);
+        self
+    }
+
+    /// Bounds the wait for each attempt's response head.
+    pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().attempt_timeout = timeout;
+        self
+    }
+
+    /// Bounds the time spent reading a failure body to classify it
+    /// (default 2 s).
+    pub fn peek_timeout(mut self, timeout: Duration) -> Self {
+        self.config().peek_timeout = timeout;
+        self
+    }
+
+    /// Turns a final failure status into an error (as the official SDKs do)
+    /// instead of handing the response back.
+    pub fn errors_for_status(mut self, yes: bool) -> Self {
+        self.config().errors_for_status = yes;
+        self
+    }
+}
+
+impl<S> Layer<S> for TriageLayer {
+    type Service = Triage<S>;
+
+    fn layer(&self, inner: S) -> Triage<S> {
+        Triage::from_config(inner, Arc::clone(&self.config))
+    }
+}
