@@ -80,3 +80,27 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet) {
         );
     }
 }
+
+/// The caller dropped the call before it finished.
+pub(crate) fn cancelled(
+    method: &Method,
+    uri: &Uri,
+    attempt: u32,
+    stage: triage_core::Stage,
+    elapsed: std::time::Duration,
+) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            http.request.method = method.as_str(),
+            server.address = uri.host().unwrap_or(""),
+            owner = triage_core::Owner::Caller.as_str(),
+            class = "cancelled",
+            stage = stage.as_str(),
+            attempts = attempt,
+            elapsed_ms = elapsed.as_millis() as u64,
+            "request cancelled by the caller"
+        );
+    }
+}

@@ -16,12 +16,13 @@ use tokio::time::{Instant, Sleep, sleep};
 use tower::Service;
 use triage_core::{
     AttemptContext, BodyProgress, BoxError, Decision, Diagnosis, Error, Evidence, Fault,
-    PacketBuilder, Profile, Stage, Stop, TimeoutPhase, TransportFailure, classify,
+    PacketBuilder, Profile, RetryRules, Stage, Stop, TimeoutPhase, TransportFailure, classify,
 };
 
 use crate::body::TryCloneBody;
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
+use crate::options::RequestOptions;
 use crate::report::Report;
 use crate::response_body::ResponseBody;
 use crate::transport::{TimeoutError, classify_error};
@@ -77,6 +78,11 @@ pin_project! {
         state: State<S::Future, R>,
         #[pin]
         timer: Option<Sleep>,
+        #[pin]
+        deadline: Option<Sleep>,
+        deadline_at: Option<Instant>,
+        rules: Option<RetryRules>,
+        attempt_timeout: Option<Duration>,
         service: S,
         head: Option<Request<()>>,
         body: Option<B>,
@@ -90,6 +96,23 @@ pin_project! {
         started: Instant,
         attempt_started: Instant,
         packet: Option<PacketBuilder>,
+    }
+
+    impl<S, B, R> PinnedDrop for ResponseFuture<S, B, R>
+    where
+        S: Service<Request<B>>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let stage = match this.state.project() {
+                StateProj::Done => return,
+                StateProj::Calling { .. } | StateProj::Ready => Stage::AwaitHeaders,
+                StateProj::Peeking { .. } => Stage::Body,
+                StateProj::Waiting => Stage::Connect,
+            };
+            // Dropped before it finished: the caller cancelled.
+            events::cancelled(this.method, this.uri, *this.attempt, stage, this.started.elapsed());
+        }
     }
 }
 
@@ -147,10 +170,31 @@ where
     R::Error: Into<BoxError>,
 {
     pub(crate) fn new(mut service: S, request: Request<B>, config: Arc<Config>) -> Self {
-        let profile = match &config.profile {
+        let options = request.extensions().get::<RequestOptions>();
+        let profile = match options
+            .and_then(|o| o.profile.as_ref())
+            .or(config.profile.as_ref())
+        {
             Some(p) => ProfileRef::Shared(Arc::clone(p)),
             None => ProfileRef::Static(Profile::detect(request.uri().host().unwrap_or(""))),
         };
+        let rules = options.and_then(|o| {
+            (o.max_retries.is_some() || o.deadline.is_some()).then(|| {
+                let mut rules = config.rules.clone();
+                if let Some(n) = o.max_retries {
+                    rules = rules.max_retries(n);
+                }
+                if let Some(deadline) = o.deadline {
+                    rules = rules.deadline(deadline);
+                }
+                rules
+            })
+        });
+        let attempt_timeout = options
+            .and_then(|o| o.attempt_timeout)
+            .unwrap_or(config.attempt_timeout);
+        let retries = rules.as_ref().unwrap_or(&config.rules).retries();
+        let total = rules.as_ref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
         config.budget.deposit(now.into_std());
         let method = request.method().clone();
@@ -159,9 +203,7 @@ where
         let (parts, body) = request.into_parts();
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
-        let copy = (config.rules.retries() > 0)
-            .then(|| body.try_clone_body())
-            .flatten();
+        let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
         let (head, template, send) = match copy {
             Some(copy) => {
                 let head = Request::from_parts(parts, ());
@@ -174,6 +216,10 @@ where
         ResponseFuture {
             state: State::Calling { future },
             timer: None,
+            deadline: None,
+            deadline_at: total.and_then(|d| now.checked_add(d)),
+            rules,
+            attempt_timeout,
             service,
             head,
             body: template,
@@ -215,6 +261,36 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if let Some(at) = *this.deadline_at {
+            if this.deadline.is_none() {
+                this.deadline.set(Some(tokio::time::sleep_until(at)));
+            }
+            let passed = this
+                .deadline
+                .as_mut()
+                .as_pin_mut()
+                .is_some_and(|d| d.poll(cx).is_ready());
+            if passed && !matches!(this.state.as_mut().project(), StateProj::Done) {
+                let stage = match this.state.as_mut().project() {
+                    StateProj::Peeking { .. } => Stage::Body,
+                    _ => Stage::AwaitHeaders,
+                };
+                this.state.set(State::Done);
+                this.timer.set(None);
+                let limit = this.started.elapsed();
+                let error = TimeoutError {
+                    phase: TimeoutPhase::Total,
+                    millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                };
+                let failure = TransportFailure::new(stage, Fault::Timeout(TimeoutPhase::Total));
+                return Poll::Ready(match judge_transport(&mut this, failure, Box::new(error)) {
+                    Outcome::Fail(error) => Err(error),
+                    Outcome::Respond(response) => Ok(response),
+                    // The total deadline is never retried.
+                    Outcome::Retry(_) => Err(readiness_error("deadline passed".into())),
+                });
+            }
+        }
         loop {
             let outcome = match this.state.as_mut().project() {
                 StateProj::Ready => {
@@ -238,7 +314,7 @@ where
                 }
                 StateProj::Calling { future } => {
                     if this.timer.is_none() {
-                        if let Some(limit) = this.config.attempt_timeout {
+                        if let Some(limit) = *this.attempt_timeout {
                             this.timer.set(Some(sleep(limit)));
                         }
                     }
@@ -247,7 +323,7 @@ where
                         None => false,
                     };
                     if timed_out {
-                        let limit = this.config.attempt_timeout.unwrap_or_default();
+                        let limit = this.attempt_timeout.unwrap_or_default();
                         let error = TimeoutError {
                             phase: TimeoutPhase::Headers,
                             millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
@@ -387,7 +463,8 @@ where
         .replayable(copy.is_some())
         .elapsed(this.started.elapsed())
         .random(random());
-    let decision = this.config.rules.decide(
+    let rules = this.rules.as_ref().unwrap_or(&this.config.rules);
+    let decision = rules.decide(
         &diagnosis,
         evidence,
         this.profile,

@@ -1,0 +1,62 @@
+//! [`RequestOptions`]: per-request overrides of the layer's settings, carried
+//! in the request's extensions (like openai-python's `with_options`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use triage_core::Profile;
+
+/// Overrides for one request; put it in the request's extensions.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_triage::RequestOptions;
+///
+/// let mut request = http::Request::post("https://api.openai.com/v1/responses").body(()).unwrap();
+/// request.extensions_mut().insert(
+///     RequestOptions::new().max_retries(5).attempt_timeout(Some(Duration::from_secs(20))),
+/// );
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    pub(crate) max_retries: Option<u32>,
+    pub(crate) attempt_timeout: Option<Option<Duration>>,
+    pub(crate) deadline: Option<Option<Duration>>,
+    pub(crate) profile: Option<Arc<Profile>>,
+}
+
+impl RequestOptions {
+    /// No overrides.
+    pub fn new() -> RequestOptions {
+        RequestOptions::default()
+    }
+
+    /// Retries for this request (0 turns them off).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = Some(retries);
+        self
+    }
+
+    /// Turns retries off for this request.
+    pub fn no_retries(self) -> Self {
+        self.max_retries(0)
+    }
+
+    /// The wait for each attempt's response head (`None`: no limit).
+    pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// The total deadline over every attempt and wait (`None`: no limit).
+    pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The provider profile for this request.
+    pub fn profile(mut self, profile: Profile) -> Self {
+        self.profile = Some(Arc::new(profile));
+        self
+    }
+}
