@@ -104,3 +104,32 @@ pub(crate) fn cancelled(
         );
     }
 }
+
+/// A response body handed back broke mid-way.
+pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault) {
+    if level_enabled!(Level::ERROR) {
+        event!(
+            target: TARGET,
+            Level::ERROR,
+            owner = triage_core::Owner::ConnectionPath.as_str(),
+            stage = triage_core::Stage::Body.as_str(),
+            fault = fault.as_str(),
+            bytes,
+            "response body failed"
+        );
+    }
+}
+
+/// The caller dropped a response body before its end.
+pub(crate) fn body_dropped(bytes: u64) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            owner = triage_core::Owner::Caller.as_str(),
+            stage = triage_core::Stage::Body.as_str(),
+            bytes,
+            "response body dropped by the caller before its end"
+        );
+    }
+}

@@ -22,6 +22,7 @@ use triage_core::{
 use crate::body::TryCloneBody;
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
+use crate::observer::{AttemptInfo, Outcome};
 use crate::options::RequestOptions;
 use crate::report::Report;
 use crate::response_body::ResponseBody;
@@ -112,6 +113,9 @@ pin_project! {
             };
             // Dropped before it finished: the caller cancelled.
             events::cancelled(this.method, this.uri, *this.attempt, stage, this.started.elapsed());
+            if let Some(observer) = &this.config.observer {
+                observer.on_outcome(&Outcome::Cancelled { attempts: *this.attempt, stage });
+            }
         }
     }
 }
@@ -243,7 +247,7 @@ fn with_body<B>(head: &Request<()>, body: B) -> Request<B> {
 }
 
 /// What an attempt ended with, once judged.
-enum Outcome<R> {
+enum Next<R> {
     Retry(Duration),
     Respond(Response<ResponseBody<R>>),
     Fail(Error),
@@ -284,10 +288,10 @@ where
                 };
                 let failure = TransportFailure::new(stage, Fault::Timeout(TimeoutPhase::Total));
                 return Poll::Ready(match judge_transport(&mut this, failure, Box::new(error)) {
-                    Outcome::Fail(error) => Err(error),
-                    Outcome::Respond(response) => Ok(response),
+                    Next::Fail(error) => Err(error),
+                    Next::Respond(response) => Ok(response),
                     // The total deadline is never retried.
-                    Outcome::Retry(_) => Err(readiness_error("deadline passed".into())),
+                    Next::Retry(_) => Err(readiness_error("deadline passed".into())),
                 });
             }
         }
@@ -350,7 +354,7 @@ where
                                 let status = response.status();
                                 if status.as_u16() < 400 {
                                     this.state.set(State::Done);
-                                    Outcome::Respond(success(&mut this, response))
+                                    Next::Respond(success(&mut this, response))
                                 } else {
                                     let (parts, body) = response.into_parts();
                                     this.timer.set(Some(sleep(this.config.peek_timeout)));
@@ -430,12 +434,12 @@ where
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
             match outcome {
-                Outcome::Retry(delay) => {
+                Next::Retry(delay) => {
                     this.timer.set(Some(sleep(delay)));
                     this.state.set(State::Waiting);
                 }
-                Outcome::Respond(response) => return Poll::Ready(Ok(response)),
-                Outcome::Fail(error) => return Poll::Ready(Err(error)),
+                Next::Respond(response) => return Poll::Ready(Ok(response)),
+                Next::Fail(error) => return Poll::Ready(Err(error)),
             }
         }
     }
@@ -483,6 +487,16 @@ where
         &diagnosis,
         &decision,
     );
+    if let Some(observer) = &this.config.observer {
+        observer.on_attempt(&AttemptInfo {
+            method: this.method,
+            uri: this.uri,
+            attempt: *this.attempt,
+            evidence,
+            diagnosis: &diagnosis,
+            decision: &decision,
+        });
+    }
     if !diagnosis.is_success() || this.packet.is_some() {
         let packet = this.packet.get_or_insert_with(|| {
             let started = SystemTime::now()
@@ -505,6 +519,12 @@ fn report<S, B, R>(
 where
     S: Service<Request<B>>,
 {
+    if let Some(observer) = &this.config.observer {
+        observer.on_outcome(&Outcome::Response {
+            attempts: *this.attempt,
+            diagnosis: &diagnosis,
+        });
+    }
     Report {
         attempts: *this.attempt,
         request_id: evidence.request_id().cloned(),
@@ -524,6 +544,7 @@ fn success<S, B, R>(
 where
     S: Service<Request<B>>,
     B: TryCloneBody,
+    R: Body,
 {
     let evidence = Evidence::from_response(
         response.status(),
@@ -536,14 +557,28 @@ where
     let report = report(this, &evidence, diagnosis);
     let (mut parts, body) = response.into_parts();
     parts.extensions.insert(report);
-    Response::from_parts(parts, ResponseBody::passthrough(body))
+    Response::from_parts(
+        parts,
+        ResponseBody::passthrough(body, this.config.observer.clone()),
+    )
+}
+
+/// The event and observer call of a call that fails with an error.
+fn failed<S, B, R>(this: &mut Projection<'_, S, B, R>, packet: &triage_core::Packet)
+where
+    S: Service<Request<B>>,
+{
+    events::outcome(this.method, this.uri, packet);
+    if let Some(observer) = &this.config.observer {
+        observer.on_outcome(&Outcome::Failed { packet });
+    }
 }
 
 fn judge_transport<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     failure: TransportFailure,
     error: BoxError,
-) -> Outcome<R>
+) -> Next<R>
 where
     S: Service<Request<B>>,
     B: TryCloneBody,
@@ -551,17 +586,17 @@ where
     let evidence = Evidence::from_transport(failure).with_elapsed(this.attempt_started.elapsed());
     let (diagnosis, decision) = decide(this, &evidence);
     match decision {
-        Decision::Retry(retry) => Outcome::Retry(retry.delay()),
+        Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
             let mut packet = this.packet.take().unwrap_or_else(|| {
                 PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
             });
             packet.set_error(&*error);
             let packet = packet.finish(this.started.elapsed());
-            events::outcome(this.method, this.uri, &packet);
-            Outcome::Fail(Error::new(diagnosis, stop, &evidence, packet, Some(error)))
+            failed(this, &packet);
+            Next::Fail(Error::new(diagnosis, stop, &evidence, packet, Some(error)))
         }
-        _ => Outcome::Fail(readiness_error("unknown decision".into())),
+        _ => Next::Fail(readiness_error("unknown decision".into())),
     }
 }
 
@@ -574,10 +609,11 @@ fn judge_failure_status<S, B, R>(
     rest: Option<Pin<Box<R>>>,
     body_failed: bool,
     timed_out: bool,
-) -> Outcome<R>
+) -> Next<R>
 where
     S: Service<Request<B>>,
     B: TryCloneBody,
+    R: Body,
 {
     let mut evidence =
         Evidence::from_response(status, &parts.headers, this.profile, SystemTime::now())
@@ -591,7 +627,7 @@ where
     });
     let (diagnosis, decision) = decide(this, &evidence);
     match decision {
-        Decision::Retry(retry) => Outcome::Retry(retry.delay()),
+        Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
             if this.config.errors_for_status {
                 let packet = this
@@ -602,18 +638,21 @@ where
                         PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
                             .finish(Duration::ZERO)
                     });
-                events::outcome(this.method, this.uri, &packet);
-                return Outcome::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
+                failed(this, &packet);
+                return Next::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
             }
             let report = report(this, &evidence, diagnosis);
             if let Some(packet) = report.packet() {
                 events::outcome(this.method, this.uri, packet);
             }
             // Every byte is handed back, so Content-Length still holds.
-            let mut response = Response::from_parts(parts, ResponseBody::peeked(seen, rest));
+            let mut response = Response::from_parts(
+                parts,
+                ResponseBody::peeked(seen, rest, this.config.observer.clone()),
+            );
             response.extensions_mut().insert(report);
-            Outcome::Respond(response)
+            Next::Respond(response)
         }
-        _ => Outcome::Fail(readiness_error("unknown decision".into())),
+        _ => Next::Fail(readiness_error("unknown decision".into())),
     }
 }

@@ -6,13 +6,14 @@ use std::time::Duration;
 use tower::Layer;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
+use crate::observer::Observer;
 use crate::service::Triage;
 
 /// At most this many bytes of a failure body are read to classify it.
 pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
 
 /// Cloning shares the budget: every copy of a layer spends from one allowance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) profile: Option<Arc<Profile>>,
     pub(crate) rules: RetryRules,
@@ -20,6 +21,24 @@ pub(crate) struct Config {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) peek_timeout: Duration,
     pub(crate) errors_for_status: bool,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "profile",
+                &self.profile.as_ref().map(|p| p.name().to_owned()),
+            )
+            .field("rules", &self.rules)
+            .field("budget", &self.budget)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("peek_timeout", &self.peek_timeout)
+            .field("errors_for_status", &self.errors_for_status)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -31,6 +50,7 @@ impl Default for Config {
             attempt_timeout: None,
             peek_timeout: Duration::from_secs(2),
             errors_for_status: false,
+            observer: None,
         }
     }
 }
@@ -97,6 +117,12 @@ impl TriageLayer {
     /// (default 2 s).
     pub fn peek_timeout(mut self, timeout: Duration) -> Self {
         self.config().peek_timeout = timeout;
+        self
+    }
+
+    /// Sends the data of every event to `observer` as values.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.config().observer = Some(Arc::new(observer));
         self
     }
 

@@ -1,13 +1,19 @@
 //! [`ResponseBody`]: the response body handed to the caller, with every byte
-//! the layer peeked at put back in front.
+//! the layer peeked at put back in front, counted as it goes.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use triage_core::BoxError;
+
+use crate::events;
+use crate::observer::{BodyOutcome, Observer};
+use crate::transport::classify_error;
 
 pin_project! {
     /// The body of a response returned by [`Triage`](crate::Triage).
@@ -16,38 +22,86 @@ pin_project! {
     /// [`Bytes`]). For a failure status the layer has read up to 16 KiB to
     /// classify it; those bytes come first, then the rest of the stream, so
     /// the caller still gets every byte.
-    #[derive(Debug)]
+    ///
+    /// It counts what it delivers: a stream that breaks, or is dropped
+    /// before its end, is reported (an event, and
+    /// [`Observer::on_body`](crate::Observer::on_body)) with the bytes
+    /// received and the stage `body`.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
+        bytes: u64,
+        done: bool,
+        // Set when `is_end_stream` said so (the consumer may not poll again).
+        ended: AtomicBool,
+        observer: Option<Arc<dyn Observer>>,
+    }
+
+    impl<B> PinnedDrop for ResponseBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.done && !this.ended.load(Ordering::Relaxed) {
+                events::body_dropped(*this.bytes);
+                if let Some(observer) = this.observer {
+                    observer.on_body(&BodyOutcome::Dropped { bytes: *this.bytes });
+                }
+            }
+        }
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    #[derive(Debug)]
     enum Kind<B> {
         Passthrough { #[pin] inner: B },
         Peeked { prefix: Option<Bytes>, rest: Option<Pin<Box<B>>> },
     }
 }
 
-impl<B> ResponseBody<B> {
-    pub(crate) fn passthrough(inner: B) -> ResponseBody<B> {
+impl<B> std::fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("bytes", &self.bytes)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> ResponseBody<B> {
+    pub(crate) fn passthrough(inner: B, observer: Option<Arc<dyn Observer>>) -> ResponseBody<B> {
         ResponseBody {
+            done: inner.is_end_stream(),
             kind: Kind::Passthrough { inner },
+            bytes: 0,
+            ended: AtomicBool::new(false),
+            observer,
         }
     }
 
     /// `prefix` was read already; `rest` is the remaining stream (`None` when
     /// the body ended within the prefix).
-    pub(crate) fn peeked(prefix: Bytes, rest: Option<Pin<Box<B>>>) -> ResponseBody<B> {
+    pub(crate) fn peeked(
+        prefix: Bytes,
+        rest: Option<Pin<Box<B>>>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> ResponseBody<B> {
         ResponseBody {
+            done: prefix.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
             kind: Kind::Peeked {
                 prefix: (!prefix.is_empty()).then_some(prefix),
                 rest,
             },
+            bytes: 0,
+            ended: AtomicBool::new(false),
+            observer,
         }
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Bytes delivered so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 }
 
@@ -63,35 +117,60 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let inner = match self.project().kind.project() {
+        let this = self.project();
+        let inner = match this.kind.project() {
             KindProj::Passthrough { inner } => inner,
             KindProj::Peeked { prefix, rest } => {
                 if let Some(bytes) = prefix.take() {
+                    *this.bytes += bytes.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
                 match rest {
                     Some(body) => body.as_mut(),
-                    None => return Poll::Ready(None),
+                    None => {
+                        *this.done = true;
+                        return Poll::Ready(None);
+                    }
                 }
             }
         };
         match inner.poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(
-                frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-            ))),
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = frame.map_data(|mut data| data.copy_to_bytes(data.remaining()));
+                if let Some(data) = frame.data_ref() {
+                    *this.bytes += data.len() as u64;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.done = true;
+                let error: BoxError = error.into();
+                let failure = classify_error(&*error, true);
+                events::body_failed(*this.bytes, failure.fault());
+                if let Some(observer) = this.observer {
+                    observer.on_body(&BodyOutcome::Failed { bytes: *this.bytes });
+                }
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                *this.done = true;
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
+        let ended = match &self.kind {
             Kind::Passthrough { inner } => inner.is_end_stream(),
             Kind::Peeked { prefix, rest } => {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
+        };
+        if ended {
+            self.ended.store(true, Ordering::Relaxed);
         }
+        ended
     }
 
     fn size_hint(&self) -> SizeHint {

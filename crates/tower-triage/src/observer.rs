@@ -1,0 +1,104 @@
+//! [`Observer`]: the data of every event, as values, for metrics without log
+//! parsing.
+
+use http::{Method, Uri};
+use triage_core::{Decision, Diagnosis, Evidence, Packet, Stage};
+
+/// Receives what the layer's events carry, as values. Methods run inline on
+/// the request's task: keep them cheap (count, don't block).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use tower_triage::{AttemptInfo, Observer, TriageLayer};
+///
+/// #[derive(Default)]
+/// struct Retries(AtomicU64);
+///
+/// impl Observer for Retries {
+///     fn on_attempt(&self, attempt: &AttemptInfo<'_>) {
+///         if attempt.decision.is_retry() {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let layer = TriageLayer::new().observer(Retries::default());
+/// # let _ = layer;
+/// ```
+pub trait Observer: Send + Sync + 'static {
+    /// After each attempt is judged.
+    fn on_attempt(&self, attempt: &AttemptInfo<'_>) {
+        let _ = attempt;
+    }
+
+    /// When a call ends: success, failure, or cancellation by the caller.
+    fn on_outcome(&self, outcome: &Outcome<'_>) {
+        let _ = outcome;
+    }
+
+    /// When a response body that was handed back breaks or is dropped
+    /// before its end.
+    fn on_body(&self, body: &BodyOutcome) {
+        let _ = body;
+    }
+}
+
+/// One judged attempt.
+#[non_exhaustive]
+#[derive(Debug)]
+pub struct AttemptInfo<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI (may hold secrets: redact before writing it anywhere,
+    /// see [`triage_core::redact::uri`]).
+    pub uri: &'a Uri,
+    /// The attempt's number, 1 for the first.
+    pub attempt: u32,
+    /// What came back.
+    pub evidence: &'a Evidence,
+    /// The verdict.
+    pub diagnosis: &'a Diagnosis,
+    /// What the layer does next.
+    pub decision: &'a Decision,
+}
+
+/// How a call ended.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    /// A response was handed back (a success, or a final failure status).
+    Response {
+        /// Attempts made.
+        attempts: u32,
+        /// The verdict on the last attempt.
+        diagnosis: &'a Diagnosis,
+    },
+    /// The call failed with an error; the packet says why.
+    Failed {
+        /// The escalation packet.
+        packet: &'a Packet,
+    },
+    /// The caller dropped the call before it finished.
+    Cancelled {
+        /// Attempts started.
+        attempts: u32,
+        /// Where the call was.
+        stage: Stage,
+    },
+}
+
+/// What happened to a response body after it was handed back.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// The stream broke after this many bytes.
+    Failed {
+        /// Bytes delivered before the break.
+        bytes: u64,
+    },
+    /// The caller dropped the body before its end, after this many bytes.
+    Dropped {
+        /// Bytes delivered before the drop.
+        bytes: u64,
+    },
+}
