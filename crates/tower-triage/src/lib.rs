@@ -13,6 +13,26 @@
 //!
 //! # Example
 //!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+//! use tower::{Layer, Service, ServiceExt};
+//! use tower_triage::{Report, TriageLayer};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let connector = tower_triage::connect::http_connector(); // tags DNS and connect failures
+//! let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+//! let mut client = TriageLayer::new().layer(client);
+//! let request = http::Request::get("http://inference.internal:8080/v1/models").body(Full::new(Bytes::new()))?;
+//! let response = client.ready().await?.call(request).await?; // or a triage_core::Error
+//! println!("{:?}", response.extensions().get::<Report>());
+//! # Ok(()) }
+//! ```
+//!
+//! Any other client works too (without stage tags, failures are classified
+//! from the error chain):
+//!
 //! ```
 //! use bytes::Bytes;
 //! use http_body_util::Full;
@@ -20,7 +40,6 @@
 //! use tower_triage::{Report, TriageLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! // Any client works; here a stand-in that answers 200.
 //! let client = service_fn(|_req: http::Request<Full<Bytes>>| async {
 //!     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from_static(b"{}"))))
 //! });
@@ -30,6 +49,11 @@
 //! assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 1);
 //! # Ok(()) }
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `hyper-util` (default): [`connect`], stage tagging for hyper-util's
+//!   legacy `Client`.
 //!
 //! Request bodies must say whether they can be sent again: see [`body`].
 //! Final failure statuses come back as responses (with the [`Report`]) unless
@@ -41,6 +65,9 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+#[cfg(feature = "hyper-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper-util")))]
+pub mod connect;
 mod events;
 mod future;
 mod layer;
@@ -59,5 +86,5 @@ pub use options::RequestOptions;
 pub use report::Report;
 pub use response_body::ResponseBody;
 pub use service::Triage;
-pub use transport::TimeoutError;
+pub use transport::{StageError, TimeoutError};
 pub use triage_core as core;

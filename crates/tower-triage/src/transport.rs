@@ -12,7 +12,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use triage_core::{CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
+use triage_core::{BoxError, CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
 
 /// A timeout raised by this crate, naming its phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +26,42 @@ impl TimeoutError {
     /// The phase that timed out.
     pub fn phase(&self) -> TimeoutPhase {
         self.phase
+    }
+}
+
+/// An error tagged with the stage it happened at (see the `connect`
+/// module, feature `hyper-util`). The innermost tag of a chain names the
+/// stage.
+#[derive(Debug)]
+pub struct StageError {
+    stage: Stage,
+    source: BoxError,
+}
+
+impl StageError {
+    /// Tags `source` with `stage`.
+    pub fn new(stage: Stage, source: impl Into<BoxError>) -> StageError {
+        StageError {
+            stage,
+            source: source.into(),
+        }
+    }
+
+    /// The stage.
+    pub fn stage(&self) -> Stage {
+        self.stage
+    }
+}
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} stage failed", self.stage)
+    }
+}
+
+impl StdError for StageError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -66,6 +102,17 @@ pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> Tr
         .map(|e| e.to_string().to_ascii_lowercase())
         .collect();
     let said = |needle: &str| text.iter().any(|t| t.contains(needle));
+    let kind = links
+        .iter()
+        .find_map(|e| e.downcast_ref::<io::Error>())
+        .map(io::Error::kind);
+    if let Some(tagged) = links
+        .iter()
+        .rev()
+        .find_map(|e| e.downcast_ref::<StageError>())
+    {
+        return tagged_failure(tagged.stage(), kind, &text);
+    }
 
     let connecting = said("tcp connect error") || said("client error (connect)");
     if said("dns error") || said("failed to lookup address") {
@@ -95,10 +142,6 @@ pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> Tr
     if said("tls handshake eof") {
         return TransportFailure::new(Stage::Tls, Fault::TlsHandshake);
     }
-    let kind = links
-        .iter()
-        .find_map(|e| e.downcast_ref::<io::Error>())
-        .map(io::Error::kind);
     let after_connect = if sent {
         Stage::AwaitHeaders
     } else {
@@ -140,6 +183,67 @@ pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> Tr
         _ if connecting => TransportFailure::new(Stage::Connect, Fault::Other),
         _ => TransportFailure::new(after_connect, Fault::Other),
     }
+}
+
+/// The fault at a stage named by a tag.
+fn tagged_failure(stage: Stage, kind: Option<io::ErrorKind>, text: &[String]) -> TransportFailure {
+    let said = |needle: &str| text.iter().any(|t| t.contains(needle));
+    let io_fault = |timeout: TimeoutPhase| match kind {
+        Some(io::ErrorKind::ConnectionRefused) => Some(Fault::Refused),
+        Some(
+            io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::AddrNotAvailable,
+        ) => Some(Fault::Unreachable),
+        Some(io::ErrorKind::TimedOut) => Some(Fault::Timeout(timeout)),
+        Some(
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe,
+        ) => Some(Fault::Reset),
+        Some(io::ErrorKind::UnexpectedEof) => Some(Fault::Closed),
+        _ => None,
+    };
+    let fault = match stage {
+        Stage::Dns => {
+            if matches!(kind, Some(io::ErrorKind::NotFound))
+                || said("name or service not known")
+                || said("nodename nor servname")
+                || said("nxdomain")
+                || said("no such host")
+                || said("no address associated")
+            {
+                Fault::NameNotFound
+            } else if matches!(kind, Some(io::ErrorKind::TimedOut)) {
+                Fault::Timeout(TimeoutPhase::Connect)
+            } else {
+                Fault::ResolverFailed
+            }
+        }
+        Stage::Proxy => {
+            if said("proxy authorization required") {
+                Fault::ProxyAuthRequired
+            } else if let Some(fault) = io_fault(TimeoutPhase::Connect) {
+                fault
+            } else {
+                Fault::ProxyRejected
+            }
+        }
+        Stage::Tls => {
+            if let Some(problem) = certificate_problem(text) {
+                Fault::Certificate(problem)
+            } else if said("invalidcontenttype") || said("corrupt message") {
+                Fault::TlsProtocol
+            } else {
+                match io_fault(TimeoutPhase::Connect) {
+                    None | Some(Fault::Closed | Fault::Reset) => Fault::TlsHandshake,
+                    Some(other) => other,
+                }
+            }
+        }
+        _ => io_fault(TimeoutPhase::Connect).unwrap_or(Fault::Other),
+    };
+    TransportFailure::new(stage, fault)
 }
 
 /// rustls's "invalid peer certificate: …" texts, in both the plain and the

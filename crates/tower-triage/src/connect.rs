@@ -1,0 +1,204 @@
+//! Stage tagging for hyper-util's legacy `Client` (feature `hyper-util`).
+//!
+//! hyper and hyper-util do not say in data where a connection failed; their
+//! messages are not stable. These wrappers tag an error with its [`Stage`]
+//! where it happens — [`TagResolver`] around the resolver (DNS),
+//! [`StageLayer`] around a connector (connect, proxy, TLS) — and the layer
+//! reads the innermost tag first.
+//!
+//! # Example
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use tower::Layer;
+//! use tower_triage::TriageLayer;
+//!
+//! let connector = tower_triage::connect::http_connector();
+//! let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+//! let client = TriageLayer::new().layer(client);
+//! # let _ = client;
+//! ```
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use http::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use pin_project_lite::pin_project;
+use tower::{Layer, Service};
+use triage_core::{BoxError, Stage};
+
+pub use crate::transport::StageError;
+use crate::transport::chain;
+
+fn is_tagged(error: &(dyn StdError + 'static)) -> bool {
+    chain(error).iter().any(|e| e.is::<StageError>())
+}
+
+fn tag(stage: Stage, error: BoxError) -> BoxError {
+    if is_tagged(&*error) {
+        error
+    } else {
+        Box::new(StageError::new(stage, error))
+    }
+}
+
+/// Tags a resolver's errors as the DNS stage.
+#[derive(Debug, Clone)]
+pub struct TagResolver<R> {
+    inner: R,
+}
+
+impl<R> TagResolver<R> {
+    /// Wraps a resolver (a `Service<Name>`).
+    pub fn new(inner: R) -> TagResolver<R> {
+        TagResolver { inner }
+    }
+}
+
+impl<R> Service<Name> for TagResolver<R>
+where
+    R: Service<Name>,
+    R::Error: Into<BoxError>,
+{
+    type Response = R::Response;
+    type Error = StageError;
+    type Future = TagFuture<R::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), StageError>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| StageError::new(Stage::Dns, e))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        TagFuture {
+            inner: self.inner.call(name),
+            stage: Stage::Dns,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a tagged call.
+    #[derive(Debug)]
+    pub struct TagFuture<F> {
+        #[pin]
+        inner: F,
+        stage: Stage,
+    }
+}
+
+impl<F, T, E> Future for TagFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, StageError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let stage = *this.stage;
+        Poll::Ready(ready!(this.inner.poll(cx)).map_err(|e| StageError::new(stage, e)))
+    }
+}
+
+/// Tags a connector's untagged errors with a stage; an error that already
+/// carries a tag (from an inner resolver or connector) keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct StageLayer {
+    stage: Stage,
+}
+
+impl StageLayer {
+    /// Tags with `stage`: [`Stage::Connect`] around a TCP connector,
+    /// [`Stage::Proxy`] around a tunnel, [`Stage::Tls`] around a TLS
+    /// connector.
+    pub fn new(stage: Stage) -> StageLayer {
+        StageLayer { stage }
+    }
+}
+
+impl<C> Layer<C> for StageLayer {
+    type Service = TagConnect<C>;
+
+    fn layer(&self, inner: C) -> TagConnect<C> {
+        TagConnect {
+            inner,
+            stage: self.stage,
+        }
+    }
+}
+
+/// A connector whose untagged errors are tagged; see [`StageLayer`].
+#[derive(Debug, Clone)]
+pub struct TagConnect<C> {
+    inner: C,
+    stage: Stage,
+}
+
+impl<C> Service<Uri> for TagConnect<C>
+where
+    C: Service<Uri>,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = TagConnectFuture<C::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        let stage = self.stage;
+        self.inner.poll_ready(cx).map_err(|e| tag(stage, e.into()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        TagConnectFuture {
+            inner: self.inner.call(uri),
+            stage: self.stage,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a tagged connect.
+    #[derive(Debug)]
+    pub struct TagConnectFuture<F> {
+        #[pin]
+        inner: F,
+        stage: Stage,
+    }
+}
+
+impl<F, T, E> Future for TagConnectFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let stage = *this.stage;
+        Poll::Ready(ready!(this.inner.poll(cx)).map_err(|e| tag(stage, e.into())))
+    }
+}
+
+/// hyper-util's `HttpConnector` over `resolver`, with DNS and connect
+/// failures tagged. It accepts `https://` URIs so that a TLS connector can
+/// wrap it.
+pub fn tagged_connector<R>(resolver: R) -> TagConnect<HttpConnector<TagResolver<R>>> {
+    let mut http = HttpConnector::new_with_resolver(TagResolver::new(resolver));
+    http.enforce_http(false);
+    StageLayer::new(Stage::Connect).layer(http)
+}
+
+/// [`tagged_connector`] over the system resolver.
+pub fn http_connector() -> TagConnect<HttpConnector<TagResolver<GaiResolver>>> {
+    tagged_connector(GaiResolver::new())
+}

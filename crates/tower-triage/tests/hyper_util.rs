@@ -1,0 +1,207 @@
+//! The layer around hyper-util's legacy Client with stage tagging, against
+//! real sockets on 127.0.0.1. Names are resolved by a test resolver only:
+//! `*.test` is 127.0.0.1, `*.invalid` does not exist.
+#![cfg(feature = "hyper-util")]
+
+use std::future::Ready;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tower::{Layer, Service, ServiceExt};
+use tower_triage::core::{Backoff, ErrorKind, Fault, Owner, RetryRules, Stage};
+use tower_triage::{Report, TriageLayer};
+
+#[derive(Clone, Default)]
+struct TestResolver {
+    lookups: Arc<AtomicU32>,
+}
+
+impl Service<Name> for TestResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Ready<Result<Self::Response, io::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(if name.as_str().ends_with(".test") {
+            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter())
+        } else {
+            Err(io::Error::new(io::ErrorKind::NotFound, "name not found"))
+        })
+    }
+}
+
+fn fast_rules() -> RetryRules {
+    RetryRules::default()
+        .backoff(Backoff::new(Duration::from_millis(5), Duration::from_millis(20)).unwrap())
+}
+
+fn client(
+    resolver: TestResolver,
+) -> impl Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<tower_triage::ResponseBody<hyper::body::Incoming>>,
+    Error = tower_triage::core::Error,
+> + Clone {
+    let connector = tower_triage::connect::tagged_connector(resolver);
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    TriageLayer::new().rules(fast_rules()).layer(client)
+}
+
+fn get(uri: String) -> Request<Full<Bytes>> {
+    Request::get(uri).body(Full::new(Bytes::new())).unwrap()
+}
+
+/// A raw HTTP/1.1 server: for the n-th connection (0-based), `answer(n)`
+/// gives the bytes to write after reading the request head (`None`: close
+/// without answering). Counts connections.
+async fn raw_server(
+    answer: impl Fn(u32) -> Option<&'static str> + Send + Sync + 'static,
+) -> (SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        for _ in 0..64 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let reply = answer(n);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if let Some(reply) = reply {
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_exist_is_the_dns_stage_and_never_retried() {
+    let resolver = TestResolver::default();
+    let mut svc = client(resolver.clone());
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get("http://api.nowhere.invalid/v1".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(error.owner(), Some(Owner::ConnectionPath));
+    assert_eq!(error.stage(), Some(Stage::Dns));
+    assert_eq!(
+        error.class().transport().map(|t| t.fault()),
+        Some(Fault::NameNotFound)
+    );
+    assert_eq!(error.kind(), ErrorKind::Connection);
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(resolver.lookups.load(Ordering::SeqCst), 1);
+    let chain = error.packet().error_chain().join(" / ");
+    assert!(chain.contains("dns stage failed"), "{chain}");
+}
+
+#[tokio::test]
+async fn a_closed_port_is_the_connect_stage_and_retried() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let resolver = TestResolver::default();
+    let mut svc = client(resolver.clone());
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(format!("http://svc.test:{port}/v1")))
+        .await
+        .unwrap_err();
+    assert_eq!(error.stage(), Some(Stage::Connect));
+    assert_eq!(
+        error.class().transport().map(|t| t.fault()),
+        Some(Fault::Refused)
+    );
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(
+        resolver.lookups.load(Ordering::SeqCst),
+        3,
+        "one connect per attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_closed_before_headers_is_retried_for_a_get() {
+    let (addr, accepted) = raw_server(|_| None).await;
+    let mut svc = client(TestResolver::default());
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(format!("http://svc.test:{}/v1", addr.port())))
+        .await
+        .unwrap_err();
+    assert_eq!(error.stage(), Some(Stage::AwaitHeaders));
+    assert_eq!(
+        error.class().transport().map(|t| t.fault()),
+        Some(Fault::Closed)
+    );
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_503_then_200_is_delivered_whole_after_a_retry() {
+    let (addr, accepted) = raw_server(|n| {
+        Some(if n == 0 {
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+        } else {
+            "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nx-request-id: req_42\r\nconnection: close\r\n\r\nhello world"
+        })
+    })
+    .await;
+    let mut svc = client(TestResolver::default());
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(format!("http://svc.test:{}/v1", addr.port())))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let report = response.extensions().get::<Report>().unwrap().clone();
+    assert_eq!(report.attempts(), 2);
+    assert_eq!(report.request_id().unwrap(), "req_42");
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "hello world"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
