@@ -202,3 +202,50 @@ pub fn tagged_connector<R>(resolver: R) -> TagConnect<HttpConnector<TagResolver<
 pub fn http_connector() -> TagConnect<HttpConnector<TagResolver<GaiResolver>>> {
     tagged_connector(GaiResolver::new())
 }
+
+/// The tagged HTTPS connector built by [`https_connector`]: TLS failures are
+/// tagged [`Stage::Tls`] over the tagged TCP connector.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub type HttpsTagged<R> =
+    TagConnect<hyper_rustls::HttpsConnector<TagConnect<HttpConnector<TagResolver<R>>>>>;
+
+/// A tagged HTTPS (and HTTP) connector over `resolver`, trusting `roots`
+/// (rustls with the ring provider, HTTP/1.1).
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub fn https_connector_with<R>(
+    resolver: R,
+    roots: rustls::RootCertStore,
+) -> Result<HttpsTagged<R>, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tagged_connector(resolver));
+    Ok(StageLayer::new(Stage::Tls).layer(https))
+}
+
+/// A tagged HTTPS connector over the system resolver, trusting the system's
+/// root certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
+/// Fails when no root certificate could be loaded.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub fn https_connector() -> Result<HttpsTagged<GaiResolver>, BoxError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(format!(
+            "no root certificate could be loaded ({} errors)",
+            found.errors.len()
+        )
+        .into());
+    }
+    Ok(https_connector_with(GaiResolver::new(), roots)?)
+}

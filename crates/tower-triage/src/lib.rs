@@ -54,6 +54,7 @@
 //!
 //! - `hyper-util` (default): [`connect`], stage tagging for hyper-util's
 //!   legacy `Client`.
+//! - `rustls`: a tagged HTTPS connector (rustls, ring provider, system roots).
 //!
 //! Request bodies must say whether they can be sent again: see [`body`].
 //! Final failure statuses come back as responses (with the [`Report`]) unless
