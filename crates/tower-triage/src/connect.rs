@@ -30,6 +30,7 @@ use std::task::{Context, Poll, ready};
 use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use triage_core::{BoxError, Stage};
@@ -248,4 +249,29 @@ pub fn https_connector() -> Result<HttpsTagged<GaiResolver>, BoxError> {
         .into());
     }
     Ok(https_connector_with(GaiResolver::new(), roots)?)
+}
+
+/// The tagged connector through an HTTP `CONNECT` proxy built by
+/// [`proxied_connector`].
+pub type ProxiedTagged<R> = TagConnect<Tunnel<TagConnect<HttpConnector<TagResolver<R>>>>>;
+
+/// A connector that reaches every destination through the HTTP proxy at
+/// `proxy` with `CONNECT` (hyper-util's `Tunnel`), optionally with a
+/// `Proxy-Authorization` value. Every failure on the way to and through the
+/// proxy — the proxy refusing or not listening, asking for credentials (407),
+/// refusing the tunnel — is tagged [`Stage::Proxy`], so it is never blamed on
+/// the origin; DNS failures (of the proxy's name) stay [`Stage::Dns`].
+pub fn proxied_connector<R>(
+    resolver: R,
+    proxy: Uri,
+    authorization: Option<http::HeaderValue>,
+) -> ProxiedTagged<R> {
+    let mut http = HttpConnector::new_with_resolver(TagResolver::new(resolver));
+    http.enforce_http(false);
+    let to_proxy = StageLayer::new(Stage::Proxy).layer(http);
+    let mut tunnel = Tunnel::new(proxy, to_proxy);
+    if let Some(value) = authorization {
+        tunnel = tunnel.with_auth(value);
+    }
+    StageLayer::new(Stage::Proxy).layer(tunnel)
 }
