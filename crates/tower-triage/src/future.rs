@@ -84,6 +84,7 @@ pin_project! {
         deadline_at: Option<Instant>,
         rules: Option<RetryRules>,
         attempt_timeout: Option<Duration>,
+        body_idle_timeout: Option<Duration>,
         service: S,
         head: Option<Request<()>>,
         body: Option<B>,
@@ -197,6 +198,9 @@ where
         let attempt_timeout = options
             .and_then(|o| o.attempt_timeout)
             .unwrap_or(config.attempt_timeout);
+        let body_idle_timeout = options
+            .and_then(|o| o.body_idle_timeout)
+            .unwrap_or(config.body_idle_timeout);
         let retries = rules.as_ref().unwrap_or(&config.rules).retries();
         let total = rules.as_ref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
@@ -224,6 +228,7 @@ where
             deadline_at: total.and_then(|d| now.checked_add(d)),
             rules,
             attempt_timeout,
+            body_idle_timeout,
             service,
             head,
             body: template,
@@ -559,7 +564,8 @@ where
     parts.extensions.insert(report);
     Response::from_parts(
         parts,
-        ResponseBody::passthrough(body, this.config.observer.clone()),
+        ResponseBody::passthrough(body, this.config.observer.clone())
+            .with_idle_timeout(*this.body_idle_timeout),
     )
 }
 
@@ -648,7 +654,8 @@ where
             // Every byte is handed back, so Content-Length still holds.
             let mut response = Response::from_parts(
                 parts,
-                ResponseBody::peeked(seen, rest, this.config.observer.clone()),
+                ResponseBody::peeked(seen, rest, this.config.observer.clone())
+                    .with_idle_timeout(*this.body_idle_timeout),
             );
             response.extensions_mut().insert(report);
             Next::Respond(response)

@@ -19,6 +19,7 @@ pub(crate) struct Config {
     pub(crate) rules: RetryRules,
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) body_idle_timeout: Option<Duration>,
     pub(crate) peek_timeout: Duration,
     pub(crate) errors_for_status: bool,
     pub(crate) observer: Option<Arc<dyn Observer>>,
@@ -34,6 +35,7 @@ impl std::fmt::Debug for Config {
             .field("rules", &self.rules)
             .field("budget", &self.budget)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("body_idle_timeout", &self.body_idle_timeout)
             .field("peek_timeout", &self.peek_timeout)
             .field("errors_for_status", &self.errors_for_status)
             .field("observer", &self.observer.is_some())
@@ -48,6 +50,7 @@ impl Default for Config {
             rules: RetryRules::default(),
             budget: Arc::new(RetryBudget::default()),
             attempt_timeout: None,
+            body_idle_timeout: None,
             peek_timeout: Duration::from_secs(2),
             errors_for_status: false,
             observer: None,
@@ -110,6 +113,13 @@ impl TriageLayer {
     /// Bounds the wait for each attempt's response head.
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config().attempt_timeout = timeout;
+        self
+    }
+
+    /// Fails a response body that goes quiet for this long (a typed
+    /// `body_idle` timeout at the body stage); off by default.
+    pub fn body_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().body_idle_timeout = timeout;
         self
     }
 

@@ -21,6 +21,7 @@ use triage_core::Profile;
 pub struct RequestOptions {
     pub(crate) max_retries: Option<u32>,
     pub(crate) attempt_timeout: Option<Option<Duration>>,
+    pub(crate) body_idle_timeout: Option<Option<Duration>>,
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
 }
@@ -45,6 +46,12 @@ impl RequestOptions {
     /// The wait for each attempt's response head (`None`: no limit).
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// How long the response body may go quiet (`None`: no limit).
+    pub fn body_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.body_idle_timeout = Some(timeout);
         self
     }
 

@@ -9,11 +9,15 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
-use triage_core::BoxError;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::{Sleep, sleep};
+use triage_core::{BoxError, TimeoutPhase};
 
 use crate::events;
 use crate::observer::{BodyOutcome, Observer};
-use crate::transport::classify_error;
+use crate::transport::{TimeoutError, classify_error};
 
 pin_project! {
     /// The body of a response returned by [`Triage`](crate::Triage).
@@ -35,6 +39,9 @@ pin_project! {
         // Set when `is_end_stream` said so (the consumer may not poll again).
         ended: AtomicBool,
         observer: Option<Arc<dyn Observer>>,
+        idle_timeout: Option<Duration>,
+        #[pin]
+        idle: Option<Sleep>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -75,6 +82,8 @@ impl<B: Body> ResponseBody<B> {
             bytes: 0,
             ended: AtomicBool::new(false),
             observer,
+            idle_timeout: None,
+            idle: None,
         }
     }
 
@@ -94,7 +103,15 @@ impl<B: Body> ResponseBody<B> {
             bytes: 0,
             ended: AtomicBool::new(false),
             observer,
+            idle_timeout: None,
+            idle: None,
         }
+    }
+
+    /// Fails the body when no frame arrives for `timeout`.
+    pub(crate) fn with_idle_timeout(mut self, timeout: Option<Duration>) -> ResponseBody<B> {
+        self.idle_timeout = timeout;
+        self
     }
 }
 
@@ -134,7 +151,34 @@ where
                 }
             }
         };
-        match inner.poll_frame(cx) {
+        let polled = inner.poll_frame(cx);
+        let mut idle = this.idle;
+        let polled = match (polled, *this.idle_timeout) {
+            (Poll::Pending, Some(limit)) => {
+                if idle.is_none() {
+                    idle.set(Some(sleep(limit)));
+                }
+                match idle.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
+                    Some(Poll::Ready(())) => {
+                        idle.set(None);
+                        let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+                        Poll::Ready(Some(Err(BoxError::from(TimeoutError {
+                            phase: TimeoutPhase::BodyIdle,
+                            millis,
+                        }))))
+                    }
+                    _ => Poll::Pending,
+                }
+            }
+            (polled, _) => {
+                // Any progress re-arms the idle timer.
+                if polled.is_ready() {
+                    idle.set(None);
+                }
+                polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+            }
+        };
+        match polled {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = frame.map_data(|mut data| data.copy_to_bytes(data.remaining()));
                 if let Some(data) = frame.data_ref() {
@@ -144,7 +188,6 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
-                let error: BoxError = error.into();
                 let failure = classify_error(&*error, true);
                 events::body_failed(*this.bytes, failure.fault());
                 if let Some(observer) = this.observer {

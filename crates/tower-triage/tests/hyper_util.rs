@@ -205,3 +205,155 @@ async fn a_503_then_200_is_delivered_whole_after_a_retry() {
     );
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
+
+#[derive(Clone, Copy)]
+enum Misbehave {
+    /// Write the head and part of the body, then reset the connection.
+    ResetMidBody,
+    /// Write the head and part of the body, then close (FIN).
+    TruncateBody,
+    /// Write the head and 10 body bytes, then go quiet.
+    StallBody,
+    /// Wait before writing anything.
+    StallHead,
+}
+
+async fn fault_server(fault: Misbehave) -> (SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU32::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let chunk = vec![b'x'; 1000];
+                match fault {
+                    Misbehave::ResetMidBody => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
+                            .await;
+                        let _ = stream.write_all(&chunk).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _ = stream.set_zero_linger();
+                        drop(stream);
+                    }
+                    Misbehave::TruncateBody => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+                            .await;
+                        let _ = stream.write_all(&chunk).await;
+                        let _ = stream.shutdown().await;
+                    }
+                    Misbehave::StallBody => {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789")
+                            .await;
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                    Misbehave::StallHead => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[derive(Clone, Default)]
+struct Bodies(Arc<std::sync::Mutex<Vec<tower_triage::BodyOutcome>>>);
+
+impl tower_triage::Observer for Bodies {
+    fn on_body(&self, body: &tower_triage::BodyOutcome) {
+        self.0.lock().unwrap().push(*body);
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_mid_way_is_reported_with_its_bytes() {
+    for fault in [Misbehave::ResetMidBody, Misbehave::TruncateBody] {
+        let (addr, accepted) = fault_server(fault).await;
+        let bodies = Bodies::default();
+        let connector = tower_triage::connect::tagged_connector(TestResolver::default());
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+        let mut svc = TriageLayer::new().observer(bodies.clone()).layer(client);
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(get(format!("http://svc.test:{}/big", addr.port())))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.into_body().collect().await.is_err());
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "a streamed body is not retried"
+        );
+        assert_eq!(
+            bodies.0.lock().unwrap().clone(),
+            vec![tower_triage::BodyOutcome::Failed { bytes: 1000 }]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_body_fails_with_the_body_idle_timeout() {
+    let (addr, _) = fault_server(Misbehave::StallBody).await;
+    let bodies = Bodies::default();
+    let connector = tower_triage::connect::tagged_connector(TestResolver::default());
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = TriageLayer::new()
+        .observer(bodies.clone())
+        .body_idle_timeout(Some(Duration::from_millis(150)))
+        .layer(client);
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(format!("http://svc.test:{}/slow", addr.port())))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let error = response.into_body().collect().await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let timeout = error
+        .downcast_ref::<tower_triage::TimeoutError>()
+        .expect("a typed timeout");
+    assert_eq!(timeout.phase(), tower_triage::core::TimeoutPhase::BodyIdle);
+    assert_eq!(
+        bodies.0.lock().unwrap().clone(),
+        vec![tower_triage::BodyOutcome::Failed { bytes: 10 }]
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_head_times_out_per_attempt_and_is_retried_for_a_get() {
+    let (addr, accepted) = fault_server(Misbehave::StallHead).await;
+    let connector = tower_triage::connect::tagged_connector(TestResolver::default());
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = TriageLayer::new()
+        .rules(fast_rules())
+        .attempt_timeout(Some(Duration::from_millis(100)))
+        .layer(client);
+    let started = std::time::Instant::now();
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(format!("http://svc.test:{}/slow", addr.port())))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(error.kind(), ErrorKind::Timeout);
+    assert_eq!(error.stage(), Some(Stage::AwaitHeaders));
+    assert_eq!(error.attempts(), 3);
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
