@@ -40,8 +40,8 @@ pin_project! {
         ended: AtomicBool,
         observer: Option<Arc<dyn Observer>>,
         idle_timeout: Option<Duration>,
-        #[pin]
-        idle: Option<Sleep>,
+        // Boxed: armed only when a timeout is set and the stream is pending.
+        idle: Option<Pin<Box<Sleep>>>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -152,28 +152,26 @@ where
             }
         };
         let polled = inner.poll_frame(cx);
-        let mut idle = this.idle;
+        let idle = this.idle;
         let polled = match (polled, *this.idle_timeout) {
             (Poll::Pending, Some(limit)) => {
-                if idle.is_none() {
-                    idle.set(Some(sleep(limit)));
-                }
-                match idle.as_mut().as_pin_mut().map(|s| s.poll(cx)) {
-                    Some(Poll::Ready(())) => {
-                        idle.set(None);
+                let timer = idle.get_or_insert_with(|| Box::pin(sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        *idle = None;
                         let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
                         Poll::Ready(Some(Err(BoxError::from(TimeoutError {
                             phase: TimeoutPhase::BodyIdle,
                             millis,
                         }))))
                     }
-                    _ => Poll::Pending,
+                    Poll::Pending => Poll::Pending,
                 }
             }
             (polled, _) => {
                 // Any progress re-arms the idle timer.
                 if polled.is_ready() {
-                    idle.set(None);
+                    *idle = None;
                 }
                 polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
             }
