@@ -86,7 +86,7 @@ pub(crate) fn cancelled(
     method: &Method,
     uri: &Uri,
     attempt: u32,
-    stage: triage_core::Stage,
+    stage: Option<triage_core::Stage>,
     elapsed: std::time::Duration,
 ) {
     if level_enabled!(Level::DEBUG) {
@@ -97,7 +97,8 @@ pub(crate) fn cancelled(
             server.address = uri.host().unwrap_or(""),
             owner = triage_core::Owner::Caller.as_str(),
             class = "cancelled",
-            stage = stage.as_str(),
+            stage = stage.map(|s| s.as_str()),
+            waiting = stage.is_none(),
             attempts = attempt,
             elapsed_ms = elapsed.as_millis() as u64,
             "request cancelled by the caller"

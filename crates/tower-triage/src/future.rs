@@ -108,9 +108,10 @@ pin_project! {
             let this = this.project();
             let stage = match this.state.project() {
                 StateProj::Done => return,
-                StateProj::Calling { .. } | StateProj::Ready => Stage::AwaitHeaders,
-                StateProj::Peeking { .. } => Stage::Body,
-                StateProj::Waiting => Stage::Connect,
+                StateProj::Calling { .. } | StateProj::Ready => Some(Stage::AwaitHeaders),
+                StateProj::Peeking { .. } => Some(Stage::Body),
+                // Between attempts: no stage was in progress.
+                StateProj::Waiting => None,
             };
             // Dropped before it finished: the caller cancelled.
             events::cancelled(this.method, this.uri, *this.attempt, stage, this.started.elapsed());

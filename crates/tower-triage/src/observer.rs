@@ -82,8 +82,8 @@ pub enum Outcome<'a> {
     Cancelled {
         /// Attempts started.
         attempts: u32,
-        /// Where the call was.
-        stage: Stage,
+        /// Where the call was; `None` while waiting between attempts.
+        stage: Option<Stage>,
     },
 }
 

@@ -204,3 +204,69 @@ async fn the_total_deadline_stops_a_hanging_call() {
     );
     assert_eq!(error.attempts(), 1);
 }
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn cancelling_mid_attempt_or_mid_wait_leaves_no_task_and_says_so() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let before = metrics.num_alive_tasks();
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&hits);
+    let inner = service_fn(move |req: Request<Full<Bytes>>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if req.uri().path() == "/hang" {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, io::Error>(answer(503, "{}"))
+        }
+    });
+    let mut svc = TriageLayer::new().layer(inner);
+    // Mid-attempt: the upstream never answers.
+    let call = svc.ready().await.unwrap().call(
+        Request::get("http://a.test/hang")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err()
+    );
+    // Mid-wait: a 503, then the backoff (at least 375 ms) is cut short.
+    let call = svc.ready().await.unwrap().call(
+        Request::get("http://a.test/busy")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), call)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "no attempt after the cancellation"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "nothing runs on after the caller left"
+    );
+    assert_eq!(metrics.num_alive_tasks(), before, "no task left behind");
+    let lines = capture.lines();
+    let cancelled: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("request cancelled by the caller"))
+        .collect();
+    assert_eq!(cancelled.len(), 2, "{lines:#?}");
+    assert!(
+        cancelled[0].contains("stage=await_headers"),
+        "{}",
+        cancelled[0]
+    );
+    assert!(cancelled[1].contains("waiting=true"), "{}", cancelled[1]);
+}

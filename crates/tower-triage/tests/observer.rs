@@ -41,7 +41,7 @@ impl Observer for Record {
                 diagnosis,
             } => format!("response {attempts} {}", diagnosis.class()),
             Outcome::Failed { packet } => format!("failed {}", packet.outcome()),
-            Outcome::Cancelled { attempts, stage } => format!("cancelled {attempts} {stage}"),
+            Outcome::Cancelled { attempts, stage } => format!("cancelled {attempts} {stage:?}"),
             _ => String::from("other"),
         };
         self.0.outcomes.lock().unwrap().push(text);
