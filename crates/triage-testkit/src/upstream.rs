@@ -1,0 +1,364 @@
+//! [`Upstream`] and [`TlsUpstream`]: the loopback servers.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::routes::{Action, route};
+use crate::tls::{CertProblem, TestCa};
+
+/// Requests received per path.
+#[derive(Debug, Clone, Default)]
+struct Hits(Arc<Mutex<HashMap<String, u64>>>);
+
+impl Hits {
+    /// Counts a hit and returns how many came before it.
+    fn count(&self, path: &str) -> u64 {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = map.entry(path.to_owned()).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    fn get(&self, path: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(path).copied().unwrap_or(0)
+    }
+
+    fn total(&self) -> u64 {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.values().sum()
+    }
+
+    fn reset(&self) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+/// A plain HTTP/1.1 server on 127.0.0.1 that reproduces failures by path
+/// (see the [crate docs](crate) for the routes). Every answer closes its
+/// connection. Dropping it stops the server.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    hits: Hits,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Starts the server on 127.0.0.1, on a free port.
+    pub async fn start() -> io::Result<Upstream> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let hits = Hits::default();
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let _ = serve_tcp(stream, counter).await;
+                });
+            }
+        });
+        Ok(Upstream { addr, hits, task })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://svc.test:PORT/path` (resolve `svc.test` with
+    /// [`Resolver`](crate::Resolver)).
+    pub fn url(&self, path: &str) -> String {
+        format!("http://svc.test:{}{}", self.addr.port(), path)
+    }
+
+    /// `http://127.0.0.1:PORT/path`.
+    pub fn ip_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.addr.port(), path)
+    }
+
+    /// Requests received on `path` (without its query).
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits.get(path)
+    }
+
+    /// Requests received in all.
+    pub fn total_hits(&self) -> u64 {
+        self.hits.total()
+    }
+
+    /// Forgets every count.
+    pub fn reset_hits(&self) {
+        self.hits.reset();
+    }
+}
+
+/// The same routes over TLS, with a certificate for `svc.test` that has the
+/// chosen problem. Dropping it stops the server.
+#[derive(Debug)]
+pub struct TlsUpstream {
+    addr: SocketAddr,
+    hits: Hits,
+    handshakes: Arc<Mutex<u64>>,
+    ca: Vec<u8>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TlsUpstream {
+    /// Starts the server with a certificate that has `problem`.
+    pub async fn start(problem: CertProblem) -> io::Result<TlsUpstream> {
+        let ca = TestCa::new("triage test CA").map_err(io::Error::other)?;
+        let acceptor = ca.acceptor(problem).map_err(io::Error::other)?;
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let hits = Hits::default();
+        let handshakes = Arc::new(Mutex::new(0u64));
+        let (counter, shakes) = (hits.clone(), Arc::clone(&handshakes));
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (counter, acceptor, shakes) =
+                    (counter.clone(), acceptor.clone(), Arc::clone(&shakes));
+                tokio::spawn(async move {
+                    *shakes.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = serve(tls, counter, None).await;
+                    }
+                });
+            }
+        });
+        Ok(TlsUpstream {
+            addr,
+            hits,
+            handshakes,
+            ca: ca.der().to_vec(),
+            task,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://svc.test:PORT/path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("https://svc.test:{}{}", self.addr.port(), path)
+    }
+
+    /// The DER of the CA a client must trust (for every problem but
+    /// [`CertProblem::UnknownIssuer`], it signed the server's certificate).
+    pub fn ca_der(&self) -> &[u8] {
+        &self.ca
+    }
+
+    /// Requests received on `path` after a completed handshake.
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits.get(path)
+    }
+
+    /// TCP connections accepted (handshakes attempted).
+    pub fn handshakes(&self) -> u64 {
+        *self
+            .handshakes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn serve_tcp(stream: TcpStream, hits: Hits) -> io::Result<()> {
+    // Keep a handle for resets; the stream itself is served below.
+    let std_stream = stream.into_std()?;
+    let resetter = std_stream.try_clone()?;
+    let stream = TcpStream::from_std(std_stream)?;
+    serve(stream, hits, Some(resetter)).await
+}
+
+/// Reads one request and acts on it. `resetter` (a clone of the TCP socket)
+/// is used to reset the connection; without one, a reset is a close.
+async fn serve<S>(
+    mut stream: S,
+    hits: Hits,
+    resetter: Option<std::net::TcpStream>,
+) -> io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some((path, query)) = read_request(&mut stream).await? else {
+        return Ok(());
+    };
+    let hit = hits.count(&path);
+    let reset = move |stream: S| {
+        if let Some(socket) = &resetter {
+            let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
+        }
+        drop(stream);
+    };
+    match route(&path, &query, hit) {
+        Action::Reply {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str(&format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            ));
+            stream.write_all(head.as_bytes()).await?;
+            stream.write_all(&body).await?;
+            stream.shutdown().await?;
+        }
+        Action::Bytes(n) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {n}\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            let mut sent = 0u64;
+            let mut chunk = vec![0u8; 16 * 1024];
+            while sent < n {
+                let len = (n - sent).min(chunk.len() as u64) as usize;
+                for (i, b) in chunk[..len].iter_mut().enumerate() {
+                    *b = crate::pattern_byte(sent + i as u64);
+                }
+                stream.write_all(&chunk[..len]).await?;
+                sent += len as u64;
+            }
+            stream.shutdown().await?;
+        }
+        Action::FinBeforeHeaders => stream.shutdown().await?,
+        Action::RstBeforeHeaders => reset(stream),
+        Action::RstMidBody(after) => {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n")
+                .await?;
+            stream.write_all(&vec![b'x'; after]).await?;
+            stream.flush().await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reset(stream);
+        }
+        Action::TruncatedBody(after) => {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+                .await?;
+            stream.write_all(&vec![b'x'; after]).await?;
+            stream.shutdown().await?;
+        }
+        Action::SlowHeaders(wait) => {
+            tokio::time::sleep(wait).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow")
+                .await?;
+            stream.shutdown().await?;
+        }
+        Action::SlowBody(pause, chunks) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                chunks * 10
+            );
+            stream.write_all(head.as_bytes()).await?;
+            for _ in 0..chunks {
+                stream.flush().await?;
+                tokio::time::sleep(pause).await;
+                stream.write_all(b"0123456789").await?;
+            }
+            stream.shutdown().await?;
+        }
+        Action::Garbage => {
+            stream
+                .write_all(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+                .await?;
+            stream.shutdown().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a request head and any `content-length` body; the path without its
+/// query, and the query. `None` when the peer closed first.
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> io::Result<Option<(String, String)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 64 * 1024 {
+            return Ok(None);
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let target = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let length: usize = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+        .min(64 * 1024 * 1024);
+    // Read the body: closing with unread input would reset the connection.
+    let mut remaining = length.saturating_sub(buf.len() - end);
+    while remaining > 0 {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        remaining = remaining.saturating_sub(n);
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_owned(), q.to_owned()),
+        None => (target, String::new()),
+    };
+    Ok(Some((path, query)))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Status",
+    }
+}
