@@ -61,6 +61,21 @@ impl<R> TagResolver<R> {
     pub fn new(inner: R) -> TagResolver<R> {
         TagResolver { inner }
     }
+
+    /// The inner resolver.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The inner resolver, mutably.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
+    /// The inner resolver.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
 }
 
 impl<R> Service<Name> for TagResolver<R>
@@ -142,6 +157,24 @@ impl<C> Layer<C> for StageLayer {
 pub struct TagConnect<C> {
     inner: C,
     stage: Stage,
+}
+
+impl<C> TagConnect<C> {
+    /// The inner connector.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The inner connector, mutably (e.g. to set `HttpConnector`'s connect
+    /// timeout).
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+
+    /// The inner connector.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
 }
 
 impl<C> Service<Uri> for TagConnect<C>
