@@ -134,3 +134,16 @@ pub(crate) fn body_dropped(bytes: u64) {
         );
     }
 }
+
+/// A response body handed back ended normally.
+pub(crate) fn body_complete(bytes: u64) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            stage = triage_core::Stage::Body.as_str(),
+            bytes,
+            "response body complete"
+        );
+    }
+}

@@ -352,7 +352,14 @@ where
                                 this.state.set(State::Done);
                                 this.timer.set(None);
                                 let e: BoxError = e.into();
-                                let failure = classify_error(&*e, true);
+                                // Without a body that knows, a failure after the
+                                // connection is judged as awaiting the head.
+                                let sent = this
+                                    .body
+                                    .as_ref()
+                                    .and_then(TryCloneBody::fully_sent)
+                                    .unwrap_or(true);
+                                let failure = classify_error(&*e, sent);
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {

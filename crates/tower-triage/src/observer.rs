@@ -36,8 +36,8 @@ pub trait Observer: Send + Sync + 'static {
         let _ = outcome;
     }
 
-    /// When a response body that was handed back breaks or is dropped
-    /// before its end.
+    /// When a response body that was handed back ends, breaks, or is
+    /// dropped before its end.
     fn on_body(&self, body: &BodyOutcome) {
         let _ = body;
     }
@@ -91,6 +91,11 @@ pub enum Outcome<'a> {
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyOutcome {
+    /// The stream ended normally after this many bytes.
+    Complete {
+        /// Bytes delivered.
+        bytes: u64,
+    },
     /// The stream broke after this many bytes.
     Failed {
         /// Bytes delivered before the break.

@@ -47,12 +47,16 @@ pin_project! {
     impl<B> PinnedDrop for ResponseBody<B> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if !*this.done && !this.ended.load(Ordering::Relaxed) {
-                events::body_dropped(*this.bytes);
-                if let Some(observer) = this.observer {
-                    observer.on_body(&BodyOutcome::Dropped { bytes: *this.bytes });
-                }
+            if *this.done {
+                return;
             }
+            // `is_end_stream` said the body ended, and the consumer stopped.
+            let outcome = if this.ended.load(Ordering::Relaxed) {
+                BodyOutcome::Complete { bytes: *this.bytes }
+            } else {
+                BodyOutcome::Dropped { bytes: *this.bytes }
+            };
+            report_body(this.observer.as_ref(), outcome);
         }
     }
 }
@@ -62,6 +66,18 @@ pin_project! {
     enum Kind<B> {
         Passthrough { #[pin] inner: B },
         Peeked { prefix: Option<Bytes>, rest: Option<Pin<Box<B>>> },
+    }
+}
+
+/// The event and observer call for a body's end (complete or dropped).
+fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome) {
+    match outcome {
+        BodyOutcome::Complete { bytes } => events::body_complete(bytes),
+        BodyOutcome::Dropped { bytes } => events::body_dropped(bytes),
+        _ => {}
+    }
+    if let Some(observer) = observer {
+        observer.on_body(&outcome);
     }
 }
 
@@ -195,6 +211,10 @@ where
             }
             Poll::Ready(None) => {
                 *this.done = true;
+                report_body(
+                    this.observer.as_ref(),
+                    BodyOutcome::Complete { bytes: *this.bytes },
+                );
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

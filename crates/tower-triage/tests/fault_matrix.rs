@@ -86,6 +86,7 @@ async fn send(
         .method(method)
         .uri(url)
         .header("authorization", "Bearer sk-test-SECRETSECRETSECRET")
+        .header("api-key", "api-key-value-SECRET")
         .body(Full::new(Bytes::from_static(b"{}")))
         .unwrap();
     svc.ready().await.unwrap().call(request).await
@@ -93,10 +94,14 @@ async fn send(
 
 async fn check(upstream: &Upstream, case: Case) {
     let started = Instant::now();
+    // Secrets in the header and the query: events must never show them.
+    let url = upstream.url(case.path);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let url = format!("{url}{sep}key=abcSECRET");
     let result = send(
         case.profile,
         case.method.clone(),
-        upstream.url(case.path),
+        url,
         Some(Duration::from_millis(500)),
     )
     .await;
@@ -275,6 +280,8 @@ async fn every_status_and_provider_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connection_fault() {
     use Owner::ConnectionPath;
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let cases = vec![
         case(
@@ -365,6 +372,56 @@ async fn every_connection_fault() {
         "transport.connect.timeout.connect"
     );
     assert_eq!(error.attempts(), 3);
+
+    // Every attempt was an event with its evidence, and no secret was written.
+    let lines = capture.0.lock().unwrap().join("\n");
+    for secret in ["SECRET", "sk-test", "api-key-value", "key=abc"] {
+        assert!(!lines.contains(secret), "{secret} leaked:\n{lines}");
+    }
+    assert!(
+        lines.contains("stage=await_headers") && lines.contains("owner=connection_path"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("class=transport.dns.name_not_found"),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("decision=retry") && lines.contains("http.request.resend_count=2"),
+        "{lines}"
+    );
+}
+
+/// A subscriber that keeps every event as text.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+struct Line(String);
+impl tracing::field::Visit for Line {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={:?}", field.name(), value));
+    }
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push_str(&format!(" {}={}", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

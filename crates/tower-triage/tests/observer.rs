@@ -121,9 +121,10 @@ async fn the_observer_sees_every_attempt_and_the_outcome() {
         record.0.outcomes.lock().unwrap().clone(),
         vec!["response 2 success".to_owned()]
     );
-    assert!(
-        record.0.bodies.lock().unwrap().is_empty(),
-        "a body read to its end is not reported"
+    assert_eq!(
+        record.0.bodies.lock().unwrap().clone(),
+        vec![BodyOutcome::Complete { bytes: 2 }],
+        "a body read to its end is reported complete with its bytes"
     );
 }
 

@@ -48,6 +48,14 @@ pub trait TryCloneBody: Body + Sized {
     /// when that is not possible (a stream over its replay cap, a stream
     /// that failed, a body type that cannot be copied).
     fn try_clone_body(&self) -> Option<Self>;
+
+    /// Whether the last copy sent was handed over to the client whole:
+    /// `Some(false)` means a failure happened while the body was still being
+    /// written (the write stage), `Some(true)` after it (waiting for the
+    /// response head); `None` when the body does not know (the default).
+    fn fully_sent(&self) -> Option<bool> {
+        None
+    }
 }
 
 impl<D: Buf + Clone> TryCloneBody for Full<D> {

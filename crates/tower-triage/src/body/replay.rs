@@ -63,6 +63,8 @@ struct Shared<B> {
     trailers: Option<HeaderMap>,
     owner: Option<u64>,
     next_id: u64,
+    // Whether the most recent copy reached its end.
+    last_copy_done: bool,
 }
 
 impl<B> fmt::Debug for ReplayBody<B> {
@@ -105,6 +107,7 @@ impl<B: Body> ReplayBody<B> {
                 trailers: None,
                 owner: None,
                 next_id: 1,
+                last_copy_done: false,
             })),
             id: 0,
             cursor: 0,
@@ -128,6 +131,10 @@ impl<B: Body> TryCloneBody for ReplayBody<B>
 where
     B::Error: Into<BoxError>,
 {
+    fn fully_sent(&self) -> Option<bool> {
+        Some(lock(&self.shared).last_copy_done)
+    }
+
     fn try_clone_body(&self) -> Option<Self> {
         let mut shared = lock(&self.shared);
         if shared.over_cap || shared.failed {
@@ -135,6 +142,7 @@ where
         }
         let id = shared.next_id;
         shared.next_id += 1;
+        shared.last_copy_done = false;
         Some(ReplayBody {
             shared: Arc::clone(&self.shared),
             id,
@@ -178,6 +186,7 @@ where
                     return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
             }
+            shared.last_copy_done = true;
             return Poll::Ready(None);
         }
         if shared.failed {
@@ -196,6 +205,7 @@ where
                 shared.ended = true;
                 shared.body = None;
                 shared.owner = None;
+                shared.last_copy_done = true;
                 this.trailers_done = true;
                 Poll::Ready(None)
             }
@@ -348,6 +358,25 @@ mod tests {
             second.frame().await.unwrap(),
             Err(ReplayError::Busy)
         ));
+    }
+
+    #[tokio::test]
+    async fn it_knows_whether_the_last_copy_was_sent_whole() {
+        let template = ReplayBody::new(Chunks::new(&[b"ab", b"cd"]));
+        assert_eq!(template.fully_sent(), Some(false));
+        let mut first = template.try_clone_body().unwrap();
+        let _ = first.frame().await;
+        assert_eq!(template.fully_sent(), Some(false), "cut off while writing");
+        drop(first);
+        let second = template.try_clone_body().unwrap();
+        assert_eq!(bytes_of(second).await.unwrap(), "abcd");
+        assert_eq!(template.fully_sent(), Some(true));
+        let _third = template.try_clone_body().unwrap();
+        assert_eq!(
+            template.fully_sent(),
+            Some(false),
+            "a new copy starts unsent"
+        );
     }
 
     #[tokio::test]
