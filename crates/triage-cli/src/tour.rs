@@ -1,0 +1,459 @@
+//! `triage tour`: one request per failure class through the layer, against
+//! the testkit's loopback upstream, printed as a table with a lesson a row.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tower::{Layer, Service, ServiceExt};
+use tower_triage::core::{Backoff, Error, Profile, RetryRules};
+use tower_triage::{Report, TriageLayer};
+use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where a row's request goes.
+enum Target {
+    Path(&'static str),
+    Url(String),
+    Tls(CertProblem),
+    Proxy(ProxyBehavior),
+}
+
+struct Row {
+    name: &'static str,
+    target: Target,
+    method: Method,
+    profile: &'static Profile,
+    lesson: &'static str,
+}
+
+fn row(
+    name: &'static str,
+    path: &'static str,
+    profile: &'static Profile,
+    lesson: &'static str,
+) -> Row {
+    Row {
+        name,
+        target: Target::Path(path),
+        method: Method::GET,
+        profile,
+        lesson,
+    }
+}
+
+impl Row {
+    fn post(mut self) -> Self {
+        self.method = Method::POST;
+        self
+    }
+}
+
+/// What one row showed.
+struct Seen {
+    status: Option<u16>,
+    body: bool,
+    request_id: bool,
+    rate: bool,
+    owner: String,
+    class: String,
+    attempts: u32,
+    decision: String,
+    elapsed: Duration,
+}
+
+fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
+    let g = Profile::generic();
+    vec![
+        row(
+            "success",
+            "/ok",
+            Profile::openai(),
+            "a 200 passes through untouched; the request ID and rate headers are kept in the Report",
+        ),
+        row(
+            "rate limit, then success",
+            "/flaky/1/429?retry_after_ms=300",
+            g,
+            "a 429 is waited out as the server says (retry-after-ms), then the call succeeds",
+        )
+        .post(),
+        row(
+            "exhausted quota",
+            "/openai/429/quota",
+            Profile::openai(),
+            "insufficient_quota is a 429 too, but no wait fixes it: never retried",
+        )
+        .post(),
+        row(
+            "request too large",
+            "/openai/429/too-large",
+            Profile::openai(),
+            "\"Request too large\" shares the rate-limit code, yet only a smaller request helps",
+        )
+        .post(),
+        row(
+            "spend limit",
+            "/anthropic/429/spend-limit",
+            Profile::anthropic(),
+            "Anthropic's enforced spend limit: the account owner must act",
+        )
+        .post(),
+        row(
+            "daily quota",
+            "/gemini/429/per-day",
+            Profile::gemini(),
+            "Gemini's per-day quota ID means a day's wait: stop, do not retry",
+        )
+        .post(),
+        row(
+            "authentication",
+            "/status/401",
+            g,
+            "401: check the key and the endpoint family; never retried",
+        ),
+        row(
+            "permission",
+            "/status/403",
+            g,
+            "403: the key is valid but not allowed; never retried",
+        ),
+        row(
+            "bad request",
+            "/status/400",
+            g,
+            "400: fix the request; never retried",
+        )
+        .post(),
+        row(
+            "not found",
+            "/status/404",
+            g,
+            "404: a wrong base URL, model or path; never retried",
+        ),
+        row(
+            "conflict, then success",
+            "/flaky/1/409",
+            g,
+            "409 lock contention is retried, even for a POST",
+        )
+        .post(),
+        row(
+            "server error, then success",
+            "/flaky/2/500",
+            g,
+            "5xx with the origin's answer: retried with backoff for an idempotent GET",
+        ),
+        row(
+            "server error on a POST",
+            "/status/500",
+            g,
+            "the POST may have been processed and the API is not replay-safe: not resent",
+        )
+        .post(),
+        row(
+            "overloaded",
+            "/anthropic/529",
+            Profile::anthropic(),
+            "529 overloaded: the server asks to come back; retried, then reported",
+        )
+        .post(),
+        row(
+            "gateway page",
+            "/gateway/nginx/502",
+            g,
+            "an nginx error page without the origin's request ID: the route provider owns it",
+        ),
+        row(
+            "gateway never reached upstream",
+            "/gateway/envoy/503-connect",
+            g,
+            "Envoy could not connect upstream: nothing was processed, so even a POST is retried",
+        )
+        .post(),
+        row(
+            "CDN origin certificate",
+            "/gateway/cloudflare/526",
+            g,
+            "Cloudflare 526: the route's origin certificate is wrong; retrying will not fix it",
+        ),
+        Row {
+            name: "name not found",
+            target: Target::Url("http://api.nowhere.invalid/v1".into()),
+            method: Method::GET,
+            profile: g,
+            lesson: "DNS says the name does not exist: a wrong base URL; one attempt, no retry",
+        },
+        Row {
+            name: "connection refused",
+            target: Target::Url(format!("http://svc.test:{closed_port}/v1")),
+            method: Method::POST,
+            profile: g,
+            lesson: "nothing listens there; nothing was sent, so even a POST is retried, a bounded number of times",
+        },
+        Row {
+            name: "connect timeout",
+            target: Target::Url(format!("http://svc.test:{backlog_port}/v1")),
+            method: Method::GET,
+            profile: g,
+            lesson: "the host never accepted the connection: the connect stage timed out (check egress rules)",
+        },
+        row(
+            "reset before headers",
+            "/fault/rst-before-headers",
+            g,
+            "the connection broke after the request was sent: retried for a GET",
+        ),
+        row(
+            "slow headers",
+            "/fault/slow-headers?ms=5000",
+            g,
+            "no response head within the attempt timeout: a typed headers timeout, retried",
+        ),
+        Row {
+            name: "TLS unknown CA",
+            target: Target::Tls(CertProblem::UnknownIssuer),
+            method: Method::GET,
+            profile: g,
+            lesson: "the certificate chain is not trusted here: check the CA bundle; never retried",
+        },
+        Row {
+            name: "TLS expired certificate",
+            target: Target::Tls(CertProblem::Expired),
+            method: Method::GET,
+            profile: g,
+            lesson: "an expired certificate (or a wrong clock): never retried",
+        },
+        Row {
+            name: "proxy wants credentials",
+            target: Target::Proxy(ProxyBehavior::AuthRequired),
+            method: Method::GET,
+            profile: g,
+            lesson: "407 from the proxy: the proxy hop owns it, never the API",
+        },
+        row(
+            "body cut mid-way",
+            "/fault/rst-mid-body?after=4000",
+            g,
+            "the head arrived, then the body broke: reported with the bytes received",
+        ),
+    ]
+}
+
+fn rules() -> RetryRules {
+    // Short backoff so the tour is quick; server-asked waits are real.
+    RetryRules::default().backoff(
+        Backoff::new(Duration::from_millis(50), Duration::from_millis(200)).unwrap_or_default(),
+    )
+}
+
+async fn send(
+    row: &Row,
+    upstream: &Upstream,
+) -> Result<(Result<Seen, Error>, Option<String>), BoxError> {
+    let started = Instant::now();
+    let mut request = Request::builder().method(row.method.clone());
+    let layer = TriageLayer::new()
+        .profile(row.profile.clone())
+        .rules(rules())
+        .attempt_timeout(Some(Duration::from_millis(1000)));
+    let body = Full::new(Bytes::from_static(b"{}"));
+    // Each target builds its own client; keep the servers alive until the end.
+    let (result, _guard): (
+        Result<http::Response<_>, Error>,
+        Box<dyn std::any::Any + Send>,
+    ) = match &row.target {
+        Target::Path(path) => {
+            let mut connector = tower_triage::connect::tagged_connector(Resolver::new());
+            connector
+                .get_mut()
+                .set_connect_timeout(Some(Duration::from_millis(250)));
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+            let mut svc = layer.layer(client);
+            request = request.uri(upstream.url(path));
+            (
+                svc.ready().await?.call(request.body(body)?).await,
+                Box::new(()),
+            )
+        }
+        Target::Url(url) => {
+            let mut connector = tower_triage::connect::tagged_connector(Resolver::new());
+            connector
+                .get_mut()
+                .set_connect_timeout(Some(Duration::from_millis(250)));
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+            let mut svc = layer.layer(client);
+            request = request.uri(url.as_str());
+            (
+                svc.ready().await?.call(request.body(body)?).await,
+                Box::new(()),
+            )
+        }
+        Target::Tls(problem) => {
+            let tls = TlsUpstream::start(*problem).await?;
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(tls.ca_der().to_vec().into())?;
+            let connector = tower_triage::connect::https_connector_with(Resolver::new(), roots)?;
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+            let mut svc = layer.layer(client);
+            request = request.uri(tls.url("/ok"));
+            (
+                svc.ready().await?.call(request.body(body)?).await,
+                Box::new(tls),
+            )
+        }
+        Target::Proxy(behavior) => {
+            let proxy = Proxy::start(*behavior).await?;
+            let connector = tower_triage::connect::proxied_connector(
+                Resolver::new(),
+                proxy.url().parse()?,
+                None,
+            );
+            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+            let mut svc = layer.layer(client);
+            request = request.uri(upstream.url("/ok"));
+            (
+                svc.ready().await?.call(request.body(body)?).await,
+                Box::new(proxy),
+            )
+        }
+    };
+    let mut note = None;
+    let seen = match result {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let report = response.extensions().get::<Report>().cloned();
+            let mut body = response.into_body();
+            let mut bytes = 0usize;
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(frame) => bytes += frame.into_data().map(|d| d.len()).unwrap_or(0),
+                    Err(_) => {
+                        note = Some(format!("body broke after {bytes} bytes (stage body)"));
+                        break;
+                    }
+                }
+            }
+            let Some(report) = report else {
+                return Err("a response without a report".into());
+            };
+            let d = report.diagnosis();
+            Ok(Seen {
+                status: Some(status),
+                body: bytes > 0,
+                request_id: report.request_id().is_some(),
+                rate: report.rate().is_known(),
+                owner: d.owner().map_or("-", |o| o.as_str()).to_owned(),
+                class: d.class().to_string(),
+                attempts: report.attempts(),
+                decision: report
+                    .packet()
+                    .map_or("success", |p| p.outcome())
+                    .to_owned(),
+                elapsed: started.elapsed(),
+            })
+        }
+        Err(error) => Err(error),
+    };
+    Ok((seen, note))
+}
+
+fn evidence(status: Option<u16>, body: bool, request_id: bool, rate: bool) -> String {
+    let mut out = match status {
+        Some(s) => format!("status {s}"),
+        None => "no status".to_owned(),
+    };
+    out.push_str(if body { ", body" } else { ", no body" });
+    out.push_str(if request_id {
+        ", req id"
+    } else {
+        ", no req id"
+    });
+    if rate {
+        out.push_str(", rate");
+    }
+    out
+}
+
+/// Runs the tour and returns the table as text.
+pub(crate) async fn run() -> Result<String, BoxError> {
+    let upstream = Upstream::start().await?;
+    let closed = triage_testkit::closed_port()?;
+    let backlog = triage_testkit::full_backlog()?;
+    let started = Instant::now();
+    let mut out = String::new();
+    writeln!(
+        out,
+        "triage tour: one request per failure class, through the layer, against a loopback upstream\n"
+    )?;
+    writeln!(
+        out,
+        "{:<3} {:<31} {:<36} {:<16} {:>5}  {:<20} {:>9}",
+        "#", "class", "evidence", "owner", "tries", "decision", "time"
+    )?;
+    for (i, row) in rows(closed.port(), backlog.addr().port())
+        .iter()
+        .enumerate()
+    {
+        let (seen, note) = send(row, &upstream).await?;
+        let (ev, owner, class, tries, decision, elapsed) = match &seen {
+            Ok(s) => (
+                evidence(s.status, s.body, s.request_id, s.rate),
+                s.owner.clone(),
+                s.class.clone(),
+                s.attempts,
+                s.decision.clone(),
+                s.elapsed,
+            ),
+            Err(e) => {
+                let first = e.packet().attempts().last();
+                (
+                    evidence(
+                        e.status().map(|s| s.as_u16()),
+                        first.is_some_and(|a| a.has_body()),
+                        e.request_id().is_some(),
+                        e.packet().rate().is_some(),
+                    ),
+                    e.owner().map_or("-", |o| o.as_str()).to_owned(),
+                    e.class().to_string(),
+                    e.attempts(),
+                    e.stop().as_str().to_owned(),
+                    e.packet().elapsed(),
+                )
+            }
+        };
+        let decision = if note.is_some() {
+            "body failed".to_owned()
+        } else {
+            decision
+        };
+        writeln!(
+            out,
+            "{:<3} {:<31} {:<36} {:<16} {:>5}  {:<20} {:>7.1}ms",
+            i + 1,
+            row.name,
+            ev,
+            owner,
+            tries,
+            decision,
+            elapsed.as_secs_f64() * 1000.0
+        )?;
+        writeln!(out, "    class {class}: {}", row.lesson)?;
+        if let Some(note) = note {
+            writeln!(out, "    {note}")?;
+        }
+    }
+    writeln!(
+        out,
+        "\n{} classes in {:.1} s; upstream saw {} requests. Run `triage tour` again any time; nothing left this machine.",
+        rows(0, 0).len(),
+        started.elapsed().as_secs_f64(),
+        upstream.total_hits()
+    )?;
+    Ok(out)
+}
