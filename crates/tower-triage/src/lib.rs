@@ -74,6 +74,9 @@ mod future;
 mod layer;
 mod observer;
 mod options;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod probe;
 mod report;
 mod response_body;
 mod service;

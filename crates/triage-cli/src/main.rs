@@ -3,8 +3,11 @@
 //! - `triage tour` sends one request per failure class through the triage
 //!   layer to an embedded loopback upstream and prints what each one showed,
 //!   who owns it, and what the layer did.
+//! - `triage probe URL` tests the path to a URL stage by stage and names the
+//!   first point where the evidence changes.
 #![forbid(unsafe_code)]
 
+mod probe;
 mod tour;
 
 use std::process::ExitCode;
@@ -24,6 +27,9 @@ enum Command {
     /// Send one request per failure class to an embedded loopback upstream
     /// and print the evidence, the owner and the decision of each.
     Tour,
+    /// Test the path to a URL from here, stage by stage (DNS, connect,
+    /// proxy, TLS, HTTP), and name the first point where the evidence changes.
+    Probe(Box<probe::ProbeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +79,20 @@ fn main() -> ExitCode {
             Err(error) => {
                 eprintln!("triage tour: {error}");
                 ExitCode::from(1)
+            }
+        },
+        Command::Probe(args) => match runtime.block_on(probe::run(&args)) {
+            Ok((text, ok)) => {
+                print!("{text}");
+                if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                }
+            }
+            Err(probe::Usage(message)) => {
+                eprintln!("triage probe: {message}");
+                ExitCode::from(2)
             }
         },
     }

@@ -1,0 +1,243 @@
+//! `triage probe` against the testkit on loopback: the right owner and
+//! stage, JSON with every field, exit statuses, and no secret printed.
+//! Names are given with `--resolve`; `*.invalid` never exists.
+
+use std::process::{Command, Output};
+
+use triage_testkit::{CertProblem, Proxy, ProxyBehavior, TlsUpstream, Upstream};
+
+async fn triage(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_triage"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_path_exits_0_with_every_stage() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let out = triage(args(&[
+        "probe",
+        &upstream.url("/ok"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+        "--json",
+    ]))
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    for field in [
+        "url",
+        "ok",
+        "owner",
+        "class",
+        "stage",
+        "status",
+        "request_id",
+        "attempts",
+        "retries",
+        "elapsed_ms",
+        "next_step",
+        "packet",
+    ] {
+        assert!(v.get(field).is_some(), "{field} missing: {v}");
+    }
+    assert_eq!(v["ok"], true);
+    assert!(v["owner"].is_null());
+    assert_eq!(v["status"], 200);
+    let stages: Vec<&str> = v["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["dns", "connect", "http"]);
+    assert_eq!(upstream.hits("/ok"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_quota_is_diagnosed_with_exit_1() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let url = format!(
+        "{}?key=sk-SECRETQUERYKEY1234567",
+        upstream.url("/openai/429/quota")
+    );
+    let out = triage(args(&[
+        "probe",
+        &url,
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+        "--profile",
+        "openai",
+        "-X",
+        "POST",
+        "-H",
+        "Authorization: Bearer sk-proj-SECRETHEADERKEY123456",
+        "--data",
+        "{}",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("SECRET"), "a secret leaked: {text}");
+    let v = json(&out);
+    assert_eq!(v["owner"], "quota");
+    assert_eq!(v["class"], "quota_exhausted.billing");
+    assert_eq!(v["status"], 429);
+    assert_eq!(v["request_id"], "req_quota_1");
+    assert_eq!(v["retries"], 0);
+    let attempts = v["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    for field in [
+        "n",
+        "status",
+        "stage",
+        "owner",
+        "class",
+        "has_body",
+        "request_id",
+        "decision",
+        "delay_ms",
+    ] {
+        assert!(
+            attempts[0].get(field).is_some(),
+            "attempt field {field} missing"
+        );
+    }
+    assert_eq!(attempts[0]["decision"], "not_retryable");
+    assert_eq!(upstream.hits("/openai/429/quota"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_faults_name_their_stage() {
+    // DNS: a name that cannot exist.
+    let out = triage(args(&["probe", "http://api.nowhere.invalid/v1", "--json"])).await;
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["owner"], "connection_path");
+    assert_eq!(v["stage"], "dns");
+
+    // Connect: a closed port.
+    let port = triage_testkit::closed_port().unwrap().port();
+    let out = triage(args(&[
+        "probe",
+        &format!("http://svc.test:{port}/"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["stage"], "connect");
+    assert_eq!(v["class"], "transport.connect.refused");
+
+    // TLS: a certificate from an unknown CA.
+    let tls = TlsUpstream::start(CertProblem::UnknownIssuer)
+        .await
+        .unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64(tls.ca_der())
+    );
+    let dir = std::env::temp_dir().join(format!("triage-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let tport = tls.addr().port();
+    let out = triage(args(&[
+        "probe",
+        &tls.url("/ok"),
+        "--resolve",
+        &format!("svc.test:{tport}:127.0.0.1"),
+        "--cacert",
+        ca.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("first point where the evidence changed: tls"),
+        "{text}"
+    );
+    assert!(
+        text.contains("transport.tls.certificate.unknown_issuer"),
+        "{text}"
+    );
+
+    // Proxy: credentials required.
+    let upstream = Upstream::start().await.unwrap();
+    let proxy = Proxy::start(ProxyBehavior::AuthRequired).await.unwrap();
+    let out = triage(args(&[
+        "probe",
+        &upstream.ip_url("/ok"),
+        "--proxy",
+        &format!("http://127.0.0.1:{}", proxy.addr().port()),
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["stage"], "proxy");
+    assert_eq!(v["class"], "transport.proxy.proxy_auth_required");
+    assert_eq!(upstream.total_hits(), 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_exit_2_with_one_line() {
+    for bad in [
+        vec!["probe", "not a url"],
+        vec!["probe", "http://a.test/", "--timeout", "-1"],
+        vec!["probe", "http://a.test/", "--profile", "nope"],
+        vec!["probe", "http://a.test/", "--resolve", "broken"],
+        vec!["probe", "http://a.test/", "-H", "no-colon"],
+    ] {
+        let out = triage(args(&bad)).await;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err}");
+    }
+}
