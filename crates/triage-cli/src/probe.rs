@@ -195,10 +195,14 @@ pub(crate) fn to_json(report: &ProbeReport) -> serde_json::Value {
                 .collect()
         })
         .unwrap_or_default();
+    // The transport stage when there is one (dns, connect, proxy, tls,
+    // await_headers, body...), else the probe stage that failed (http for a
+    // failure status).
     let stage = report
-        .first_failure()
+        .diagnosis
+        .stage()
         .map(|s| s.as_str().to_owned())
-        .or_else(|| report.diagnosis.stage().map(|s| s.as_str().to_owned()));
+        .or_else(|| report.first_failure().map(|s| s.as_str().to_owned()));
     json!({
         "url": report.url,
         "ok": report.ok(),

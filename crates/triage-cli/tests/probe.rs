@@ -227,6 +227,51 @@ async fn connection_faults_name_their_stage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_level_faults_name_their_owner_and_stage() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let resolve = format!("svc.test:{port}:127.0.0.1");
+    for (path, owner, class, stage, hits) in [
+        (
+            "/gateway/nginx/502",
+            "route",
+            "gateway.unavailable",
+            "http",
+            3,
+        ),
+        ("/status/401", "auth", "unauthenticated", "http", 1),
+        (
+            "/fault/rst-before-headers",
+            "connection_path",
+            "transport.await_headers.reset",
+            "await_headers",
+            3,
+        ),
+        ("/anthropic/529", "server", "overloaded", "http", 3),
+    ] {
+        let out = triage(args(&[
+            "probe",
+            &upstream.url(path),
+            "--resolve",
+            &resolve,
+            "--json",
+        ]))
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{path}");
+        let v = json(&out);
+        assert_eq!(v["owner"], owner, "{path}: {v}");
+        assert_eq!(v["class"], class, "{path}");
+        assert_eq!(v["stage"], stage, "{path}");
+        assert_eq!(
+            v["attempts"].as_array().unwrap().len(),
+            hits as usize,
+            "{path}"
+        );
+        assert_eq!(upstream.hits(path), hits, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_arguments_exit_2_with_one_line() {
     for bad in [
         vec!["probe", "not a url"],
