@@ -28,6 +28,20 @@ use crate::report::Report;
 use crate::response_body::ResponseBody;
 use crate::transport::{TimeoutError, classify_error};
 
+/// The request's method: the kept head's when there is one (no extra copy).
+macro_rules! method {
+    ($this:ident) => {
+        $this.head.as_ref().map_or(&*$this.method, |h| h.method())
+    };
+}
+
+/// The request's URI, likewise.
+macro_rules! uri {
+    ($this:ident) => {
+        $this.head.as_ref().map_or(&*$this.uri, |h| h.uri())
+    };
+}
+
 /// The profile of a call: a built-in one (detected from the host) or the
 /// layer's own.
 #[derive(Debug, Clone)]
@@ -56,7 +70,7 @@ pin_project! {
         /// A failure status came back; reading its body to learn why.
         Peeking {
             status: StatusCode,
-            parts: Option<http::response::Parts>,
+            parts: Option<Box<http::response::Parts>>,
             body: Option<Pin<Box<R>>>,
             buf: BytesMut,
             ended: bool,
@@ -77,10 +91,10 @@ pin_project! {
     {
         #[pin]
         state: State<S::Future, R>,
-        #[pin]
-        timer: Option<Sleep>,
-        #[pin]
-        deadline: Option<Sleep>,
+        // Timers and the packet are boxed: they exist only when a timeout is
+        // set or an attempt failed, and keep the future small otherwise.
+        timer: Option<Pin<Box<Sleep>>>,
+        deadline: Option<Pin<Box<Sleep>>>,
         deadline_at: Option<Instant>,
         rules: Option<RetryRules>,
         attempt_timeout: Option<Duration>,
@@ -97,7 +111,7 @@ pin_project! {
         attempt: u32,
         started: Instant,
         attempt_started: Instant,
-        packet: Option<PacketBuilder>,
+        packet: Option<Box<PacketBuilder>>,
     }
 
     impl<S, B, R> PinnedDrop for ResponseFuture<S, B, R>
@@ -114,7 +128,7 @@ pin_project! {
                 StateProj::Waiting => None,
             };
             // Dropped before it finished: the caller cancelled.
-            events::cancelled(this.method, this.uri, *this.attempt, stage, this.started.elapsed());
+            events::cancelled(method!(this), uri!(this), *this.attempt, stage, this.started.elapsed());
             if let Some(observer) = &this.config.observer {
                 observer.on_outcome(&Outcome::Cancelled { attempts: *this.attempt, stage });
             }
@@ -127,8 +141,9 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let method = self.head.as_ref().map_or(&self.method, |h| h.method());
         f.debug_struct("ResponseFuture")
-            .field("method", &self.method)
+            .field("method", method)
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -206,20 +221,23 @@ where
         let total = rules.as_ref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
         config.budget.deposit(now.into_std());
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let idempotency_key = request.headers().contains_key("idempotency-key");
+        let idempotency_key = request.headers().contains_key(IDEMPOTENCY_KEY);
         let (parts, body) = request.into_parts();
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
         let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
-        let (head, template, send) = match copy {
+        // With a kept head, method and URI are read from it; otherwise keep
+        // copies for the events and the packet.
+        let (head, template, send, method, uri) = match copy {
             Some(copy) => {
                 let head = Request::from_parts(parts, ());
                 let send = with_body(&head, copy);
-                (Some(head), Some(body), send)
+                (Some(head), Some(body), send, Method::GET, Uri::default())
             }
-            None => (None, None, Request::from_parts(parts, body)),
+            None => {
+                let (method, uri) = (parts.method.clone(), parts.uri.clone());
+                (None, None, Request::from_parts(parts, body), method, uri)
+            }
         };
         let future = service.call(send);
         ResponseFuture {
@@ -244,6 +262,19 @@ where
             attempt_started: now,
             packet: None,
         }
+    }
+}
+
+const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
+
+/// The wall clock, read only when the profile writes absolute reset times
+/// (a success's evidence uses it for nothing else).
+fn wall_clock_for(profile: &Profile) -> SystemTime {
+    match profile.reset_format() {
+        triage_core::ResetFormat::GoDuration | triage_core::ResetFormat::DeltaSeconds => {
+            SystemTime::UNIX_EPOCH
+        }
+        _ => SystemTime::now(),
     }
 }
 
@@ -273,12 +304,12 @@ where
         let mut this = self.project();
         if let Some(at) = *this.deadline_at {
             if this.deadline.is_none() {
-                this.deadline.set(Some(tokio::time::sleep_until(at)));
+                *this.deadline = Some(Box::pin(tokio::time::sleep_until(at)));
             }
             let passed = this
                 .deadline
                 .as_mut()
-                .as_pin_mut()
+                .map(|t| t.as_mut())
                 .is_some_and(|d| d.poll(cx).is_ready());
             if passed && !matches!(this.state.as_mut().project(), StateProj::Done) {
                 let stage = match this.state.as_mut().project() {
@@ -286,7 +317,7 @@ where
                     _ => Stage::AwaitHeaders,
                 };
                 this.state.set(State::Done);
-                this.timer.set(None);
+                *this.timer = None;
                 let limit = this.started.elapsed();
                 let error = TimeoutError {
                     phase: TimeoutPhase::Total,
@@ -318,17 +349,17 @@ where
                     let future = this.service.call(with_body(head, body));
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
-                    this.timer.set(None);
+                    *this.timer = None;
                     this.state.set(State::Calling { future });
                     continue;
                 }
                 StateProj::Calling { future } => {
                     if this.timer.is_none() {
                         if let Some(limit) = *this.attempt_timeout {
-                            this.timer.set(Some(sleep(limit)));
+                            *this.timer = Some(Box::pin(sleep(limit)));
                         }
                     }
-                    let timed_out = match this.timer.as_mut().as_pin_mut() {
+                    let timed_out = match this.timer.as_mut().map(|t| t.as_mut()) {
                         Some(timer) => timer.poll(cx).is_ready(),
                         None => false,
                     };
@@ -339,7 +370,7 @@ where
                             millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
                         };
                         this.state.set(State::Done);
-                        this.timer.set(None);
+                        *this.timer = None;
                         let failure = TransportFailure::new(
                             Stage::AwaitHeaders,
                             Fault::Timeout(TimeoutPhase::Headers),
@@ -350,7 +381,7 @@ where
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Err(e)) => {
                                 this.state.set(State::Done);
-                                this.timer.set(None);
+                                *this.timer = None;
                                 let e: BoxError = e.into();
                                 // Without a body that knows, a failure after the
                                 // connection is judged as awaiting the head.
@@ -363,17 +394,17 @@ where
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {
-                                this.timer.set(None);
+                                *this.timer = None;
                                 let status = response.status();
                                 if status.as_u16() < 400 {
                                     this.state.set(State::Done);
                                     Next::Respond(success(&mut this, response))
                                 } else {
                                     let (parts, body) = response.into_parts();
-                                    this.timer.set(Some(sleep(this.config.peek_timeout)));
+                                    *this.timer = Some(Box::pin(sleep(this.config.peek_timeout)));
                                     this.state.set(State::Peeking {
                                         status,
-                                        parts: Some(parts),
+                                        parts: Some(Box::new(parts)),
                                         body: Some(Box::pin(body)),
                                         buf: BytesMut::new(),
                                         ended: false,
@@ -415,7 +446,7 @@ where
                                 let expired = this
                                     .timer
                                     .as_mut()
-                                    .as_pin_mut()
+                                    .map(|t| t.as_mut())
                                     .is_some_and(|t| t.poll(cx).is_ready());
                                 if !expired {
                                     return Poll::Pending;
@@ -429,18 +460,18 @@ where
                     let parts = parts.take();
                     let rest = if *ended { None } else { body.take() };
                     let seen = buf.split().freeze();
-                    this.timer.set(None);
+                    *this.timer = None;
                     this.state.set(State::Done);
                     let Some(parts) = parts else {
                         return Poll::Ready(Err(readiness_error("response lost".into())));
                     };
-                    judge_failure_status(&mut this, status, parts, seen, rest, failed, timed_out)
+                    judge_failure_status(&mut this, status, *parts, seen, rest, failed, timed_out)
                 }
                 StateProj::Waiting => {
-                    if let Some(timer) = this.timer.as_mut().as_pin_mut() {
+                    if let Some(timer) = this.timer.as_mut().map(|t| t.as_mut()) {
                         ready!(timer.poll(cx));
                     }
-                    this.timer.set(None);
+                    *this.timer = None;
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -448,7 +479,7 @@ where
             };
             match outcome {
                 Next::Retry(delay) => {
-                    this.timer.set(Some(sleep(delay)));
+                    *this.timer = Some(Box::pin(sleep(delay)));
                     this.state.set(State::Waiting);
                 }
                 Next::Respond(response) => return Poll::Ready(Ok(response)),
@@ -475,10 +506,12 @@ where
     } else {
         None
     };
-    let ctx = AttemptContext::new(*this.attempt, this.method)
+    // One clock read for the decision.
+    let now = Instant::now();
+    let ctx = AttemptContext::new(*this.attempt, method!(this))
         .idempotency_key(*this.idempotency_key)
         .replayable(copy.is_some())
-        .elapsed(this.started.elapsed())
+        .elapsed(now.saturating_duration_since(*this.started))
         .random(random());
     let rules = this.rules.as_ref().unwrap_or(&this.config.rules);
     let decision = rules.decide(
@@ -487,14 +520,14 @@ where
         this.profile,
         &ctx,
         &this.config.budget,
-        Instant::now().into_std(),
+        now.into_std(),
     );
     if decision.is_retry() {
         *this.next = copy;
     }
     events::attempt(
-        this.method,
-        this.uri,
+        method!(this),
+        uri!(this),
         *this.attempt,
         evidence,
         &diagnosis,
@@ -502,8 +535,8 @@ where
     );
     if let Some(observer) = &this.config.observer {
         observer.on_attempt(&AttemptInfo {
-            method: this.method,
-            uri: this.uri,
+            method: method!(this),
+            uri: uri!(this),
             attempt: *this.attempt,
             evidence,
             diagnosis: &diagnosis,
@@ -512,12 +545,14 @@ where
     }
     if !diagnosis.is_success() || this.packet.is_some() {
         let packet = this.packet.get_or_insert_with(|| {
-            let started = SystemTime::now()
-                .checked_sub(this.started.elapsed())
-                .unwrap_or_else(SystemTime::now);
-            PacketBuilder::new(this.method, this.uri, this.profile, started)
-                .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
-                .runtime("tokio")
+            Box::new({
+                let started = SystemTime::now()
+                    .checked_sub(this.started.elapsed())
+                    .unwrap_or_else(SystemTime::now);
+                PacketBuilder::new(method!(this), uri!(this), this.profile, started)
+                    .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
+                    .runtime("tokio")
+            })
         });
         packet.push_attempt(evidence, &diagnosis, &decision);
     }
@@ -563,7 +598,7 @@ where
         response.status(),
         response.headers(),
         this.profile,
-        SystemTime::now(),
+        wall_clock_for(this.profile),
     )
     .with_elapsed(this.attempt_started.elapsed());
     let (diagnosis, _) = decide(this, &evidence);
@@ -582,7 +617,7 @@ fn failed<S, B, R>(this: &mut Projection<'_, S, B, R>, packet: &triage_core::Pac
 where
     S: Service<Request<B>>,
 {
-    events::outcome(this.method, this.uri, packet);
+    events::outcome(method!(this), uri!(this), packet);
     if let Some(observer) = &this.config.observer {
         observer.on_outcome(&Outcome::Failed { packet });
     }
@@ -603,7 +638,12 @@ where
         Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
             let mut packet = this.packet.take().unwrap_or_else(|| {
-                PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
+                Box::new(PacketBuilder::new(
+                    method!(this),
+                    uri!(this),
+                    this.profile,
+                    SystemTime::now(),
+                ))
             });
             packet.set_error(&*error);
             let packet = packet.finish(this.started.elapsed());
@@ -649,15 +689,20 @@ where
                     .take()
                     .map(|p| p.finish(this.started.elapsed()))
                     .unwrap_or_else(|| {
-                        PacketBuilder::new(this.method, this.uri, this.profile, SystemTime::now())
-                            .finish(Duration::ZERO)
+                        PacketBuilder::new(
+                            method!(this),
+                            uri!(this),
+                            this.profile,
+                            SystemTime::now(),
+                        )
+                        .finish(Duration::ZERO)
                     });
                 failed(this, &packet);
                 return Next::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
             }
             let report = report(this, &evidence, diagnosis);
             if let Some(packet) = report.packet() {
-                events::outcome(this.method, this.uri, packet);
+                events::outcome(method!(this), uri!(this), packet);
             }
             // Every byte is handed back, so Content-Length still holds.
             let mut response = Response::from_parts(

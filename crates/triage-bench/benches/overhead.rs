@@ -1,0 +1,192 @@
+//! In-process overhead of the layer on the happy path: a bare `service_fn`
+//! answering 200 with a small body and typical headers, the same wrapped in
+//! `Triage` (default rules; a tracing subscriber enabled at INFO that
+//! discards), and the same wrapped in `tower::retry` with a status-based
+//! policy (what a tower user writes by hand). The body is read to its end.
+//! Heap allocations per request are counted and printed for each.
+//!
+//! Run: `cargo bench -p triage-bench --bench overhead`
+#![allow(unsafe_code)] // the counting allocator; the libraries forbid unsafe code
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use tower::retry::{Policy, Retry};
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_triage::TriageLayer;
+
+struct Counting;
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Polls a future that completes without waiting.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the benchmark's services never wait"),
+    }
+}
+
+/// A subscriber enabled at INFO that discards everything.
+struct Discard;
+impl tracing::Subscriber for Discard {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+fn answer() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("date", "Sun, 22 Nov 2026 18:42:32 GMT")
+        .header("x-request-id", "req_5f2c8e0f0b3a4d2c9f1e7a6b5c4d3e2f")
+        .header("x-ratelimit-remaining-requests", "9999")
+        .header("x-ratelimit-reset-requests", "6ms")
+        .body(Full::new(Bytes::from_static(br#"{"ok":true}"#)))
+        .unwrap()
+}
+
+fn request() -> Request<Full<Bytes>> {
+    Request::post("https://api.openai.com/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer sk-test")
+        .body(Full::new(Bytes::from_static(br#"{"model":"x"}"#)))
+        .unwrap()
+}
+
+/// A status-based retry policy, as a tower user writes by hand.
+#[derive(Clone)]
+struct ServerErrors(u32);
+
+impl<E> Policy<Request<Full<Bytes>>, Response<Full<Bytes>>, E> for ServerErrors {
+    type Future = std::future::Ready<()>;
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Result<Response<Full<Bytes>>, E>,
+    ) -> Option<Self::Future> {
+        let failed = match result {
+            Ok(r) => r.status().is_server_error() || r.status() == 429,
+            Err(_) => true,
+        };
+        (failed && self.0 > 0).then(|| {
+            self.0 -= 1;
+            std::future::ready(())
+        })
+    }
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
+
+fn allocations_per_call(mut call: impl FnMut()) -> f64 {
+    for _ in 0..100 {
+        call();
+    }
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..1000 {
+        call();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 1000.0
+}
+
+fn bench(c: &mut Criterion) {
+    let _ = tracing::subscriber::set_global_default(Discard);
+    let inner =
+        service_fn(|_req: Request<Full<Bytes>>| async { Ok::<_, std::io::Error>(answer()) });
+    let mut bare = inner;
+    let mut triaged = TriageLayer::new().layer(inner);
+    let mut retried = Retry::new(ServerErrors(2), inner);
+
+    let mut bare_call = || {
+        now(async {
+            let r = bare.ready().await.unwrap().call(request()).await.unwrap();
+            black_box(r.into_body().collect().await.unwrap());
+        })
+    };
+    let mut triage_call = || {
+        now(async {
+            let r = triaged
+                .ready()
+                .await
+                .unwrap()
+                .call(request())
+                .await
+                .unwrap();
+            black_box(r.into_body().collect().await.unwrap());
+        })
+    };
+    let mut retry_call = || {
+        now(async {
+            let r = retried
+                .ready()
+                .await
+                .unwrap()
+                .call(request())
+                .await
+                .unwrap();
+            black_box(r.into_body().collect().await.unwrap());
+        })
+    };
+    eprintln!(
+        "allocations per call: bare {:.1}, triage {:.1}, tower::retry {:.1}",
+        allocations_per_call(&mut bare_call),
+        allocations_per_call(&mut triage_call),
+        allocations_per_call(&mut retry_call)
+    );
+
+    let mut group = c.benchmark_group("happy_path");
+    group.bench_function("bare", |b| b.iter(&mut bare_call));
+    group.bench_function("triage", |b| b.iter(&mut triage_call));
+    group.bench_function("tower_retry", |b| b.iter(&mut retry_call));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,3 @@
+//! Benchmarks of triage against baselines measured in the same run; see
+//! `benches/`.
+#![forbid(unsafe_code)]
