@@ -31,14 +31,22 @@ use crate::transport::{TimeoutError, classify_error};
 /// The request's method: the kept head's when there is one (no extra copy).
 macro_rules! method {
     ($this:ident) => {
-        $this.head.as_ref().map_or(&*$this.method, |h| h.method())
+        match ($this.head.as_ref(), $this.target.as_deref()) {
+            (Some(h), _) => h.method(),
+            (None, Some((m, _))) => m,
+            (None, None) => &Method::GET,
+        }
     };
 }
 
 /// The request's URI, likewise.
 macro_rules! uri {
     ($this:ident) => {
-        $this.head.as_ref().map_or(&*$this.uri, |h| h.uri())
+        match ($this.head.as_ref(), $this.target.as_deref()) {
+            (Some(h), _) => h.uri(),
+            (None, Some((_, u))) => u,
+            (None, None) => &*EMPTY_URI,
+        }
     };
 }
 
@@ -96,15 +104,15 @@ pin_project! {
         timer: Option<Pin<Box<Sleep>>>,
         deadline: Option<Pin<Box<Sleep>>>,
         deadline_at: Option<Instant>,
-        rules: Option<RetryRules>,
+        rules: Option<Box<RetryRules>>,
         attempt_timeout: Option<Duration>,
         body_idle_timeout: Option<Duration>,
         service: S,
         head: Option<Request<()>>,
         body: Option<B>,
         next: Option<B>,
-        method: Method,
-        uri: Uri,
+        // Method and URI when no head is kept (retries off).
+        target: Option<Box<(Method, Uri)>>,
         idempotency_key: bool,
         profile: ProfileRef,
         config: Arc<Config>,
@@ -141,7 +149,11 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let method = self.head.as_ref().map_or(&self.method, |h| h.method());
+        let method = match (self.head.as_ref(), self.target.as_deref()) {
+            (Some(h), _) => h.method(),
+            (None, Some((m, _))) => m,
+            (None, None) => &Method::GET,
+        };
         f.debug_struct("ResponseFuture")
             .field("method", method)
             .field("attempt", &self.attempt)
@@ -208,7 +220,7 @@ where
                 if let Some(deadline) = o.deadline {
                     rules = rules.deadline(deadline);
                 }
-                rules
+                Box::new(rules)
             })
         });
         let attempt_timeout = options
@@ -217,8 +229,8 @@ where
         let body_idle_timeout = options
             .and_then(|o| o.body_idle_timeout)
             .unwrap_or(config.body_idle_timeout);
-        let retries = rules.as_ref().unwrap_or(&config.rules).retries();
-        let total = rules.as_ref().unwrap_or(&config.rules).total_deadline();
+        let retries = rules.as_deref().unwrap_or(&config.rules).retries();
+        let total = rules.as_deref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
         config.budget.deposit(now.into_std());
         let idempotency_key = request.headers().contains_key(IDEMPOTENCY_KEY);
@@ -228,15 +240,15 @@ where
         let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
         // With a kept head, method and URI are read from it; otherwise keep
         // copies for the events and the packet.
-        let (head, template, send, method, uri) = match copy {
+        let (head, template, send, target) = match copy {
             Some(copy) => {
                 let head = Request::from_parts(parts, ());
                 let send = with_body(&head, copy);
-                (Some(head), Some(body), send, Method::GET, Uri::default())
+                (Some(head), Some(body), send, None)
             }
             None => {
-                let (method, uri) = (parts.method.clone(), parts.uri.clone());
-                (None, None, Request::from_parts(parts, body), method, uri)
+                let target = Box::new((parts.method.clone(), parts.uri.clone()));
+                (None, None, Request::from_parts(parts, body), Some(target))
             }
         };
         let future = service.call(send);
@@ -252,8 +264,7 @@ where
             head,
             body: template,
             next: None,
-            method,
-            uri,
+            target,
             idempotency_key,
             profile,
             config,
@@ -264,6 +275,9 @@ where
         }
     }
 }
+
+/// Never read in practice: a call keeps either its head or its target.
+static EMPTY_URI: std::sync::LazyLock<Uri> = std::sync::LazyLock::new(|| Uri::from_static("/"));
 
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
@@ -493,7 +507,11 @@ type Projection<'a, S, B, R> = ResponseFutureProj<'a, S, B, R>;
 
 /// Decides after an attempt: classification, the retry rules, the event,
 /// and the packet of a failure.
-fn decide<S, B, R>(this: &mut Projection<'_, S, B, R>, evidence: &Evidence) -> (Diagnosis, Decision)
+fn decide<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    evidence: &Evidence,
+    now: Instant,
+) -> (Diagnosis, Decision)
 where
     S: Service<Request<B>>,
     B: TryCloneBody,
@@ -506,14 +524,12 @@ where
     } else {
         None
     };
-    // One clock read for the decision.
-    let now = Instant::now();
     let ctx = AttemptContext::new(*this.attempt, method!(this))
         .idempotency_key(*this.idempotency_key)
         .replayable(copy.is_some())
         .elapsed(now.saturating_duration_since(*this.started))
         .random(random());
-    let rules = this.rules.as_ref().unwrap_or(&this.config.rules);
+    let rules = this.rules.as_deref().unwrap_or(&this.config.rules);
     let decision = rules.decide(
         &diagnosis,
         evidence,
@@ -594,14 +610,16 @@ where
     B: TryCloneBody,
     R: Body,
 {
+    // One clock read for the whole success path.
+    let now = Instant::now();
     let evidence = Evidence::from_response(
         response.status(),
         response.headers(),
         this.profile,
         wall_clock_for(this.profile),
     )
-    .with_elapsed(this.attempt_started.elapsed());
-    let (diagnosis, _) = decide(this, &evidence);
+    .with_elapsed(now.saturating_duration_since(*this.attempt_started));
+    let (diagnosis, _) = decide(this, &evidence, now);
     let report = report(this, &evidence, diagnosis);
     let (mut parts, body) = response.into_parts();
     parts.extensions.insert(report);
@@ -632,8 +650,10 @@ where
     S: Service<Request<B>>,
     B: TryCloneBody,
 {
-    let evidence = Evidence::from_transport(failure).with_elapsed(this.attempt_started.elapsed());
-    let (diagnosis, decision) = decide(this, &evidence);
+    let now = Instant::now();
+    let evidence = Evidence::from_transport(failure)
+        .with_elapsed(now.saturating_duration_since(*this.attempt_started));
+    let (diagnosis, decision) = decide(this, &evidence, now);
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
@@ -671,7 +691,7 @@ where
 {
     let mut evidence =
         Evidence::from_response(status, &parts.headers, this.profile, SystemTime::now())
-            .with_elapsed(this.attempt_started.elapsed());
+            .with_elapsed(Instant::now().saturating_duration_since(*this.attempt_started));
     evidence.read_failure_body(&parts.headers, &seen);
     let bytes = seen.len() as u64;
     evidence.set_body(match (body_failed, rest.is_some() || timed_out) {
@@ -679,7 +699,7 @@ where
         (false, true) => BodyProgress::Partial(bytes),
         (false, false) => BodyProgress::Complete(bytes),
     });
-    let (diagnosis, decision) = decide(this, &evidence);
+    let (diagnosis, decision) = decide(this, &evidence, Instant::now());
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
