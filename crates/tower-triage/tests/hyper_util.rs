@@ -3,19 +3,15 @@
 //! `*.test` is 127.0.0.1, `*.invalid` does not exist.
 #![cfg(feature = "hyper-util")]
 
-use std::future::Ready;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -23,29 +19,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, ErrorKind, Fault, Owner, RetryRules, Stage};
 use tower_triage::{Report, TriageLayer};
 
-#[derive(Clone, Default)]
-struct TestResolver {
-    lookups: Arc<AtomicU32>,
-}
-
-impl Service<Name> for TestResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = io::Error;
-    type Future = Ready<Result<Self::Response, io::Error>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        self.lookups.fetch_add(1, Ordering::SeqCst);
-        std::future::ready(if name.as_str().ends_with(".test") {
-            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter())
-        } else {
-            Err(io::Error::new(io::ErrorKind::NotFound, "name not found"))
-        })
-    }
-}
+type TestResolver = triage_testkit::Resolver;
 
 fn fast_rules() -> RetryRules {
     RetryRules::default()
@@ -123,7 +97,7 @@ async fn a_name_that_does_not_exist_is_the_dns_stage_and_never_retried() {
     );
     assert_eq!(error.kind(), ErrorKind::Connection);
     assert_eq!(error.attempts(), 1);
-    assert_eq!(resolver.lookups.load(Ordering::SeqCst), 1);
+    assert_eq!(resolver.lookups(), 1);
     let chain = error.packet().error_chain().join(" / ");
     assert!(chain.contains("dns stage failed"), "{chain}");
 }
@@ -150,11 +124,7 @@ async fn a_closed_port_is_the_connect_stage_and_retried() {
         Some(Fault::Refused)
     );
     assert_eq!(error.attempts(), 3);
-    assert_eq!(
-        resolver.lookups.load(Ordering::SeqCst),
-        3,
-        "one connect per attempt"
-    );
+    assert_eq!(resolver.lookups(), 3, "one connect per attempt");
 }
 
 #[tokio::test]

@@ -5,12 +5,9 @@
 #![cfg(feature = "hyper-util")]
 
 use std::convert::Infallible;
-use std::future::Ready;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,27 +15,11 @@ use http::{Request, Response};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, RetryBudget, RetryRules};
 use tower_triage::{Report, TriageLayer};
-
-#[derive(Clone)]
-struct Loopback;
-
-impl Service<Name> for Loopback {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = io::Error;
-    type Future = Ready<Result<Self::Response, io::Error>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, _: Name) -> Self::Future {
-        std::future::ready(Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter()))
-    }
-}
 
 async fn always_503() -> (SocketAddr, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -76,7 +57,7 @@ async fn always_503() -> (SocketAddr, Arc<AtomicU32>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_calls_against_an_outage_stay_within_the_budget() {
     let (addr, hits) = always_503().await;
-    let connector = tower_triage::connect::tagged_connector(Loopback);
+    let connector = tower_triage::connect::tagged_connector(triage_testkit::Resolver::new());
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let rules = RetryRules::default()
         .backoff(Backoff::new(Duration::from_millis(5), Duration::from_millis(20)).unwrap());

@@ -3,45 +3,20 @@
 //! blamed on the origin, and not retried.
 #![cfg(feature = "hyper-util")]
 
-use std::future::Ready;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Fault, Owner, Stage};
 use tower_triage::{Report, TriageLayer};
-
-#[derive(Clone)]
-struct Loopback;
-
-impl Service<Name> for Loopback {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = io::Error;
-    type Future = Ready<Result<Self::Response, io::Error>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, name: Name) -> Self::Future {
-        std::future::ready(
-            if name.as_str().ends_with(".test") || name.as_str() == "127.0.0.1" {
-                Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter())
-            } else {
-                Err(io::Error::new(io::ErrorKind::NotFound, "name not found"))
-            },
-        )
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Behaviour {
@@ -149,7 +124,8 @@ async fn call(
     let proxy_uri: Uri = format!("http://proxy.test:{}", proxy_addr.port())
         .parse()
         .unwrap();
-    let connector = tower_triage::connect::proxied_connector(Loopback, proxy_uri, None);
+    let connector =
+        tower_triage::connect::proxied_connector(triage_testkit::Resolver::new(), proxy_uri, None);
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut svc = TriageLayer::new().layer(client);
     let request = Request::get(format!("http://svc.test:{origin_port}/v1"))

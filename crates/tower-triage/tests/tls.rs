@@ -3,18 +3,14 @@
 //! names its certificate problem, and is never retried.
 #![cfg(feature = "rustls")]
 
-use std::future::Ready;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -23,25 +19,6 @@ use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{CertificateProblem, Fault, Owner, Stage};
 use tower_triage::{Report, TriageLayer};
-
-#[derive(Clone)]
-struct Loopback;
-
-impl Service<Name> for Loopback {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = io::Error;
-    type Future = Ready<Result<Self::Response, io::Error>>;
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
-        Poll::Ready(Ok(()))
-    }
-    fn call(&mut self, name: Name) -> Self::Future {
-        std::future::ready(if name.as_str().ends_with(".test") {
-            Ok(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter())
-        } else {
-            Err(io::Error::new(io::ErrorKind::NotFound, "name not found"))
-        })
-    }
-}
 
 struct Ca {
     params: CertificateParams,
@@ -140,7 +117,9 @@ async fn call(
 > {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(trusted.der.clone()).unwrap();
-    let connector = tower_triage::connect::https_connector_with(Loopback, roots).unwrap();
+    let connector =
+        tower_triage::connect::https_connector_with(triage_testkit::Resolver::new(), roots)
+            .unwrap();
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut svc = TriageLayer::new().layer(client);
     let request = Request::get(format!("https://svc.test:{}/v1", addr.port()))
