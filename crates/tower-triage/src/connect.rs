@@ -308,3 +308,34 @@ pub fn proxied_connector<R>(
     }
     StageLayer::new(Stage::Proxy).layer(tunnel)
 }
+
+/// The tagged HTTPS connector through a `CONNECT` proxy built by
+/// [`proxied_https_connector`].
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub type ProxiedHttpsTagged<R> = TagConnect<hyper_rustls::HttpsConnector<ProxiedTagged<R>>>;
+
+/// HTTPS (and HTTP) through the HTTP proxy at `proxy`: the tunnel as in
+/// [`proxied_connector`], then TLS with the origin over it, trusting
+/// `roots`. Proxy failures are tagged [`Stage::Proxy`], TLS failures
+/// [`Stage::Tls`].
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub fn proxied_https_connector<R>(
+    resolver: R,
+    proxy: Uri,
+    authorization: Option<http::HeaderValue>,
+    roots: rustls::RootCertStore,
+) -> Result<ProxiedHttpsTagged<R>, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(proxied_connector(resolver, proxy, authorization));
+    Ok(StageLayer::new(Stage::Tls).layer(https))
+}

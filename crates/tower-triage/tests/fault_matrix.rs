@@ -541,3 +541,56 @@ async fn tls_and_proxy_faults_through_the_testkit() {
     assert_eq!(proxy.connects(), 1);
     assert_eq!(origin.total_hits(), 0, "the origin never saw the request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_through_a_proxy_names_tls_and_proxy_apart() {
+    for (problem, expected) in [
+        (CertProblem::None, None),
+        (
+            CertProblem::UnknownIssuer,
+            Some("transport.tls.certificate.unknown_issuer"),
+        ),
+    ] {
+        let upstream = TlsUpstream::start(problem).await.unwrap();
+        let proxy = Proxy::start(ProxyBehavior::Tunnel).await.unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(upstream.ca_der().to_vec().into()).unwrap();
+        let connector = tower_triage::connect::proxied_https_connector(
+            Resolver::new(),
+            proxy.url().parse().unwrap(),
+            None,
+            roots,
+        )
+        .unwrap();
+        let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+        let mut svc = TriageLayer::new().rules(rules()).layer(client);
+        let request = Request::get(upstream.url("/ok"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let result = svc.ready().await.unwrap().call(request).await;
+        match expected {
+            None => {
+                let body = result
+                    .unwrap()
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes();
+                assert_eq!(body, r#"{"ok":true}"#);
+                assert_eq!(upstream.hits("/ok"), 1);
+            }
+            Some(class) => {
+                let error = result.unwrap_err();
+                assert_eq!(
+                    error.class().to_string(),
+                    class,
+                    "{:?}",
+                    error.packet().error_chain()
+                );
+                assert_eq!(error.attempts(), 1);
+            }
+        }
+        assert_eq!(proxy.connects(), 1, "one tunnel per call");
+    }
+}
