@@ -1,0 +1,379 @@
+//! Loopback throughput and latency: one hyper server on 127.0.0.1 answering
+//! a small JSON body (keep-alive), and the same load through
+//!
+//! - (a) the bare hyper-util `Client` (the baseline),
+//! - (b) `Triage` around that client (default settings),
+//! - (c) `tower::retry` with a status-based policy plus tower-http's
+//!   `TraceLayer` around the same client (what a tower user writes by hand),
+//! - (d) reqwest with reqwest-middleware and reqwest-retry (the nearest
+//!   packaged peer).
+//!
+//! The load is a fixed number of requests at a fixed number in flight; every
+//! request's body is read to its end. The stacks run interleaved
+//! (a b c d a b c d …) so that drift on the machine hits them alike. A
+//! tracing subscriber enabled at INFO that discards is installed, so the
+//! layers that emit events pay for checking them, as in a service.
+//!
+//! Run: `cargo bench -p triage-bench --bench load` (about a minute), or with
+//! `-- --smoke` for a seconds-long check that everything still runs.
+//! `-- --requests N --concurrency C --rounds R` change the load.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tower::retry::{Policy, RetryLayer};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_http::trace::TraceLayer;
+use tower_triage::TriageLayer;
+
+const BODY: &[u8] = br#"{"id":"chatcmpl-123","object":"chat.completion","choices":[]}"#;
+
+/// A subscriber enabled at INFO that discards everything.
+struct Discard;
+impl tracing::Subscriber for Discard {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The upstream: keep-alive HTTP/1.1, a small JSON answer with the headers
+/// an API sends.
+async fn serve() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                    Ok::<_, std::convert::Infallible>(
+                        Response::builder()
+                            .header("content-type", "application/json")
+                            .header("x-request-id", "req_5f2c8e0f0b3a4d2c9f1e7a6b5c4d3e2f")
+                            .header("x-ratelimit-remaining-requests", "9999")
+                            .header("x-ratelimit-reset-requests", "6ms")
+                            .body(Full::new(Bytes::from_static(BODY)))
+                            .expect("response"),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A status-based retry policy, as a tower user writes by hand: 5xx, 429
+/// and errors, twice.
+#[derive(Clone)]
+struct ServerErrors(u32);
+
+impl<B, E> Policy<Request<Full<Bytes>>, Response<B>, E> for ServerErrors {
+    type Future = std::future::Ready<()>;
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Result<Response<B>, E>,
+    ) -> Option<Self::Future> {
+        let failed = match result {
+            Ok(r) => r.status().is_server_error() || r.status() == 429,
+            Err(_) => true,
+        };
+        (failed && self.0 > 0).then(|| {
+            self.0 -= 1;
+            std::future::ready(())
+        })
+    }
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// One request through a stack, its body read to the end.
+trait Stack: Clone + Send + 'static {
+    fn call(&self, uri: &str) -> BoxFuture;
+}
+
+fn request(uri: &str) -> Request<Full<Bytes>> {
+    Request::get(uri)
+        .header("accept", "application/json")
+        .header("authorization", "Bearer sk-bench")
+        .body(Full::new(Bytes::new()))
+        .expect("request")
+}
+
+/// Any tower service of HTTP requests whose body is read to the end.
+#[derive(Clone)]
+struct Tower<S>(S);
+
+impl<S, B> Stack for Tower<S>
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    fn call(&self, uri: &str) -> BoxFuture {
+        let service = self.0.clone();
+        let request = request(uri);
+        Box::pin(async move {
+            let response = service.oneshot(request).await.expect("response");
+            assert!(response.status().is_success());
+            let body = response.into_body().collect().await.expect("body");
+            assert_eq!(body.to_bytes().len(), BODY.len());
+        })
+    }
+}
+
+#[derive(Clone)]
+struct Reqwest(reqwest_middleware::ClientWithMiddleware);
+
+impl Stack for Reqwest {
+    fn call(&self, uri: &str) -> BoxFuture {
+        let request = self
+            .0
+            .get(uri)
+            .header("accept", "application/json")
+            .header("authorization", "Bearer sk-bench");
+        Box::pin(async move {
+            let response = request.send().await.expect("response");
+            assert!(response.status().is_success());
+            let body = response.bytes().await.expect("body");
+            assert_eq!(body.len(), BODY.len());
+        })
+    }
+}
+
+/// What one run measured.
+struct Run {
+    elapsed: Duration,
+    latencies: Vec<u32>,
+}
+
+/// `requests` requests at `concurrency` in flight; latency in microseconds.
+async fn run(stack: &impl Stack, uri: &str, requests: usize, concurrency: usize) -> Run {
+    let per_task = requests / concurrency;
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let stack = stack.clone();
+        let uri = uri.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let t = Instant::now();
+                stack.call(&uri).await;
+                latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::with_capacity(per_task * concurrency);
+    for task in tasks {
+        latencies.extend(task.await.expect("task"));
+    }
+    Run {
+        elapsed: started.elapsed(),
+        latencies,
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<u32>,
+}
+
+impl Totals {
+    fn add(&mut self, run: Run) {
+        self.requests += run.latencies.len();
+        self.elapsed += run.elapsed;
+        self.latencies.extend(run.latencies);
+    }
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+    fn percentile(&mut self, p: f64) -> f64 {
+        self.latencies.sort_unstable();
+        let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.latencies[i])
+    }
+}
+
+struct Args {
+    requests: usize,
+    concurrency: usize,
+    rounds: usize,
+    smoke: bool,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        requests: 20_000,
+        concurrency: 64,
+        rounds: 5,
+        smoke: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> usize {
+            it.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--smoke" => {
+                args.smoke = true;
+                args.requests = 256;
+                args.concurrency = 16;
+                args.rounds = 1;
+            }
+            "--requests" => args.requests = number("--requests"),
+            "--concurrency" => args.concurrency = number("--concurrency"),
+            "--rounds" => args.rounds = number("--rounds"),
+            // `cargo bench` passes `--bench`; criterion's filters are not ours.
+            _ => {}
+        }
+    }
+    assert!(
+        args.concurrency > 0 && args.requests >= args.concurrency,
+        "need at least one request per task"
+    );
+    args
+}
+
+fn main() {
+    let args = args();
+    let _ = tracing::subscriber::set_global_default(Discard);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let addr = serve().await;
+        let uri = format!("http://{addr}/v1/chat/completions");
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<_, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(connector);
+
+        let bare = Tower(client.clone());
+        let triage = Tower(TriageLayer::new().layer(client.clone()));
+        let tower = Tower(
+            ServiceBuilder::new()
+                .layer(RetryLayer::new(ServerErrors(2)))
+                .layer(TraceLayer::new_for_http())
+                .service(client.clone()),
+        );
+        let reqwest = Reqwest(
+            reqwest_middleware::ClientBuilder::new(
+                reqwest::Client::builder()
+                    .tcp_nodelay(true)
+                    .no_proxy()
+                    .build()
+                    .expect("reqwest client"),
+            )
+            .with(reqwest_retry::RetryTransientMiddleware::new_with_policy(
+                reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2),
+            ))
+            .build(),
+        );
+
+        // Warm up every stack: connections open, caches filled.
+        let warm = (args.concurrency * 4).min(args.requests);
+        run(&bare, &uri, warm, args.concurrency).await;
+        run(&triage, &uri, warm, args.concurrency).await;
+        run(&tower, &uri, warm, args.concurrency).await;
+        run(&reqwest, &uri, warm, args.concurrency).await;
+
+        let mut totals: [Totals; 4] = Default::default();
+        for _ in 0..args.rounds {
+            totals[0].add(run(&bare, &uri, args.requests, args.concurrency).await);
+            totals[1].add(run(&triage, &uri, args.requests, args.concurrency).await);
+            totals[2].add(run(&tower, &uri, args.requests, args.concurrency).await);
+            totals[3].add(run(&reqwest, &uri, args.requests, args.concurrency).await);
+        }
+
+        println!(
+            "load: {} requests x {} rounds at {} in flight, interleaved{}",
+            args.requests,
+            args.rounds,
+            args.concurrency,
+            if args.smoke { " (smoke)" } else { "" }
+        );
+        println!();
+        println!("| stack | req/s | vs bare | p50 µs | vs bare | p99 µs | vs bare |");
+        println!("|---|---|---|---|---|---|---|");
+        let names = [
+            "(a) hyper-util Client (bare)",
+            "(b) Triage",
+            "(c) tower::retry + TraceLayer",
+            "(d) reqwest + reqwest-retry",
+        ];
+        let base = (
+            totals[0].throughput(),
+            totals[0].percentile(0.50),
+            totals[0].percentile(0.99),
+        );
+        let mut figures = Vec::new();
+        for (name, total) in names.iter().zip(totals.iter_mut()) {
+            let (rps, p50, p99) = (
+                total.throughput(),
+                total.percentile(0.50),
+                total.percentile(0.99),
+            );
+            println!(
+                "| {name} | {rps:.0} | {:.3}x | {p50:.0} | {:.3}x | {p99:.0} | {:.3}x |",
+                rps / base.0,
+                p50 / base.1,
+                p99 / base.2
+            );
+            figures.push((rps / base.0, p99 / base.2));
+        }
+        println!();
+        let (triage_rps, triage_p99) = figures[1];
+        let met = triage_rps >= 0.97 && triage_p99 <= 1.05;
+        let ahead = triage_rps > figures[2].0 && triage_rps > figures[3].0;
+        println!(
+            "target (b) >= 0.97x throughput and p99 <= 1.05x: {}; (b) ahead of (c) and (d): {}",
+            if met { "met" } else { "MISSED" },
+            if ahead { "yes" } else { "NO" }
+        );
+    });
+}
