@@ -113,7 +113,6 @@ pin_project! {
         next: Option<B>,
         // Method and URI when no head is kept (retries off).
         target: Option<Box<(Method, Uri)>>,
-        idempotency_key: bool,
         profile: ProfileRef,
         config: Arc<Config>,
         attempt: u32,
@@ -209,7 +208,7 @@ where
             .or(config.profile.as_ref())
         {
             Some(p) => ProfileRef::Shared(Arc::clone(p)),
-            None => ProfileRef::Static(Profile::detect(request.uri().host().unwrap_or(""))),
+            None => ProfileRef::Static(Profile::detect(host_of(request.uri()))),
         };
         let rules = options.and_then(|o| {
             (o.max_retries.is_some() || o.deadline.is_some()).then(|| {
@@ -233,7 +232,6 @@ where
         let total = rules.as_deref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
         config.budget.deposit(now.into_std());
-        let idempotency_key = request.headers().contains_key(IDEMPOTENCY_KEY);
         let (parts, body) = request.into_parts();
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
@@ -265,7 +263,6 @@ where
             body: template,
             next: None,
             target,
-            idempotency_key,
             profile,
             config,
             attempt: 1,
@@ -274,6 +271,22 @@ where
             packet: None,
         }
     }
+}
+
+/// The URI's host, without user info or port (`Uri::host` parses more
+/// carefully and costs several times as much; profile detection needs no
+/// more than this).
+fn host_of(uri: &Uri) -> &str {
+    let Some(authority) = uri.authority() else {
+        return "";
+    };
+    let a = authority.as_str();
+    let a = a.rfind('@').map_or(a, |i| &a[i + 1..]);
+    if a.starts_with('[') {
+        // An IP literal: no built-in profile matches it.
+        return a.find(']').map_or(a, |i| &a[..=i]);
+    }
+    a.rfind(':').map_or(a, |i| &a[..i])
 }
 
 /// Never read in practice: a call keeps either its head or its target.
@@ -524,20 +537,30 @@ where
     } else {
         None
     };
-    let ctx = AttemptContext::new(*this.attempt, method!(this))
-        .idempotency_key(*this.idempotency_key)
-        .replayable(copy.is_some())
-        .elapsed(now.saturating_duration_since(*this.started))
-        .random(random());
-    let rules = this.rules.as_deref().unwrap_or(&this.config.rules);
-    let decision = rules.decide(
-        &diagnosis,
-        evidence,
-        this.profile,
-        &ctx,
-        &this.config.budget,
-        now.into_std(),
-    );
+    let decision = if diagnosis.is_success() {
+        // What the rules answer first for any success, without their inputs.
+        Decision::Stop(Stop::Success)
+    } else {
+        // Only a kept head can be re-sent, so only it is asked for the key.
+        let idempotency_key = this
+            .head
+            .as_ref()
+            .is_some_and(|h| h.headers().contains_key(IDEMPOTENCY_KEY));
+        let ctx = AttemptContext::new(*this.attempt, method!(this))
+            .idempotency_key(idempotency_key)
+            .replayable(copy.is_some())
+            .elapsed(now.saturating_duration_since(*this.started))
+            .random(random());
+        let rules = this.rules.as_deref().unwrap_or(&this.config.rules);
+        rules.decide(
+            &diagnosis,
+            evidence,
+            this.profile,
+            &ctx,
+            &this.config.budget,
+            now.into_std(),
+        )
+    };
     if decision.is_retry() {
         *this.next = copy;
     }
@@ -734,5 +757,32 @@ where
             Next::Respond(response)
         }
         _ => Next::Fail(readiness_error("unknown decision".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_agrees_with_uri_host() {
+        for uri in [
+            "https://api.openai.com/v1/models",
+            "https://API.OpenAI.com:443/v1",
+            "http://user:pw@api.anthropic.com:8080/x",
+            "http://127.0.0.1:9/",
+            "http://svc.test/",
+            "/relative/only",
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(host_of(&uri), uri.host().unwrap_or(""), "{uri}");
+        }
+        // IP literals keep their brackets; they match no built-in profile.
+        let uri: Uri = "http://[::1]:8080/".parse().unwrap();
+        assert_eq!(host_of(&uri), "[::1]");
+        assert!(std::ptr::eq(
+            Profile::detect(host_of(&uri)),
+            Profile::generic()
+        ));
     }
 }

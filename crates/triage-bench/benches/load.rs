@@ -290,8 +290,7 @@ fn main() {
         let uri = format!("http://{addr}/v1/chat/completions");
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        let client: Client<_, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build(connector);
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
 
         let bare = Tower(client.clone());
         let triage = Tower(TriageLayer::new().layer(client.clone()));

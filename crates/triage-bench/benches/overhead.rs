@@ -144,6 +144,13 @@ fn bench(c: &mut Criterion) {
     let mut triaged = TriageLayer::new().layer(inner);
     let mut retried = Retry::new(ServerErrors(2), inner);
 
+    eprintln!(
+        "future size in bytes: bare {}, triage {}, tower::retry {}",
+        std::mem::size_of_val(&bare.call(request())),
+        std::mem::size_of_val(&triaged.call(request())),
+        std::mem::size_of_val(&retried.call(request()))
+    );
+
     let mut bare_call = || {
         now(async {
             let r = bare.ready().await.unwrap().call(request()).await.unwrap();

@@ -13,28 +13,42 @@ pub(super) fn text(value: &[u8]) -> Option<&str> {
     if value.len() > MAX_INPUT {
         return None;
     }
-    std::str::from_utf8(value).ok().map(str::trim)
+    std::str::from_utf8(value.trim_ascii()).ok()
+}
+
+/// A run of ASCII digits as a `u64`; `None` when empty, not all digits, or
+/// too large.
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        if b.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// A non-negative decimal `123` or `123.456` times `unit_nanos`, bounded by
 /// [`MAX_DELAY`]. At most 20 integer digits; fraction digits past the ninth
 /// are ignored.
 pub(super) fn decimal(s: &str, unit_nanos: u128) -> Option<Duration> {
+    // Integer arithmetic on u64 digits: a value too large for them is far
+    // beyond MAX_DELAY in any unit.
     let (int, frac) = match s.split_once('.') {
         Some((i, f)) => (i, Some(f)),
         None => (s, None),
     };
-    if int.is_empty() || int.len() > 20 || !int.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut nanos = int.parse::<u128>().ok()?.checked_mul(unit_nanos)?;
+    let mut nanos = u128::from(digits(int.as_bytes())?).checked_mul(unit_nanos)?;
     if let Some(frac) = frac {
+        let kept = &frac.as_bytes()[..frac.len().min(9)];
         if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        let kept = &frac[..frac.len().min(9)];
         let scale = 10u128.pow(kept.len() as u32);
-        let f: u128 = kept.parse().ok()?;
+        let f = u128::from(digits(kept)?);
         nanos = nanos.checked_add(f * unit_nanos / scale)?;
     }
     to_duration(nanos)
@@ -44,8 +58,8 @@ pub(super) fn to_duration(nanos: u128) -> Option<Duration> {
     if nanos > MAX_DELAY.as_nanos() {
         return None;
     }
-    let secs = u64::try_from(nanos / NANOS_PER_SEC).ok()?;
-    Some(Duration::new(secs, (nanos % NANOS_PER_SEC) as u32))
+    // Within MAX_DELAY, so within u64 nanoseconds (584 years).
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
 /// Decimal seconds, integer or fractional: `120`, `1.5`, `0`.
@@ -125,10 +139,7 @@ pub fn parse_proto_duration(s: &str) -> Option<Duration> {
 /// `-1` ("unknown"), any negative, fractional or over-long value is `None`.
 pub fn parse_count(value: &[u8]) -> Option<u64> {
     let s = text(value)?;
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
+    digits(s.as_bytes())
 }
 
 #[cfg(test)]
