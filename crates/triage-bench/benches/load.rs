@@ -31,31 +31,13 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
-use tower::retry::{Policy, RetryLayer};
+use tower::retry::RetryLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::trace::TraceLayer;
 use tower_triage::TriageLayer;
+use triage_bench::{Discard, ServerErrors};
 
 const BODY: &[u8] = br#"{"id":"chatcmpl-123","object":"chat.completion","choices":[]}"#;
-
-/// A subscriber enabled at INFO that discards everything.
-struct Discard;
-impl tracing::Subscriber for Discard {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::INFO
-    }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::INFO)
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
 
 /// The upstream: keep-alive HTTP/1.1, a small JSON answer with the headers
 /// an API sends.
@@ -87,36 +69,6 @@ async fn serve() -> SocketAddr {
         }
     });
     addr
-}
-
-/// A status-based retry policy, as a tower user writes by hand: 5xx, 429
-/// and errors, twice.
-#[derive(Clone)]
-struct ServerErrors(u32);
-
-impl<B, E> Policy<Request<Full<Bytes>>, Response<B>, E> for ServerErrors {
-    type Future = std::future::Ready<()>;
-    fn retry(
-        &mut self,
-        _: &mut Request<Full<Bytes>>,
-        result: &mut Result<Response<B>, E>,
-    ) -> Option<Self::Future> {
-        let failed = match result {
-            Ok(r) => r.status().is_server_error() || r.status() == 429,
-            Err(_) => true,
-        };
-        (failed && self.0 > 0).then(|| {
-            self.0 -= 1;
-            std::future::ready(())
-        })
-    }
-    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
-        let mut clone = Request::new(req.body().clone());
-        *clone.method_mut() = req.method().clone();
-        *clone.uri_mut() = req.uri().clone();
-        *clone.headers_mut() = req.headers().clone();
-        Some(clone)
-    }
 }
 
 type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -257,7 +209,7 @@ fn args() -> Args {
                 .unwrap_or_else(|| panic!("{name} needs a number"))
         };
         match arg.as_str() {
-            "--smoke" => {
+            flag if triage_bench::is_smoke_flag(flag) => {
                 args.smoke = true;
                 args.requests = 256;
                 args.concurrency = 16;

@@ -58,18 +58,6 @@ const ROUNDS: usize = 5;
 /// Target: peak RSS growth, MiB.
 const TARGET_MIB: f64 = 16.0;
 
-fn smoke() -> bool {
-    let mut smoke = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--smoke" => smoke = true,
-            "--bench" => {}
-            other => eprintln!("memory: ignoring argument {other:?}"),
-        }
-    }
-    smoke
-}
-
 /// A body of `left` bytes in `CHUNK`-sized frames, all slices of one shared
 /// buffer (no allocation per frame).
 #[derive(Debug)]
@@ -299,7 +287,7 @@ fn ratio(value: f64, base: f64) -> String {
 }
 
 fn main() {
-    let smoke = smoke();
+    let smoke = triage_bench::smoke();
     let size = if smoke { SMOKE_SIZE } else { SIZE };
     let rounds = if smoke { 1 } else { ROUNDS };
     let runtime = tokio::runtime::Builder::new_multi_thread()

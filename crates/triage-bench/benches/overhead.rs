@@ -19,9 +19,10 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use tower::retry::{Policy, Retry};
+use tower::retry::Retry;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_triage::TriageLayer;
+use triage_bench::{Discard, ServerErrors};
 
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -57,25 +58,6 @@ fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// A subscriber enabled at INFO that discards everything.
-struct Discard;
-impl tracing::Subscriber for Discard {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::INFO
-    }
-    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
-        Some(tracing::level_filters::LevelFilter::INFO)
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, _: &tracing::Event<'_>) {}
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 fn answer() -> Response<Full<Bytes>> {
     Response::builder()
         .status(200)
@@ -94,35 +76,6 @@ fn request() -> Request<Full<Bytes>> {
         .header("authorization", "Bearer sk-test")
         .body(Full::new(Bytes::from_static(br#"{"model":"x"}"#)))
         .unwrap()
-}
-
-/// A status-based retry policy, as a tower user writes by hand.
-#[derive(Clone)]
-struct ServerErrors(u32);
-
-impl<E> Policy<Request<Full<Bytes>>, Response<Full<Bytes>>, E> for ServerErrors {
-    type Future = std::future::Ready<()>;
-    fn retry(
-        &mut self,
-        _: &mut Request<Full<Bytes>>,
-        result: &mut Result<Response<Full<Bytes>>, E>,
-    ) -> Option<Self::Future> {
-        let failed = match result {
-            Ok(r) => r.status().is_server_error() || r.status() == 429,
-            Err(_) => true,
-        };
-        (failed && self.0 > 0).then(|| {
-            self.0 -= 1;
-            std::future::ready(())
-        })
-    }
-    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
-        let mut clone = Request::new(req.body().clone());
-        *clone.method_mut() = req.method().clone();
-        *clone.uri_mut() = req.uri().clone();
-        *clone.headers_mut() = req.headers().clone();
-        Some(clone)
-    }
 }
 
 fn allocations_per_call(mut call: impl FnMut()) -> f64 {

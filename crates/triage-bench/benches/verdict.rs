@@ -62,18 +62,6 @@ const WARM_UP: usize = 2;
 /// Target: Triage's time over the single attempt's.
 const TARGET_RATIO: f64 = 1.2;
 
-fn smoke() -> bool {
-    let mut smoke = false;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--smoke" => smoke = true,
-            "--bench" => {}
-            other => eprintln!("verdict: ignoring argument {other:?}"),
-        }
-    }
-    smoke
-}
-
 /// A uniform sample in `[0, 1)` (splitmix64 over a random seed).
 fn random() -> f64 {
     static STATE: AtomicU64 = AtomicU64::new(0);
@@ -360,7 +348,7 @@ fn attempts(runs: &[Ended], far_end: bool) -> String {
 }
 
 fn main() {
-    let smoke = smoke();
+    let smoke = triage_bench::smoke();
     let runs = if smoke { SMOKE_RUNS } else { RUNS };
     let fixed_runs = if smoke { 1 } else { FIXED_RUNS };
     let scale = if smoke { 0.01 } else { 1.0 };

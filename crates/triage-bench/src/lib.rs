@@ -1,3 +1,79 @@
 //! Benchmarks of triage against baselines measured in the same run; see
-//! `benches/`.
+//! `benches/` and `BENCHMARKS.md`. This library holds what the benchmark
+//! binaries share.
 #![forbid(unsafe_code)]
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::retry::Policy;
+
+/// A tracing subscriber enabled at INFO that discards everything: the
+/// layers under test pay for checking their events, as in a service, and
+/// nothing is written.
+#[derive(Debug, Clone, Copy)]
+pub struct Discard;
+
+impl tracing::Subscriber for Discard {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::INFO
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(tracing::level_filters::LevelFilter::INFO)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Whether `arg` asks for the smoke mode: seconds, tiny counts, only to
+/// show that the benchmark still runs. `--smoke`, or `--test`, which
+/// `cargo bench -- --test` passes to every benchmark (as criterion's own
+/// benchmarks run each case once for it).
+pub fn is_smoke_flag(arg: &str) -> bool {
+    matches!(arg, "--smoke" | "--test")
+}
+
+/// Whether the command line asks for the smoke mode; other arguments
+/// (`--bench`, which `cargo bench` passes) are ignored.
+pub fn smoke() -> bool {
+    std::env::args().skip(1).any(|arg| is_smoke_flag(&arg))
+}
+
+/// A status-based retry policy, as a tower user writes by hand for
+/// `tower::retry`: 5xx, 429 and errors, at most the given number of times,
+/// at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerErrors(pub u32);
+
+impl<B, E> Policy<Request<Full<Bytes>>, Response<B>, E> for ServerErrors {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _: &mut Request<Full<Bytes>>,
+        result: &mut Result<Response<B>, E>,
+    ) -> Option<Self::Future> {
+        let failed = match result {
+            Ok(r) => r.status().is_server_error() || r.status() == 429,
+            Err(_) => true,
+        };
+        (failed && self.0 > 0).then(|| {
+            self.0 -= 1;
+            std::future::ready(())
+        })
+    }
+
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
