@@ -8,7 +8,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::Profile;
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -58,7 +58,7 @@ async fn main() -> Result<(), BoxError> {
         println!("GET {path}");
         let request = http::Request::get(upstream.url(path)).body(Full::new(Bytes::new()))?;
         let response = client.ready().await?.call(request).await?;
-        let report = response.extensions().get::<Report>().cloned();
+        let report = response.report();
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         if let Some(report) = report {

@@ -61,6 +61,11 @@ pub(crate) fn attempt(
     }
 }
 
+/// Whether the event of a successful attempt (DEBUG) would be recorded.
+pub(crate) fn success_enabled() -> bool {
+    tracing::enabled!(target: TARGET, Level::DEBUG)
+}
+
 /// The final failure, with the escalation packet's summary.
 pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet) {
     if level_enabled!(Level::ERROR) {

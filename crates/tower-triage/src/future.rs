@@ -2,7 +2,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -24,48 +23,22 @@ use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
 use crate::observer::{AttemptInfo, Outcome};
 use crate::options::RequestOptions;
-use crate::report::Report;
+use crate::report::{ProfileRef, Report};
 use crate::response_body::ResponseBody;
 use crate::transport::{TimeoutError, classify_error};
 
-/// The request's method: the kept head's when there is one (no extra copy).
+/// The request's method, from the kept head.
 macro_rules! method {
     ($this:ident) => {
-        match ($this.head.as_ref(), $this.target.as_deref()) {
-            (Some(h), _) => h.method(),
-            (None, Some((m, _))) => m,
-            (None, None) => &Method::GET,
-        }
+        $this.head.method()
     };
 }
 
 /// The request's URI, likewise.
 macro_rules! uri {
     ($this:ident) => {
-        match ($this.head.as_ref(), $this.target.as_deref()) {
-            (Some(h), _) => h.uri(),
-            (None, Some((_, u))) => u,
-            (None, None) => &*EMPTY_URI,
-        }
+        $this.head.uri()
     };
-}
-
-/// The profile of a call: a built-in one (detected from the host) or the
-/// layer's own.
-#[derive(Debug, Clone)]
-enum ProfileRef {
-    Static(&'static Profile),
-    Shared(Arc<Profile>),
-}
-
-impl Deref for ProfileRef {
-    type Target = Profile;
-    fn deref(&self) -> &Profile {
-        match self {
-            ProfileRef::Static(p) => p,
-            ProfileRef::Shared(p) => p,
-        }
-    }
 }
 
 pin_project! {
@@ -108,11 +81,11 @@ pin_project! {
         attempt_timeout: Option<Duration>,
         body_idle_timeout: Option<Duration>,
         service: S,
-        head: Option<Request<()>>,
+        // The request's head: whole when a retry can re-send it (a copy of
+        // the body was made), otherwise method and URI only.
+        head: Request<()>,
         body: Option<B>,
         next: Option<B>,
-        // Method and URI when no head is kept (retries off).
-        target: Option<Box<(Method, Uri)>>,
         profile: ProfileRef,
         config: Arc<Config>,
         attempt: u32,
@@ -148,13 +121,8 @@ where
     S: Service<Request<B>>,
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let method = match (self.head.as_ref(), self.target.as_deref()) {
-            (Some(h), _) => h.method(),
-            (None, Some((m, _))) => m,
-            (None, None) => &Method::GET,
-        };
         f.debug_struct("ResponseFuture")
-            .field("method", method)
+            .field("method", self.head.method())
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
@@ -236,17 +204,19 @@ where
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
         let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
-        // With a kept head, method and URI are read from it; otherwise keep
-        // copies for the events and the packet.
-        let (head, template, send, target) = match copy {
+        let (head, template, send) = match copy {
             Some(copy) => {
                 let head = Request::from_parts(parts, ());
                 let send = with_body(&head, copy);
-                (Some(head), Some(body), send, None)
+                (head, Some(body), send)
             }
             None => {
-                let target = Box::new((parts.method.clone(), parts.uri.clone()));
-                (None, None, Request::from_parts(parts, body), Some(target))
+                // No retry can happen: keep what the events and the packet
+                // name (no allocation: the URI's parts are shared).
+                let mut head = Request::new(());
+                *head.method_mut() = parts.method.clone();
+                *head.uri_mut() = parts.uri.clone();
+                (head, None, Request::from_parts(parts, body))
             }
         };
         let future = service.call(send);
@@ -262,7 +232,6 @@ where
             head,
             body: template,
             next: None,
-            target,
             profile,
             config,
             attempt: 1,
@@ -281,16 +250,24 @@ fn host_of(uri: &Uri) -> &str {
         return "";
     };
     let a = authority.as_str();
-    let a = a.rfind('@').map_or(a, |i| &a[i + 1..]);
-    if a.starts_with('[') {
-        // An IP literal: no built-in profile matches it.
-        return a.find(']').map_or(a, |i| &a[..=i]);
+    // One pass from the end: the last ':' outside an IP literal ends the
+    // host, an '@' starts it. All three are ASCII, so every cut falls on a
+    // character boundary.
+    let mut end = a.len();
+    let mut port_seen = false;
+    for (i, &b) in a.as_bytes().iter().enumerate().rev() {
+        match b {
+            b'@' => return &a[i + 1..end],
+            b':' if !port_seen => {
+                end = i;
+                port_seen = true;
+            }
+            b']' => port_seen = true,
+            _ => {}
+        }
     }
-    a.rfind(':').map_or(a, |i| &a[..i])
+    &a[..end]
 }
-
-/// Never read in practice: a call keeps either its head or its target.
-static EMPTY_URI: std::sync::LazyLock<Uri> = std::sync::LazyLock::new(|| Uri::from_static("/"));
 
 const IDEMPOTENCY_KEY: http::HeaderName = http::HeaderName::from_static("idempotency-key");
 
@@ -366,7 +343,7 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(readiness_error(e.into())));
                     }
-                    let (Some(head), Some(body)) = (this.head.as_ref(), this.next.take()) else {
+                    let (head, Some(body)) = (&*this.head, this.next.take()) else {
                         // Unreachable: a retry is only decided with a copy in hand.
                         this.state.set(State::Done);
                         return Poll::Ready(Err(readiness_error(
@@ -541,11 +518,8 @@ where
         // What the rules answer first for any success, without their inputs.
         Decision::Stop(Stop::Success)
     } else {
-        // Only a kept head can be re-sent, so only it is asked for the key.
-        let idempotency_key = this
-            .head
-            .as_ref()
-            .is_some_and(|h| h.headers().contains_key(IDEMPOTENCY_KEY));
+        // Only a whole head is re-sent; a partial one has no headers.
+        let idempotency_key = this.head.headers().contains_key(IDEMPOTENCY_KEY);
         let ctx = AttemptContext::new(*this.attempt, method!(this))
             .idempotency_key(idempotency_key)
             .replayable(copy.is_some())
@@ -633,7 +607,18 @@ where
     B: TryCloneBody,
     R: Body,
 {
-    // One clock read for the whole success path.
+    // At the first attempt, with nothing failed before, the response says
+    // all there is to say: the report is read from its head when asked
+    // (`ReportExt`), and nothing goes into its extensions.
+    let first = *this.attempt == 1 && this.packet.is_none();
+    if first && this.config.observer.is_none() && !events::success_enabled() {
+        // The happy path: no evidence read, no clock read, no allocation.
+        return response.map(|body| {
+            ResponseBody::passthrough(body, None)
+                .with_idle_timeout(*this.body_idle_timeout)
+                .with_profile(this.profile.clone())
+        });
+    }
     let now = Instant::now();
     let evidence = Evidence::from_response(
         response.status(),
@@ -645,12 +630,15 @@ where
     let (diagnosis, _) = decide(this, &evidence, now);
     let report = report(this, &evidence, diagnosis);
     let (mut parts, body) = response.into_parts();
-    parts.extensions.insert(report);
-    Response::from_parts(
-        parts,
-        ResponseBody::passthrough(body, this.config.observer.clone())
-            .with_idle_timeout(*this.body_idle_timeout),
-    )
+    let body = ResponseBody::passthrough(body, this.config.observer.clone())
+        .with_idle_timeout(*this.body_idle_timeout);
+    let body = if first {
+        body.with_profile(this.profile.clone())
+    } else {
+        parts.extensions.insert(report);
+        body
+    };
+    Response::from_parts(parts, body)
 }
 
 /// The event and observer call of a call that fails with an error.
@@ -778,8 +766,15 @@ mod tests {
             assert_eq!(host_of(&uri), uri.host().unwrap_or(""), "{uri}");
         }
         // IP literals keep their brackets; they match no built-in profile.
+        for literal in [
+            "http://[::1]:8080/",
+            "http://[::1]/",
+            "http://u:p@[::1]:80/",
+        ] {
+            let uri: Uri = literal.parse().unwrap();
+            assert_eq!(host_of(&uri), "[::1]", "{literal}");
+        }
         let uri: Uri = "http://[::1]:8080/".parse().unwrap();
-        assert_eq!(host_of(&uri), "[::1]");
         assert!(std::ptr::eq(
             Profile::detect(host_of(&uri)),
             Profile::generic()

@@ -6,8 +6,8 @@
 //! attempt records what came back, names the owner of a failure (the
 //! connection path, auth, permission, quota, a rate limit, the request, the
 //! API's servers, or a gateway), retries by that owner under
-//! [`RetryRules`](triage_core::RetryRules), and reports: a [`Report`] in
-//! every response's extensions, a `tracing` event per attempt (target
+//! [`RetryRules`](triage_core::RetryRules), and reports: a [`Report`] for
+//! every response ([`ReportExt::report`]), a `tracing` event per attempt (target
 //! [`TARGET`]), and a [`triage_core::Error`] with an escalation packet when a
 //! call fails.
 //!
@@ -18,7 +18,7 @@
 //! use http_body_util::Full;
 //! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use tower::{Layer, Service, ServiceExt};
-//! use tower_triage::{Report, TriageLayer};
+//! use tower_triage::{ReportExt, TriageLayer};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let connector = tower_triage::connect::http_connector(); // tags DNS and connect failures
@@ -26,7 +26,7 @@
 //! let mut client = TriageLayer::new().layer(client);
 //! let request = http::Request::get("http://inference.internal:8080/v1/models").body(Full::new(Bytes::new()))?;
 //! let response = client.ready().await?.call(request).await?; // or a triage_core::Error
-//! println!("{:?}", response.extensions().get::<Report>());
+//! println!("{:?}", response.report());
 //! # Ok(()) }
 //! ```
 //!
@@ -37,7 +37,7 @@
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use tower::{service_fn, Layer, Service, ServiceExt};
-//! use tower_triage::{Report, TriageLayer};
+//! use tower_triage::{ReportExt, TriageLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let client = service_fn(|_req: http::Request<Full<Bytes>>| async {
@@ -46,7 +46,7 @@
 //! let mut client = TriageLayer::new().layer(client);
 //! let request = http::Request::get("https://api.openai.com/v1/models").body(Full::new(Bytes::new()))?;
 //! let response = client.ready().await?.call(request).await?;
-//! assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 1);
+//! assert_eq!(response.report().unwrap().attempts(), 1);
 //! # Ok(()) }
 //! ```
 //!
@@ -87,7 +87,7 @@ pub use future::ResponseFuture;
 pub use layer::{PEEK_LIMIT, TriageLayer};
 pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome};
 pub use options::RequestOptions;
-pub use report::Report;
+pub use report::{Report, ReportExt};
 pub use response_body::ResponseBody;
 pub use service::Triage;
 pub use transport::{StageError, TimeoutError};

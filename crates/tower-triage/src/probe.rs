@@ -36,7 +36,7 @@ use triage_core::{
 };
 
 use crate::layer::TriageLayer;
-use crate::report::Report;
+use crate::report::ReportExt;
 use crate::transport::classify_error;
 
 /// A stage of the probe.
@@ -629,7 +629,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     match result {
         Ok(response) => {
             let status = response.status();
-            let info = response.extensions().get::<Report>().cloned();
+            let info = response.report();
             let _ = response.into_body().collect().await;
             if let Some(info) = info {
                 report.diagnosis = *info.diagnosis();

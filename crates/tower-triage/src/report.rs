@@ -1,18 +1,29 @@
-//! [`Report`]: what the layer learned about a call, in the response's
-//! extensions.
+//! [`Report`]: what the layer learned about a call, and [`ReportExt`] to
+//! read it from a response.
 
+use std::ops::Deref;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use http::HeaderValue;
-use triage_core::{Diagnosis, Packet, RateInfo};
+use http::{HeaderValue, Response};
+use triage_core::{Diagnosis, Evidence, Packet, Profile, RateInfo};
 
-/// What the layer learned about a call; every response it returns carries
-/// one in its extensions.
+use crate::response_body::ResponseBody;
+
+/// What the layer learned about a call: attempts, the last answer's request
+/// ID and rate-limit state, its diagnosis, and the escalation packet when
+/// an attempt failed.
+///
+/// Read it with [`ReportExt::report`]. A call that needed more than one
+/// attempt, or that ended in a failure status, also carries its `Report` in
+/// the response's extensions (where it survives a change of body type); a
+/// call that succeeded at once carries none, so the happy path allocates
+/// nothing, and `report()` reads the answer's head when asked.
 ///
 /// ```
-/// # fn f(response: http::Response<()>) {
-/// use tower_triage::Report;
-/// if let Some(report) = response.extensions().get::<Report>() {
+/// # fn f<B>(response: http::Response<tower_triage::ResponseBody<B>>) {
+/// use tower_triage::ReportExt;
+/// if let Some(report) = response.report() {
 ///     println!("{} attempt(s), request id {:?}", report.attempts(), report.request_id());
 /// }
 /// # }
@@ -56,5 +67,55 @@ impl Report {
     /// The escalation packet, when any attempt failed.
     pub fn packet(&self) -> Option<&Packet> {
         self.packet.as_deref()
+    }
+}
+
+/// Reads the [`Report`] of a response that [`Triage`](crate::Triage)
+/// returned.
+pub trait ReportExt: sealed::Sealed {
+    /// The call's report: from the extensions when the layer put one there,
+    /// otherwise (a success at the first attempt) read now from the
+    /// response's head. `None` only when the extension was taken out.
+    fn report(&self) -> Option<Report>;
+}
+
+impl<B> ReportExt for Response<ResponseBody<B>> {
+    fn report(&self) -> Option<Report> {
+        if let Some(report) = self.extensions().get::<Report>() {
+            return Some(report.clone());
+        }
+        let profile = self.body().profile()?;
+        let evidence =
+            Evidence::from_response(self.status(), self.headers(), profile, SystemTime::now());
+        Some(Report {
+            attempts: 1,
+            request_id: evidence.request_id().cloned(),
+            rate: *evidence.rate(),
+            diagnosis: triage_core::classify(&evidence, profile),
+            packet: None,
+        })
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<B> Sealed for http::Response<crate::ResponseBody<B>> {}
+}
+
+/// The profile of a call: a built-in one (detected from the host) or the
+/// layer's own.
+#[derive(Debug, Clone)]
+pub(crate) enum ProfileRef {
+    Static(&'static Profile),
+    Shared(Arc<Profile>),
+}
+
+impl Deref for ProfileRef {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        match self {
+            ProfileRef::Static(p) => p,
+            ProfileRef::Shared(p) => p,
+        }
     }
 }

@@ -13,10 +13,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::{Sleep, sleep};
-use triage_core::{BoxError, TimeoutPhase};
+use triage_core::{BoxError, Profile, TimeoutPhase};
 
 use crate::events;
 use crate::observer::{BodyOutcome, Observer};
+use crate::report::ProfileRef;
 use crate::transport::{TimeoutError, classify_error};
 
 pin_project! {
@@ -42,6 +43,9 @@ pin_project! {
         idle_timeout: Option<Duration>,
         // Boxed: armed only when a timeout is set and the stream is pending.
         idle: Option<Pin<Box<Sleep>>>,
+        // The call's profile, when its report is read lazily (a success at
+        // the first attempt: no report in the extensions).
+        profile: Option<ProfileRef>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -100,6 +104,7 @@ impl<B: Body> ResponseBody<B> {
             observer,
             idle_timeout: None,
             idle: None,
+            profile: None,
         }
     }
 
@@ -121,7 +126,15 @@ impl<B: Body> ResponseBody<B> {
             observer,
             idle_timeout: None,
             idle: None,
+            profile: None,
         }
+    }
+
+    /// Keeps the call's profile, for [`ReportExt`](crate::ReportExt) to
+    /// read the report from the head later.
+    pub(crate) fn with_profile(mut self, profile: ProfileRef) -> ResponseBody<B> {
+        self.profile = Some(profile);
+        self
     }
 
     /// Fails the body when no frame arrives for `timeout`.
@@ -135,6 +148,10 @@ impl<B> ResponseBody<B> {
     /// Bytes delivered so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    pub(crate) fn profile(&self) -> Option<&Profile> {
+        self.profile.as_deref()
     }
 }
 

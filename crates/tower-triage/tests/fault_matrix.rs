@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, Owner, Profile, RetryRules, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Fnv, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
 
 struct Case {
@@ -109,7 +109,7 @@ async fn check(upstream: &Upstream, case: Case) {
     let path = case.path.split('?').next().unwrap();
     let (owner, class, stage) = match &result {
         Ok(response) => {
-            let report = response.extensions().get::<Report>().unwrap();
+            let report = response.report().unwrap();
             (
                 report.diagnosis().owner(),
                 report.diagnosis().class().to_string(),

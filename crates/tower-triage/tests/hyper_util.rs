@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, ErrorKind, Fault, Owner, RetryRules, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 type TestResolver = triage_testkit::Resolver;
 
@@ -166,7 +166,7 @@ async fn a_503_then_200_is_delivered_whole_after_a_retry() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let report = response.extensions().get::<Report>().unwrap().clone();
+    let report = response.report().unwrap();
     assert_eq!(report.attempts(), 2);
     assert_eq!(report.request_id().unwrap(), "req_42");
     assert_eq!(

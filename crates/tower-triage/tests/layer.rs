@@ -16,7 +16,7 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_triage::core::{
     ErrorKind, Fault, Owner, Profile, RetryBudget, RetryRules, Stage, TimeoutPhase,
 };
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 type Answer = Result<Response<Full<Bytes>>, io::Error>;
 
@@ -81,7 +81,7 @@ async fn success_passes_through_with_a_report() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let report = response.extensions().get::<Report>().unwrap().clone();
+    let report = response.report().unwrap();
     assert_eq!(report.attempts(), 1);
     assert_eq!(report.request_id().unwrap(), "req_200");
     assert!(report.packet().is_none());
@@ -109,21 +109,22 @@ async fn server_errors_are_retried_with_backoff() {
         .unwrap();
     let waited = start.elapsed();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 3);
+    assert_eq!(response.report().unwrap().attempts(), 3);
+    // After a retry the report also travels in the extensions, where it
+    // survives a change of body type.
+    let report = response.extensions().get::<tower_triage::Report>().unwrap();
+    assert_eq!(report.attempts(), 3);
+    assert!(
+        report.packet().is_some(),
+        "the failed attempts are on record"
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // Two backoffs: (0.5 s + 1 s) less up to 25 % jitter.
     assert!(
         waited >= Duration::from_millis(1125) && waited <= Duration::from_millis(1500),
         "{waited:?}"
     );
-    assert!(
-        response
-            .extensions()
-            .get::<Report>()
-            .unwrap()
-            .packet()
-            .is_some()
-    );
+    assert!(response.report().unwrap().packet().is_some());
     assert_eq!(body_of(response).await, "done");
 }
 
@@ -173,7 +174,7 @@ async fn exhausted_quota_is_never_retried_and_the_body_is_whole() {
         .unwrap();
     assert_eq!(response.status(), 429);
     assert_eq!(hits.load(Ordering::SeqCst), 1);
-    let report = response.extensions().get::<Report>().unwrap().clone();
+    let report = response.report().unwrap();
     assert_eq!(report.diagnosis().owner(), Some(Owner::Quota));
     assert_eq!(report.packet().unwrap().outcome(), "not_retryable");
     assert_eq!(body_of(response).await, QUOTA);
@@ -195,13 +196,7 @@ async fn a_large_failure_body_is_handed_back_whole() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(response.status(), 500);
     assert_eq!(
-        response
-            .extensions()
-            .get::<Report>()
-            .unwrap()
-            .packet()
-            .unwrap()
-            .outcome(),
+        response.report().unwrap().packet().unwrap().outcome(),
         "not_replay_safe"
     );
     assert_eq!(body_of(response).await.len(), 100_000);
@@ -240,13 +235,7 @@ async fn a_body_that_cannot_be_copied_is_not_retried() {
     let response = svc.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert_eq!(
-        response
-            .extensions()
-            .get::<Report>()
-            .unwrap()
-            .packet()
-            .unwrap()
-            .outcome(),
+        response.report().unwrap().packet().unwrap().outcome(),
         "body_not_replayable"
     );
 }
@@ -341,7 +330,7 @@ async fn the_shared_budget_bounds_an_outage() {
                 .call(get("http://api.example.test/"))
                 .await
                 .unwrap();
-            response.extensions().get::<Report>().unwrap().attempts()
+            response.report().unwrap().attempts()
         });
     }
     let mut attempts = 0;

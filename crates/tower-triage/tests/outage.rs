@@ -19,7 +19,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, RetryBudget, RetryRules};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 async fn always_503() -> (SocketAddr, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -73,7 +73,7 @@ async fn a_thousand_calls_against_an_outage_stay_within_the_budget() {
             let request = Request::get(uri).body(Full::new(Bytes::new())).unwrap();
             let response = svc.ready().await.unwrap().call(request).await.unwrap();
             assert_eq!(response.status(), 503);
-            response.extensions().get::<Report>().unwrap().attempts()
+            response.report().unwrap().attempts()
         });
     }
     let mut attempts = 0u32;

@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Fault, Owner, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 #[derive(Clone, Copy)]
 enum Behaviour {
@@ -140,7 +140,7 @@ async fn a_tunnel_carries_the_request() {
     let (proxy_addr, connects) = proxy(Behaviour::Tunnel).await;
     let response = call(proxy_addr, origin.port()).await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 1);
+    assert_eq!(response.report().unwrap().attempts(), 1);
     assert_eq!(
         response.into_body().collect().await.unwrap().to_bytes(),
         "through proxy"

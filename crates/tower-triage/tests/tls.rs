@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{CertificateProblem, Fault, Owner, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 
 struct Ca {
     params: CertificateParams,
@@ -134,7 +134,7 @@ async fn a_trusted_certificate_works() {
     let (addr, _) = tls_server(&trusted, Problem::None).await;
     let response = call(&trusted, addr).await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.extensions().get::<Report>().unwrap().attempts(), 1);
+    assert_eq!(response.report().unwrap().attempts(), 1);
     assert_eq!(
         response.into_body().collect().await.unwrap().to_bytes(),
         "secure"

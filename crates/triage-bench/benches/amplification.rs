@@ -41,7 +41,7 @@ use tower::retry::{Policy, Retry};
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::connect::{TagConnect, TagResolver};
 use tower_triage::core::{Backoff, RetryBudget, RetryRules, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{Report, ReportExt, TriageLayer};
 use triage_testkit::{Resolver, Upstream};
 
 /// Logical requests in full mode.
@@ -223,11 +223,13 @@ where
     tally
 }
 
-fn triage_outcome<B>(result: Result<Response<B>, tower_triage::core::Error>) -> Outcome {
+fn triage_outcome<B>(
+    result: Result<Response<tower_triage::ResponseBody<B>>, tower_triage::core::Error>,
+) -> Outcome {
     match result {
         Ok(response) => Outcome::Status(
             response.status().as_u16(),
-            response.extensions().get::<Report>().map(Report::attempts),
+            response.report().as_ref().map(Report::attempts),
         ),
         Err(e) => Outcome::Failed(Some(e.attempts()), e.stage() == Some(Stage::Connect)),
     }

@@ -48,7 +48,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::retry::{Policy, Retry};
 use tower::{Layer, ServiceExt};
 use tower_triage::core::{Owner, Profile, Stage};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
 
 /// Timed runs per client in full mode.
@@ -220,7 +220,7 @@ where
         let ended = match result {
             Ok(response) => {
                 let status = response.status().as_u16();
-                let report = response.extensions().get::<Report>().cloned();
+                let report = response.report();
                 drain(response.into_body()).await;
                 let report = report.expect("every response of the layer carries a Report");
                 Ended {

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::core::{Backoff, Error, Profile, RetryRules};
-use tower_triage::{Report, TriageLayer};
+use tower_triage::{ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -327,7 +327,7 @@ async fn send(
     let seen = match result {
         Ok(response) => {
             let status = response.status().as_u16();
-            let report = response.extensions().get::<Report>().cloned();
+            let report = response.report();
             let mut body = response.into_body();
             let mut bytes = 0usize;
             while let Some(frame) = body.frame().await {

@@ -153,9 +153,16 @@ impl HeadTable {
         if len >= 128 || self.lengths & (1u128 << len) == 0 {
             return None;
         }
+        // Names that share a length usually differ in their last bytes
+        // (`-requests`, `-tokens`): compare those before the whole name.
+        let name = name.as_str().as_bytes();
+        let last = name[len - 1];
         self.entries
             .iter()
-            .find(|(n, _)| n.as_str().len() == len && n == name)
+            .find(|(n, _)| {
+                let n = n.as_str().as_bytes();
+                n.len() == len && n[len - 1] == last && n == name
+            })
             .map(|(_, slot)| *slot)
     }
 }

@@ -35,18 +35,24 @@ fn digits(s: &[u8]) -> Option<u64> {
 /// [`MAX_DELAY`]. At most 20 integer digits; fraction digits past the ninth
 /// are ignored.
 pub(super) fn decimal(s: &str, unit_nanos: u128) -> Option<Duration> {
+    decimal_bytes(s.as_bytes(), unit_nanos)
+}
+
+/// [`decimal`] on bytes (no UTF-8 check: anything but digits and one dot is
+/// refused anyway).
+pub(super) fn decimal_bytes(s: &[u8], unit_nanos: u128) -> Option<Duration> {
     // Integer arithmetic on u64 digits: a value too large for them is far
     // beyond MAX_DELAY in any unit.
-    let (int, frac) = match s.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(dot) => (&s[..dot], Some(&s[dot + 1..])),
         None => (s, None),
     };
-    let mut nanos = u128::from(digits(int.as_bytes())?).checked_mul(unit_nanos)?;
+    let mut nanos = u128::from(digits(int)?).checked_mul(unit_nanos)?;
     if let Some(frac) = frac {
-        let kept = &frac.as_bytes()[..frac.len().min(9)];
-        if frac.is_empty() || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
             return None;
         }
+        let kept = &frac[..frac.len().min(9)];
         let scale = 10u128.pow(kept.len() as u32);
         let f = u128::from(digits(kept)?);
         nanos = nanos.checked_add(f * unit_nanos / scale)?;
@@ -92,38 +98,44 @@ pub fn parse_millis(s: &str) -> Option<Duration> {
 /// assert_eq!(parse_go_duration("12"), None);
 /// ```
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let s = text(s.as_bytes())?;
-    if s == "0" {
+    go_duration(s.as_bytes())
+}
+
+/// [`parse_go_duration`] on the bytes of a header value.
+pub(super) fn go_duration(value: &[u8]) -> Option<Duration> {
+    if value.len() > MAX_INPUT {
+        return None;
+    }
+    let mut rest = value.trim_ascii();
+    if rest == b"0" {
         return Some(Duration::ZERO);
     }
-    let mut rest = s;
-    let mut total: u128 = 0;
     if rest.is_empty() {
         return None;
     }
+    let mut total: u128 = 0;
     while !rest.is_empty() {
         let n = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .iter()
+            .take_while(|b| b.is_ascii_digit() || **b == b'.')
             .count();
         if n == 0 {
             return None;
         }
         let (number, tail) = rest.split_at(n);
-        let (unit, len) = [
-            ("ns", 1u128),
-            ("us", 1_000),
-            ("µs", 1_000),
-            ("μs", 1_000),
-            ("ms", 1_000_000),
-            ("s", NANOS_PER_SEC),
-            ("m", 60 * NANOS_PER_SEC),
-            ("h", 3600 * NANOS_PER_SEC),
-        ]
-        .iter()
-        .find(|(u, _)| tail.starts_with(u))
-        .map(|(u, nanos)| (*nanos, u.len()))?;
-        total = total.checked_add(decimal(number, unit)?.as_nanos())?;
+        // The unit, by its first byte: ns, us, µs (U+00B5), μs (U+03BC),
+        // ms, s, m, h.
+        let (unit, len) = match tail {
+            [b'n', b's', ..] => (1u128, 2),
+            [b'u', b's', ..] => (1_000, 2),
+            [0xC2, 0xB5, b's', ..] | [0xCE, 0xBC, b's', ..] => (1_000, 3),
+            [b'm', b's', ..] => (1_000_000, 2),
+            [b's', ..] => (NANOS_PER_SEC, 1),
+            [b'm', ..] => (60 * NANOS_PER_SEC, 1),
+            [b'h', ..] => (3600 * NANOS_PER_SEC, 1),
+            _ => return None,
+        };
+        total = total.checked_add(decimal_bytes(number, unit)?.as_nanos())?;
         rest = &tail[len..];
     }
     to_duration(total)
@@ -138,8 +150,10 @@ pub fn parse_proto_duration(s: &str) -> Option<Duration> {
 /// A count for a limit or remaining header: a non-negative integer. Azure's
 /// `-1` ("unknown"), any negative, fractional or over-long value is `None`.
 pub fn parse_count(value: &[u8]) -> Option<u64> {
-    let s = text(value)?;
-    digits(s.as_bytes())
+    if value.len() > MAX_INPUT {
+        return None;
+    }
+    digits(value.trim_ascii())
 }
 
 #[cfg(test)]
@@ -157,6 +171,11 @@ mod tests {
         assert_eq!(parse_go_duration("1h2m3.5s"), Some(ms(3_723_500)));
         assert_eq!(parse_go_duration("1.5us"), Some(Duration::from_nanos(1500)));
         assert_eq!(parse_go_duration("3µs"), Some(Duration::from_micros(3)));
+        assert_eq!(
+            parse_go_duration("3\u{3bc}s"),
+            Some(Duration::from_micros(3))
+        );
+        assert_eq!(parse_go_duration(" 1m30s "), Some(ms(90_000)));
         for bad in [
             "", "s", "1s2", "-1s", "1x", "1.s", "1e3s", "NaN", "inf", "1 s",
         ] {

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::MAX_DELAY;
-use super::number::{decimal, parse_go_duration, text};
+use super::number::{decimal, decimal_bytes, go_duration, parse_go_duration, text};
 use crate::time::parse_rfc3339;
 
 /// How a provider writes its reset headers.
@@ -40,6 +40,14 @@ pub enum ResetFormat {
 /// assert_eq!(parse_reset(b"30", ResetFormat::Auto, now), Some(Duration::from_secs(30)));
 /// ```
 pub fn parse_reset(value: &[u8], format: ResetFormat, now: SystemTime) -> Option<Duration> {
+    // The common forms, straight from the bytes.
+    match format {
+        ResetFormat::GoDuration => return go_duration(value),
+        ResetFormat::DeltaSeconds if value.len() <= super::MAX_INPUT => {
+            return decimal_bytes(value.trim_ascii(), 1_000_000_000);
+        }
+        _ => {}
+    }
     let s = text(value)?;
     let format = match format {
         ResetFormat::Auto => guess(s),
