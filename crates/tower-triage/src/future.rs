@@ -206,9 +206,17 @@ where
         let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
         let (head, template, send) = match copy {
             Some(copy) => {
-                let head = Request::from_parts(parts, ());
-                let send = with_body(&head, copy);
-                (head, Some(body), send)
+                // Keep a copy of the head and send the original: the inner
+                // client adds its own headers (`host`, ...) to the map it
+                // gets, and the original has room for them, a fresh copy
+                // has none.
+                let mut head = Request::new(());
+                *head.method_mut() = parts.method.clone();
+                *head.uri_mut() = parts.uri.clone();
+                *head.version_mut() = parts.version;
+                *head.headers_mut() = parts.headers.clone();
+                *head.extensions_mut() = parts.extensions.clone();
+                (head, Some(body), Request::from_parts(parts, copy))
             }
             None => {
                 // No retry can happen: keep what the events and the packet

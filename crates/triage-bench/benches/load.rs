@@ -6,17 +6,23 @@
 //! - (c) `tower::retry` with a status-based policy plus tower-http's
 //!   `TraceLayer` around the same client (what a tower user writes by hand),
 //! - (d) reqwest with reqwest-middleware and reqwest-retry (the nearest
-//!   packaged peer).
+//!   packaged peer),
+//! - (e) `Triage` with retries off: the layer without the copy of the
+//!   request that any retrying middleware keeps.
 //!
 //! The load is a fixed number of requests at a fixed number in flight; every
-//! request's body is read to its end. The stacks run interleaved
-//! (a b c d a b c d …) so that drift on the machine hits them alike. A
+//! request's body is read to its end. The stacks run interleaved, in rounds
+//! whose order rotates (a b c d, b c d a, …), so that drift on the machine
+//! hits them alike; throughput is the median round's, and its ratio the
+//! median over rounds of the ratio to (a) in the same round. Latency
+//! percentiles pool every request of every round. A
 //! tracing subscriber enabled at INFO that discards is installed, so the
 //! layers that emit events pay for checking them, as in a service.
 //!
 //! Run: `cargo bench -p triage-bench --bench load` (about a minute), or with
 //! `-- --smoke` for a seconds-long check that everything still runs.
-//! `-- --requests N --concurrency C --rounds R` change the load.
+//! `-- --requests N --concurrency C --rounds R` change the load; `-- --only b`
+//! runs one stack alone (for a profiler).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +41,7 @@ use tower::retry::RetryLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::trace::TraceLayer;
 use tower_triage::TriageLayer;
+use tower_triage::core::RetryRules;
 use triage_bench::{Discard, ServerErrors};
 
 const BODY: &[u8] = br#"{"id":"chatcmpl-123","object":"chat.completion","choices":[]}"#;
@@ -167,18 +174,32 @@ async fn run(stack: &impl Stack, uri: &str, requests: usize, concurrency: usize)
 #[derive(Default)]
 struct Totals {
     requests: usize,
-    elapsed: Duration,
+    // Throughput of each round, in order.
+    rounds: Vec<f64>,
     latencies: Vec<u32>,
 }
 
 impl Totals {
     fn add(&mut self, run: Run) {
         self.requests += run.latencies.len();
-        self.elapsed += run.elapsed;
+        self.rounds
+            .push(run.latencies.len() as f64 / run.elapsed.as_secs_f64());
         self.latencies.extend(run.latencies);
     }
+    /// The median round's throughput.
     fn throughput(&self) -> f64 {
-        self.requests as f64 / self.elapsed.as_secs_f64()
+        median(self.rounds.clone())
+    }
+    /// The median over rounds of this stack's throughput over `base`'s in
+    /// the same round.
+    fn ratio(&self, base: &Totals) -> f64 {
+        median(
+            self.rounds
+                .iter()
+                .zip(&base.rounds)
+                .map(|(mine, theirs)| mine / theirs)
+                .collect(),
+        )
     }
     fn percentile(&mut self, p: f64) -> f64 {
         self.latencies.sort_unstable();
@@ -187,19 +208,32 @@ impl Totals {
     }
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
 struct Args {
     requests: usize,
     concurrency: usize,
     rounds: usize,
     smoke: bool,
+    // Run one stack alone (a to e), for a profiler.
+    only: Option<String>,
 }
 
 fn args() -> Args {
     let mut args = Args {
         requests: 20_000,
         concurrency: 64,
-        rounds: 5,
+        rounds: 10,
         smoke: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -218,6 +252,7 @@ fn args() -> Args {
             "--requests" => args.requests = number("--requests"),
             "--concurrency" => args.concurrency = number("--concurrency"),
             "--rounds" => args.rounds = number("--rounds"),
+            "--only" => args.only = it.next(),
             // `cargo bench` passes `--bench`; criterion's filters are not ours.
             _ => {}
         }
@@ -246,6 +281,12 @@ fn main() {
 
         let bare = Tower(client.clone());
         let triage = Tower(TriageLayer::new().layer(client.clone()));
+        // The layer without the copy of the request that retries need.
+        let triage_once = Tower(
+            TriageLayer::new()
+                .rules(RetryRules::default().max_retries(0))
+                .layer(client.clone()),
+        );
         let tower = Tower(
             ServiceBuilder::new()
                 .layer(RetryLayer::new(ServerErrors(2)))
@@ -272,17 +313,42 @@ fn main() {
         run(&triage, &uri, warm, args.concurrency).await;
         run(&tower, &uri, warm, args.concurrency).await;
         run(&reqwest, &uri, warm, args.concurrency).await;
+        run(&triage_once, &uri, warm, args.concurrency).await;
 
-        let mut totals: [Totals; 4] = Default::default();
-        for _ in 0..args.rounds {
-            totals[0].add(run(&bare, &uri, args.requests, args.concurrency).await);
-            totals[1].add(run(&triage, &uri, args.requests, args.concurrency).await);
-            totals[2].add(run(&tower, &uri, args.requests, args.concurrency).await);
-            totals[3].add(run(&reqwest, &uri, args.requests, args.concurrency).await);
+        let mut totals: [Totals; 5] = Default::default();
+        let runs = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
+        for round in 0..args.rounds {
+            // Each round starts with the next stack, so that no stack always
+            // follows the same one.
+            for i in (0..5).map(|i| (i + round) % 5) {
+                if !runs(["a", "b", "c", "d", "e"][i]) {
+                    continue;
+                }
+                let (n, c) = (args.requests, args.concurrency);
+                let measured = match i {
+                    0 => run(&bare, &uri, n, c).await,
+                    1 => run(&triage, &uri, n, c).await,
+                    2 => run(&tower, &uri, n, c).await,
+                    3 => run(&reqwest, &uri, n, c).await,
+                    _ => run(&triage_once, &uri, n, c).await,
+                };
+                totals[i].add(measured);
+            }
+        }
+        if let Some(only) = &args.only {
+            for total in totals.iter_mut().filter(|t| t.requests > 0) {
+                println!(
+                    "{only}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs",
+                    total.throughput(),
+                    total.percentile(0.50),
+                    total.percentile(0.99)
+                );
+            }
+            return;
         }
 
         println!(
-            "load: {} requests x {} rounds at {} in flight, interleaved{}",
+            "load: {} requests x {} rounds at {} in flight, interleaved, rotating order{}",
             args.requests,
             args.rounds,
             args.concurrency,
@@ -296,26 +362,24 @@ fn main() {
             "(b) Triage",
             "(c) tower::retry + TraceLayer",
             "(d) reqwest + reqwest-retry",
+            "(e) Triage, retries off (no copy of the request)",
         ];
-        let base = (
-            totals[0].throughput(),
-            totals[0].percentile(0.50),
-            totals[0].percentile(0.99),
-        );
+        let (base_p50, base_p99) = (totals[0].percentile(0.50), totals[0].percentile(0.99));
         let mut figures = Vec::new();
-        for (name, total) in names.iter().zip(totals.iter_mut()) {
+        for (i, name) in names.iter().enumerate() {
+            let ratio = totals[i].ratio(&totals[0]);
+            let total = &mut totals[i];
             let (rps, p50, p99) = (
                 total.throughput(),
                 total.percentile(0.50),
                 total.percentile(0.99),
             );
             println!(
-                "| {name} | {rps:.0} | {:.3}x | {p50:.0} | {:.3}x | {p99:.0} | {:.3}x |",
-                rps / base.0,
-                p50 / base.1,
-                p99 / base.2
+                "| {name} | {rps:.0} | {ratio:.3}x | {p50:.0} | {:.3}x | {p99:.0} | {:.3}x |",
+                p50 / base_p50,
+                p99 / base_p99
             );
-            figures.push((rps / base.0, p99 / base.2));
+            figures.push((ratio, p99 / base_p99));
         }
         println!();
         let (triage_rps, triage_p99) = figures[1];
