@@ -25,7 +25,7 @@
 //!
 //! Attempts are read from the `Report` or the error, and counted at the far
 //! end (resolver lookups, TLS handshakes, proxy `CONNECT`s, upstream hits).
-//! Times are medians over 20 runs (3 with `--smoke`); the openai-python
+//! Times are medians over 201 interleaved runs (3 with `--smoke`); the openai-python
 //! baseline runs twice (once with `--smoke`, with its delays shrunk 100x).
 //! The target: one attempt and at most 1.2x the single attempt's time.
 //!
@@ -52,7 +52,7 @@ use tower_triage::{ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
 
 /// Timed runs per client in full mode.
-const RUNS: usize = 20;
+const RUNS: usize = 201;
 /// Timed runs per client with `--smoke`.
 const SMOKE_RUNS: usize = 3;
 /// Runs of the openai-python baseline in full mode (it sleeps ~1.3 s each).

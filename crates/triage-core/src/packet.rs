@@ -231,6 +231,11 @@ fn capped(s: &str) -> String {
     format!("{}…", &s[..end])
 }
 
+/// [`capped`] without a copy when the text is short enough.
+fn capped_owned(s: String) -> String {
+    if s.len() <= MAX_TEXT { s } else { capped(&s) }
+}
+
 /// Builds a [`Packet`] as attempts happen.
 #[derive(Debug, Clone)]
 pub struct PacketBuilder {
@@ -355,7 +360,12 @@ impl PacketBuilder {
                 break;
             }
             let text = err.to_string();
-            self.packet.error_chain.push(capped(&redact::text(&text)));
+            let clean = match redact::text(&text) {
+                // Nothing to scrub: keep the string made already.
+                std::borrow::Cow::Borrowed(_) => capped_owned(text),
+                std::borrow::Cow::Owned(scrubbed) => capped_owned(scrubbed),
+            };
+            self.packet.error_chain.push(clean);
             current = match err.downcast_ref::<std::io::Error>() {
                 // io::Error::source() skips its payload; descend into it.
                 Some(io) => io

@@ -241,13 +241,20 @@ fn is_separator(c: char) -> bool {
 }
 
 fn might_hold_secret(s: &str) -> bool {
+    // One pass: look at what follows each byte that could start a secret.
     let b = s.as_bytes();
-    b.windows(3).any(|w| w.eq_ignore_ascii_case(b"sk-"))
-        || b.windows(4)
-            .any(|w| w == b"AIza" || w == b"AKIA" || w == b"ASIA")
-        || b.windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer"))
-        || b.windows(5).any(|w| w.eq_ignore_ascii_case(b"basic"))
-        || b.contains(&b'=')
+    let at = |i: usize, word: &[u8]| {
+        b.get(i..i + word.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(word))
+    };
+    let exact = |i: usize, word: &[u8]| b.get(i..i + word.len()) == Some(word);
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'=' => true,
+        b's' | b'S' => at(i, b"sk-"),
+        b'b' | b'B' => at(i, b"bearer") || at(i, b"basic"),
+        b'A' => exact(i, b"AIza") || exact(i, b"AKIA") || exact(i, b"ASIA"),
+        _ => false,
+    })
 }
 
 fn is_key_like(token: &str) -> bool {
