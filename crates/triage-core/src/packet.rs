@@ -365,7 +365,11 @@ impl PacketBuilder {
                 std::borrow::Cow::Borrowed(_) => capped_owned(text),
                 std::borrow::Cow::Owned(scrubbed) => capped_owned(scrubbed),
             };
-            self.packet.error_chain.push(clean);
+            // An `io::Error` and its payload often print the same words:
+            // say them once.
+            if self.packet.error_chain.last() != Some(&clean) {
+                self.packet.error_chain.push(clean);
+            }
             current = match err.downcast_ref::<std::io::Error>() {
                 // io::Error::source() skips its payload; descend into it.
                 Some(io) => io

@@ -111,7 +111,11 @@ fn packet_carries_every_attempt() {
     assert_eq!(packet.outcome(), "not_retryable");
     assert_eq!(packet.request_ids(), ["req_abc123"]);
     assert_eq!(packet.rate().and_then(|r| r.requests.remaining), Some(42));
-    assert_eq!(packet.error_chain().len(), 2, "{:?}", packet.error_chain());
+    // The io::Error and its payload say the same words: once, scrubbed.
+    assert_eq!(
+        packet.error_chain(),
+        ["proxy said: Authorization: Bearer [redacted]"]
+    );
     assert!(packet.timestamp().ends_with('Z'));
     assert_eq!(packet.elapsed(), Duration::from_millis(640));
 
@@ -162,4 +166,28 @@ fn packet_json_parses_and_has_no_secret() {
     assert_eq!(value["attempts"][1]["has_body"], true);
     assert_eq!(value["request_ids"][0], "req_abc123");
     assert_eq!(value["next_step"], packet.next_step());
+}
+
+#[test]
+fn an_error_chain_says_each_message_once() {
+    // An io::Error around a payload prints the payload's words; the chain
+    // walks into the payload, and must not repeat them.
+    #[derive(Debug)]
+    struct Payload;
+    impl std::fmt::Display for Payload {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("invalid peer certificate: Expired")
+        }
+    }
+    impl std::error::Error for Payload {}
+    let io = std::io::Error::other(Payload);
+    let mut builder = PacketBuilder::new(
+        &http::Method::GET,
+        &http::Uri::from_static("https://svc.test/"),
+        Profile::generic(),
+        std::time::SystemTime::now(),
+    );
+    builder.set_error(&io);
+    let packet = builder.finish(Duration::ZERO);
+    assert_eq!(packet.error_chain(), ["invalid peer certificate: Expired"]);
 }

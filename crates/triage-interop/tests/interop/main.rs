@@ -1,0 +1,109 @@
+//! The interop suite: triage against real software on 127.0.0.1 — nginx as
+//! the gateway, tinyproxy as the forward proxy, `openssl s_server` with
+//! certificates made by `openssl req`/`x509` — each case asserting the
+//! owner, class, stage, attempts and final decision triage reports.
+//!
+//! Runs when `TRIAGE_INTEROP=1` (`.ci/run` installs nginx-light, tinyproxy
+//! and openssl from Debian's packages and sets it); otherwise prints one
+//! line saying it was skipped, and why.
+//!
+//! `cargo test -p triage-interop` (with `TRIAGE_INTEROP=1`).
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use triage_interop::{PROGRAMS, enabled, find};
+
+type Case = fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+macro_rules! cases {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        &[$((concat!(stringify!($module), "::", stringify!($name)), || Box::pin($module::$name()))),*]
+    };
+}
+
+mod gateway;
+mod openssl;
+mod proxy;
+
+const CASES: &[(&str, Case)] = cases![
+    gateway::dead_upstream_is_the_gateways_502,
+    gateway::stalled_upstream_is_the_gateways_504,
+    gateway::limit_req_429_is_a_rate_limit,
+    gateway::limit_req_503_is_the_gateway,
+    gateway::origin_500_with_its_request_id_is_the_server,
+    proxy::connect_allowed_reaches_the_origin,
+    proxy::connect_denied_by_the_acl_is_the_proxy,
+    proxy::proxy_authentication_required_is_the_proxy,
+    proxy::proxy_not_listening_is_the_proxy,
+    openssl::a_trusted_certificate_works,
+    openssl::expired_certificate_is_tls_never_retried,
+    openssl::wrong_host_name_is_tls_never_retried,
+    openssl::unknown_ca_is_tls_never_retried,
+    openssl::plain_port_spoken_to_with_tls_is_tls_never_retried,
+];
+
+/// How long one case may take.
+const CASE_LIMIT: Duration = Duration::from_secs(60);
+
+fn main() {
+    if !enabled() {
+        println!(
+            "interop suite skipped: set TRIAGE_INTEROP=1 to run it against nginx, tinyproxy and \
+             openssl s_server (.ci/run installs them from Debian's packages)"
+        );
+        return;
+    }
+    let missing: Vec<String> = PROGRAMS
+        .iter()
+        .filter(|(program, _)| find(program).is_none())
+        .map(|(program, package)| format!("{program} (Debian package {package})"))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "interop suite: TRIAGE_INTEROP=1 but not installed: {}",
+            missing.join(", ")
+        );
+        std::process::exit(1);
+    }
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let started = Instant::now();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, case) in CASES {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        ran += 1;
+        let t = Instant::now();
+        let result = runtime.block_on(async {
+            tokio::time::timeout(CASE_LIMIT, case())
+                .await
+                .unwrap_or_else(|_| Err(format!("did not finish within {CASE_LIMIT:?}")))
+        });
+        match result {
+            Ok(()) => println!("interop {name} ... ok ({} ms)", t.elapsed().as_millis()),
+            Err(why) => {
+                println!("interop {name} ... FAILED\n{why}\n");
+                failed.push(*name);
+            }
+        }
+    }
+    println!(
+        "\ninterop: {} passed, {} failed, in {:.1} s",
+        ran - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
