@@ -26,6 +26,9 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("nginx", "nginx-light"),
     ("tinyproxy", "tinyproxy"),
     ("openssl", "openssl"),
+    ("dnsmasq", "dnsmasq-base"),
+    ("unshare", "util-linux"),
+    ("ip", "iproute2"),
 ];
 
 /// Whether `TRIAGE_INTEROP=1`.
@@ -334,5 +337,40 @@ pub fn openssl_server(dir: &Scratch, pem: &Pem, chain: Option<&Pem>) -> Result<S
         command,
         dir.join(&format!("s_server-{port}.log")),
         SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
+/// dnsmasq on 127.0.0.1:53 — for use inside a network namespace of the
+/// suite's own (`unshare -rnm`), where port 53 of loopback is ours. It keeps
+/// its user (an unprivileged namespace cannot change groups), reads no
+/// system file, logs every query to `queries.log` in `dir`, and takes
+/// `args` (`--address=/nx.test/`, `--server=...`).
+pub fn dnsmasq(dir: &Scratch, args: &[String]) -> Result<Server, String> {
+    let program = find("dnsmasq").ok_or("dnsmasq is not installed (Debian: dnsmasq-base)")?;
+    let mut command = Command::new(program);
+    command
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+        ])
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--port=53",
+        ])
+        .args(["--user=", "--group=", "--log-queries"])
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .arg(format!(
+            "--log-facility={}",
+            dir.join("queries.log").display()
+        ))
+        .args(args);
+    Server::start(
+        "dnsmasq",
+        command,
+        dir.join("dnsmasq.out"),
+        SocketAddr::from(([127, 0, 0, 1], 53)),
     )
 }

@@ -5,7 +5,8 @@
 //!
 //! Runs when `TRIAGE_INTEROP=1` (`.ci/run` installs nginx-light, tinyproxy
 //! and openssl from Debian's packages and sets it); otherwise prints one
-//! line saying it was skipped, and why.
+//! line saying it was skipped, and why. The DNS cases run dnsmasq in a
+//! network namespace of their own (`unshare -rnm`).
 //!
 //! `cargo test -p triage-interop` (with `TRIAGE_INTEROP=1`).
 
@@ -25,9 +26,15 @@ macro_rules! cases {
     };
 }
 
+mod dns;
 mod gateway;
+mod kernel;
+mod netns;
 mod openssl;
 mod proxy;
+
+/// How a case says the machine cannot run it (and why): not a failure.
+pub(crate) const SKIP: &str = "skipped: ";
 
 const CASES: &[(&str, Case)] = cases![
     gateway::dead_upstream_is_the_gateways_502,
@@ -44,16 +51,26 @@ const CASES: &[(&str, Case)] = cases![
     openssl::wrong_host_name_is_tls_never_retried,
     openssl::unknown_ca_is_tls_never_retried,
     openssl::plain_port_spoken_to_with_tls_is_tls_never_retried,
+    dns::a_name_dnsmasq_knows_works,
+    dns::nxdomain_is_dns_never_retried,
+    dns::servfail_is_dns_retried_a_bounded_number_of_times,
+    dns::no_resolver_reachable_is_dns,
+    kernel::netem_delay_is_a_connect_timeout,
+    kernel::netem_delay_is_a_headers_timeout,
 ];
 
 /// How long one case may take.
 const CASE_LIMIT: Duration = Duration::from_secs(60);
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == netns::INNER) {
+        std::process::exit(inner(args.get(at + 1).map_or("", String::as_str)));
+    }
     if !enabled() {
         println!(
-            "interop suite skipped: set TRIAGE_INTEROP=1 to run it against nginx, tinyproxy and \
-             openssl s_server (.ci/run installs them from Debian's packages)"
+            "interop suite skipped: set TRIAGE_INTEROP=1 to run it against nginx, tinyproxy, \
+             openssl s_server and dnsmasq (.ci/run installs them from Debian's packages)"
         );
         return;
     }
@@ -69,7 +86,7 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -77,6 +94,7 @@ fn main() {
         .expect("runtime");
     let started = Instant::now();
     let mut failed = Vec::new();
+    let mut skipped = 0;
     let mut ran = 0;
     for (name, case) in CASES {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
@@ -91,6 +109,10 @@ fn main() {
         });
         match result {
             Ok(()) => println!("interop {name} ... ok ({} ms)", t.elapsed().as_millis()),
+            Err(why) if why.starts_with(SKIP) => {
+                println!("interop {name} ... {why}");
+                skipped += 1;
+            }
             Err(why) => {
                 println!("interop {name} ... FAILED\n{why}\n");
                 failed.push(*name);
@@ -98,12 +120,43 @@ fn main() {
         }
     }
     println!(
-        "\ninterop: {} passed, {} failed, in {:.1} s",
-        ran - failed.len(),
+        "\ninterop: {} passed, {} failed, {skipped} skipped (the machine cannot run them), in {:.1} s",
+        ran - failed.len() - skipped,
         failed.len(),
         started.elapsed().as_secs_f64()
     );
     if !failed.is_empty() {
         std::process::exit(1);
+    }
+}
+
+/// A case inside its namespace (see `netns`); the exit status says how it
+/// went.
+fn inner(case: &str) -> i32 {
+    if !netns::inside_namespace() {
+        eprintln!("{} runs only inside the suite's namespace", netns::INNER);
+        return 2;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let result = runtime.block_on(async {
+        if case.starts_with("netem-") {
+            kernel::inner(case).await
+        } else {
+            dns::inner(case).await
+        }
+    });
+    match result {
+        Ok(()) => 0,
+        Err(why) => {
+            println!("{}", why.strip_prefix(SKIP).unwrap_or(&why));
+            if why.starts_with(SKIP) {
+                netns::SKIPPED
+            } else {
+                1
+            }
+        }
     }
 }
