@@ -121,7 +121,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let stage = *this.stage;
-        Poll::Ready(ready!(this.inner.poll(cx)).map_err(|e| StageError::new(stage, e)))
+        let polled = this.inner.poll(cx);
+        if polled.is_pending() {
+            crate::transport::connect_pending(stage);
+        }
+        Poll::Ready(ready!(polled).map_err(|e| StageError::new(stage, e)))
     }
 }
 
@@ -219,7 +223,12 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let stage = *this.stage;
-        Poll::Ready(ready!(this.inner.poll(cx)).map_err(|e| tag(stage, e.into())))
+        let polled = this.inner.poll(cx);
+        if polled.is_pending() {
+            // Lets a dropped call name the stage it was at.
+            crate::transport::connect_pending(stage);
+        }
+        Poll::Ready(ready!(polled).map_err(|e| tag(stage, e.into())))
     }
 }
 

@@ -25,7 +25,7 @@ use crate::observer::{AttemptInfo, Outcome};
 use crate::options::RequestOptions;
 use crate::report::{ProfileRef, Report};
 use crate::response_body::ResponseBody;
-use crate::transport::{TimeoutError, classify_error};
+use crate::transport::{TimeoutError, classify_error, watch_connect};
 
 /// The request's method, from the kept head.
 macro_rules! method {
@@ -91,6 +91,9 @@ pin_project! {
         attempt: u32,
         started: Instant,
         attempt_started: Instant,
+        // The connection stage the attempt was still at when last polled
+        // (known with the `connect` module's tagged connectors only).
+        connecting: Option<Stage>,
         packet: Option<Box<PacketBuilder>>,
     }
 
@@ -102,7 +105,8 @@ pin_project! {
             let this = this.project();
             let stage = match this.state.project() {
                 StateProj::Done => return,
-                StateProj::Calling { .. } | StateProj::Ready => Some(Stage::AwaitHeaders),
+                StateProj::Calling { .. } => Some(this.connecting.unwrap_or(Stage::AwaitHeaders)),
+                StateProj::Ready => Some(Stage::AwaitHeaders),
                 StateProj::Peeking { .. } => Some(Stage::Body),
                 // Between attempts: no stage was in progress.
                 StateProj::Waiting => None,
@@ -245,6 +249,7 @@ where
             attempt: 1,
             started: now,
             attempt_started: now,
+            connecting: None,
             packet: None,
         }
     }
@@ -361,6 +366,7 @@ where
                     let future = this.service.call(with_body(head, body));
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
+                    *this.connecting = None;
                     *this.timer = None;
                     this.state.set(State::Calling { future });
                     continue;
@@ -389,7 +395,9 @@ where
                         );
                         judge_transport(&mut this, failure, Box::new(error))
                     } else {
-                        match future.poll(cx) {
+                        let (polled, connecting) = watch_connect(|| future.poll(cx));
+                        *this.connecting = connecting;
+                        match polled {
                             Poll::Pending => return Poll::Pending,
                             Poll::Ready(Err(e)) => {
                                 this.state.set(State::Done);

@@ -65,6 +65,43 @@ impl StdError for StageError {
     }
 }
 
+thread_local! {
+    /// While an attempt's future is polled (see [`watch_connect`]): the
+    /// connection stage that a tagged resolver or connector left pending in
+    /// this poll, `Some(None)` when none did; `None` outside such a poll.
+    static CONNECT_PENDING: std::cell::Cell<Option<Option<Stage>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Restores the enclosing poll's slot, even on unwind.
+struct Restore(Option<Option<Stage>>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CONNECT_PENDING.set(self.0);
+    }
+}
+
+/// Polls an attempt with `poll`, and says which connection stage (DNS,
+/// connect, proxy, TLS) was still pending in that poll, as reported by the
+/// tagged resolver and connectors of the `connect` module (which run inline
+/// in the attempt's poll); `None` when no connection was being made, e.g.
+/// the request was sent and its answer is awaited.
+pub(crate) fn watch_connect<T>(poll: impl FnOnce() -> T) -> (T, Option<Stage>) {
+    let _restore = Restore(CONNECT_PENDING.replace(Some(None)));
+    let polled = poll();
+    (polled, CONNECT_PENDING.get().flatten())
+}
+
+/// A tagged resolver or connector is pending at `stage`: the innermost (the
+/// first to say so in a poll) wins.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn connect_pending(stage: Stage) {
+    if CONNECT_PENDING.get() == Some(None) {
+        CONNECT_PENDING.set(Some(Some(stage)));
+    }
+}
+
 /// The links of an error chain, outermost first, including the payloads of
 /// `io::Error`s; at most 16.
 pub(crate) fn chain<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn StdError + 'static)> {

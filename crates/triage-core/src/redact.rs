@@ -113,17 +113,17 @@ pub fn header_value<'a>(name: &HeaderName, value: &'a HeaderValue) -> Cow<'a, st
 pub fn uri(uri: &Uri) -> String {
     let mut out = String::with_capacity(64);
     if let Some(scheme) = uri.scheme_str() {
-        out.push_str(scheme);
+        push_piece(&mut out, scheme);
         out.push_str("://");
     }
     if let Some(host) = uri.host() {
-        out.push_str(host);
+        push_path(&mut out, host);
     }
     if let Some(port) = uri.port_u16() {
         out.push(':');
         out.push_str(&port.to_string());
     }
-    out.push_str(uri.path());
+    push_path(&mut out, uri.path());
     if let Some(query) = uri.query() {
         out.push('?');
         push_query(&mut out, query);
@@ -143,17 +143,26 @@ pub fn url_str(s: &str) -> String {
     };
     let mut out = String::new();
     // Drop user info: anything between "://" and an '@' before the path.
-    match before.split_once("://") {
+    let is_scheme = |s: &str| {
+        s.len() <= 32
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    };
+    match before
+        .split_once("://")
+        .filter(|(scheme, _)| is_scheme(scheme))
+    {
         Some((scheme, rest)) => {
-            out.push_str(scheme);
+            push_piece(&mut out, scheme);
             out.push_str("://");
             let authority_end = rest.find('/').unwrap_or(rest.len());
             let authority = &rest[..authority_end];
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            out.push_str(host);
-            out.push_str(&rest[authority_end..]);
+            push_path(&mut out, host);
+            push_path(&mut out, &rest[authority_end..]);
         }
-        None => out.push_str(before),
+        None => push_path(&mut out, before),
     }
     if let Some(query) = query {
         out.push('?');
@@ -162,20 +171,41 @@ pub fn url_str(s: &str) -> String {
     cap(out)
 }
 
-fn push_query(out: &mut String, query: &str) {
-    for (i, pair) in query.split('&').enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, _)) if is_sensitive_param(name) => {
-                out.push_str(name);
-                out.push('=');
+/// A path, query or list with key-like pieces (`/keys/sk-…`) and the
+/// values of sensitive names (`?api_key=…`, `;token=…`, `password=…`)
+/// replaced. A sensitive value runs to the next `&` (or the end).
+fn push_path(out: &mut String, path: &str) {
+    const SEPARATORS: [char; 8] = ['/', '=', ';', ',', '?', '&', ':', '@'];
+    let mut rest = path;
+    loop {
+        let end = rest.find(SEPARATORS).unwrap_or(rest.len());
+        let piece = &rest[..end];
+        push_piece(out, piece);
+        let Some(separator) = rest[end..].chars().next() else {
+            break;
+        };
+        out.push(separator);
+        rest = &rest[end + 1..];
+        if separator == '=' && is_sensitive_param(piece) {
+            let value_end = rest.find('&').unwrap_or(rest.len());
+            if value_end > 0 {
                 out.push_str(REDACTED);
             }
-            _ => out.push_str(pair),
+            rest = &rest[value_end..];
         }
     }
+}
+
+fn push_piece(out: &mut String, piece: &str) {
+    if is_key_like(piece) {
+        out.push_str(REDACTED);
+    } else {
+        out.push_str(piece);
+    }
+}
+
+fn push_query(out: &mut String, query: &str) {
+    push_path(out, query);
 }
 
 fn cap(mut s: String) -> String {
@@ -201,6 +231,13 @@ pub fn text(s: &str) -> Cow<'_, str> {
     let mut previous = "";
     while let Some(token_start) = rest.find(|c: char| !is_separator(c)) {
         out.push_str(&rest[..token_start]);
+        // Text scrubbed before stays as it is: scrubbing is stable.
+        if rest[..token_start].ends_with('[') && rest[token_start..].starts_with("redacted]") {
+            out.push_str("redacted]");
+            rest = &rest[token_start + "redacted]".len()..];
+            previous = REDACTED;
+            continue;
+        }
         rest = &rest[token_start..];
         let token_end = rest.find(is_separator).unwrap_or(rest.len());
         let token = &rest[..token_end];
@@ -209,18 +246,10 @@ pub fn text(s: &str) -> Cow<'_, str> {
         previous = token;
         if after_scheme || is_key_like(token) {
             out.push_str(REDACTED);
-        } else if token.contains('?') && token.contains('=') {
-            let (head, query) = token.split_once('?').unwrap_or((token, ""));
-            out.push_str(head);
-            out.push('?');
-            push_query(&mut out, query);
-        } else if let Some((name, _)) = token.split_once('=').filter(|(n, _)| is_sensitive_param(n))
-        {
-            out.push_str(name);
-            out.push('=');
-            out.push_str(REDACTED);
         } else {
-            out.push_str(token);
+            // URLs, `name=value` pairs, paths and lists: a secret may sit
+            // in one of their pieces.
+            push_path(&mut out, token);
         }
         rest = &rest[token_end..];
     }
@@ -369,6 +398,47 @@ mod tests {
             "https://host.example/p?token=[redacted]"
         );
         assert_eq!(url_str("not a url?sig=abc"), "not a url?sig=[redacted]");
+    }
+
+    #[test]
+    fn keys_in_paths_names_and_odd_urls_are_scrubbed() {
+        // Found by fuzzing: keys as path segments, matrix parameters, a
+        // scheme or host, and values of sensitive names inside a path.
+        let key = "sk-proj-SECRETSECRETSECRET1";
+        for url in [
+            format!("https://api.example.com/v1/keys/{key}/usage"),
+            format!("https://api.example.com/v1/x;token=abc/{key}"),
+            format!("{key}://example.com/"),
+            format!("https://example.com=/{key}@host/p"),
+            format!("https://u:p@h/x?k=v&token={key}"),
+        ] {
+            let clean = url_str(&url);
+            assert!(!clean.contains("SECRETSECRET"), "{url} -> {clean}");
+        }
+        let said = format!("see https://api.example.com/v1/keys/{key}/usage");
+        assert_eq!(
+            text(&said),
+            "see https://api.example.com/v1/keys/[redacted]/usage"
+        );
+        let clean = text("GET /x?page=2?api_key=abc123 failed");
+        assert_eq!(clean, "GET /x?page=2?api_key=[redacted] failed");
+    }
+
+    #[test]
+    fn scrubbing_is_stable() {
+        // Found by fuzzing: scrubbed text scrubbed again changed
+        // (`Bearer [[redacted]]`, `key=[redacted][redacted]`).
+        for input in [
+            "Authorization: Bearer sk-proj-SECRETSECRETSECRET1",
+            "GET https://api.example.com/v1/x?api_key=abc123&page=2 failed",
+            "key=AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "AKIAIOSFODNN7EXAMPLE wrote Basic dXNlcjpwYXNz",
+            "https://user:pass@example.com/path?token=t0k3n#frag",
+            "key=AImzaSkey=AIzaSyA1234567890abcdefghijklmnopqrs-tuvcom/v1/x?api_key=abc",
+        ] {
+            let once = text(input);
+            assert_eq!(text(&once), once, "{input}");
+        }
     }
 
     #[test]

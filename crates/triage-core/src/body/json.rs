@@ -99,6 +99,16 @@ impl Reader<'_> {
             return None;
         };
         if depth >= MAX_DEPTH || self.nodes >= MAX_NODES {
+            // Only a value can be skipped: anything else (a stray `}`, `]`
+            // or `,`) would not be consumed, and the container around it
+            // would ask again for ever. (Found by fuzzing.)
+            if !matches!(
+                first,
+                b'{' | b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9'
+            ) {
+                self.stopped = true;
+                return None;
+            }
             self.skip();
             return Some(Value::Null);
         }
@@ -363,6 +373,25 @@ mod tests {
 
     fn obj(pairs: Vec<(&str, Value)>) -> Value {
         Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    }
+
+    #[test]
+    fn a_stray_close_past_the_depth_limit_ends_the_read() {
+        // `[` past MAX_DEPTH, then a `}` where a value should be: this used
+        // to loop for ever, pushing nulls (found by fuzzing).
+        let mut input = b"{\"a\":".to_vec();
+        input.extend(std::iter::repeat_n(b'[', MAX_DEPTH + 4));
+        input.extend_from_slice(b"}ceeded\"}");
+        let parsed = parse(&input);
+        assert!(parsed.truncated);
+        assert!(parsed.value.is_some());
+        // And past the node limit, likewise.
+        let mut input = b"[".to_vec();
+        for _ in 0..MAX_NODES + 4 {
+            input.extend_from_slice(b"1,");
+        }
+        input.extend_from_slice(b"}]");
+        assert!(parse(&input).value.is_some());
     }
 
     #[test]
