@@ -331,6 +331,7 @@ where
             if passed && !matches!(this.state.as_mut().project(), StateProj::Done) {
                 let stage = match this.state.as_mut().project() {
                     StateProj::Peeking { .. } => Stage::Body,
+                    StateProj::Calling { .. } => this.connecting.unwrap_or(Stage::AwaitHeaders),
                     _ => Stage::AwaitHeaders,
                 };
                 this.state.set(State::Done);
@@ -383,16 +384,20 @@ where
                     };
                     if timed_out {
                         let limit = this.attempt_timeout.unwrap_or_default();
+                        // Still connecting (a tagged connector said so): the
+                        // request never left, and the connection path is
+                        // what was slow.
+                        let (stage, phase) = match *this.connecting {
+                            Some(stage) => (stage, TimeoutPhase::Connect),
+                            None => (Stage::AwaitHeaders, TimeoutPhase::Headers),
+                        };
                         let error = TimeoutError {
-                            phase: TimeoutPhase::Headers,
+                            phase,
                             millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
                         };
                         this.state.set(State::Done);
                         *this.timer = None;
-                        let failure = TransportFailure::new(
-                            Stage::AwaitHeaders,
-                            Fault::Timeout(TimeoutPhase::Headers),
-                        );
+                        let failure = TransportFailure::new(stage, Fault::Timeout(phase));
                         judge_transport(&mut this, failure, Box::new(error))
                     } else {
                         let (polled, connecting) = watch_connect(|| future.poll(cx));

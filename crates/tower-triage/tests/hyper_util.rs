@@ -327,3 +327,33 @@ async fn a_stalled_head_times_out_per_attempt_and_is_retried_for_a_get() {
     assert_eq!(error.attempts(), 3);
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test]
+async fn an_attempt_timeout_while_connecting_is_the_connect_stage_and_replays_a_post() {
+    // A listener whose accept queue is full: the connect never completes,
+    // and no connect timeout is set, so the attempt timeout ends it. The
+    // request never left: even a POST is sent again.
+    let backlog = triage_testkit::full_backlog().unwrap();
+    let resolver = TestResolver::new();
+    let connector = tower_triage::connect::tagged_connector(resolver.clone());
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = TriageLayer::new()
+        .rules(fast_rules())
+        .attempt_timeout(Some(Duration::from_millis(200)))
+        .layer(client);
+    let request = Request::post(format!(
+        "http://svc.test:{}/v1/charges",
+        backlog.addr().port()
+    ))
+    .body(Full::new(Bytes::from_static(b"{}")))
+    .unwrap();
+    let error = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert_eq!(error.owner(), Some(Owner::ConnectionPath));
+    assert_eq!(error.stage(), Some(Stage::Connect), "{error}");
+    assert_eq!(
+        error.class().to_string(),
+        "transport.connect.timeout.connect"
+    );
+    assert_eq!(error.attempts(), 3, "a POST that never left is replayed");
+    assert_eq!(resolver.lookups(), 3);
+}
