@@ -3,7 +3,7 @@
 //! `classify()` with the retry rules on arbitrary evidence.
 //!
 //! Each [`Target`] takes bytes and checks what must hold for any input —
-//! no panic, every wait within [`MAX_DELAY`](triage_core::headers::MAX_DELAY),
+//! no panic, every wait within [`MAX_DELAY`],
 //! an exhausted quota never retried, no key left in scrubbed text — and
 //! panics when it does not. The runner ([`fuzz`]) mutates a seed corpus
 //! (byte flips, inserts, deletions, splices, dictionary tokens) for a fixed
