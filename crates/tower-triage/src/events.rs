@@ -152,3 +152,66 @@ pub(crate) fn body_complete(bytes: u64) {
         );
     }
 }
+
+/// A route opened (WARN): what opened it, and when the first probe goes.
+pub(crate) fn route_opened(
+    route: &str,
+    diagnosis: &triage_core::Diagnosis,
+    probe_in: std::time::Duration,
+) {
+    if level_enabled!(Level::WARN) {
+        event!(
+            target: TARGET,
+            Level::WARN,
+            route = route,
+            owner = diagnosis.owner().map(|o| o.as_str()),
+            class = %diagnosis.class(),
+            stage = diagnosis.stage().map(|s| s.as_str()),
+            next_step = diagnosis.next_step(),
+            probe_in_ms = probe_in.as_millis() as u64,
+            "route open: further requests fail at once until a probe gets through"
+        );
+    }
+}
+
+/// An open route refused a request (DEBUG).
+pub(crate) fn route_refused(route: &str, packet: &Packet) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            route = route,
+            owner = packet.owner().map(|o| o.as_str()),
+            class = packet.class(),
+            refused = packet.route_open().map(|r| r.refused()),
+            "request refused: the route is open"
+        );
+    }
+}
+
+/// The probe of an open route failed (DEBUG).
+pub(crate) fn route_probe_failed(route: &str, class: &str) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            route = route,
+            class = class,
+            "route probe failed: the route stays open"
+        );
+    }
+}
+
+/// An open route answered its probe (INFO): closed, with the outage.
+pub(crate) fn route_recovered(route: &str, outage: std::time::Duration, refused: u64) {
+    if level_enabled!(Level::INFO) {
+        event!(
+            target: TARGET,
+            Level::INFO,
+            route = route,
+            outage_ms = outage.as_millis() as u64,
+            refused = refused,
+            "route recovered: requests flow again"
+        );
+    }
+}

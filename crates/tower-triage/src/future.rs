@@ -19,6 +19,7 @@ use triage_core::{
 };
 
 use crate::body::TryCloneBody;
+use crate::breaker::{Admit, Breaker, route_of};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
 use crate::observer::{AttemptInfo, Outcome};
@@ -58,6 +59,11 @@ pin_project! {
         },
         /// Waiting before the next attempt.
         Waiting,
+        /// Refused by an open route: the error goes out at the first poll.
+        Refused { error: Option<Box<Error>> },
+        /// The verification probe of an open route is out; the request
+        /// waits for its answer.
+        Probing { #[pin] future: F },
         /// Finished.
         Done,
     }
@@ -91,6 +97,13 @@ pin_project! {
         attempt: u32,
         started: Instant,
         attempt_started: Instant,
+        // The route breaker applies to this request.
+        breaker_on: bool,
+        // This request is the probe of its open route (its body type
+        // cannot make an empty body for a probe of its own).
+        trial: bool,
+        // The request waiting for the probe's answer.
+        held: Option<Box<Request<B>>>,
         // The connection stage the attempt was still at when last polled
         // (known with the `connect` module's tagged connectors only).
         connecting: Option<Stage>,
@@ -102,9 +115,16 @@ pin_project! {
         S: Service<Request<B>>,
     {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
+            let mut this = this.project();
+            if *this.trial || this.held.is_some() {
+                // The probe's answer will not come: another request may probe.
+                if let StateProj::Probing { .. } | StateProj::Calling { .. } = this.state.as_mut().project() {
+                    this.config.routes.probe_abandoned(&route_of(this.head.uri()));
+                }
+            }
             let stage = match this.state.project() {
-                StateProj::Done => return,
+                StateProj::Done | StateProj::Refused { .. } => return,
+                StateProj::Probing { .. } => Some(Stage::Connect),
                 StateProj::Calling { .. } => Some(this.connecting.unwrap_or(Stage::AwaitHeaders)),
                 StateProj::Ready => Some(Stage::AwaitHeaders),
                 StateProj::Peeking { .. } => Some(Stage::Body),
@@ -203,7 +223,16 @@ where
         let retries = rules.as_deref().unwrap_or(&config.rules).retries();
         let total = rules.as_deref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
-        config.budget.deposit(now.into_std());
+        let breaker_on = config.breaker.enabled && options.and_then(|o| o.breaker).unwrap_or(true);
+        // One atomic load while no route has a failure on record.
+        let admit = if breaker_on && config.routes.any() {
+            config.routes.admit(&route_of(request.uri()), now)
+        } else {
+            Admit::Pass
+        };
+        if !matches!(admit, Admit::Refuse(_)) {
+            config.budget.deposit(now.into_std());
+        }
         let (parts, body) = request.into_parts();
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
@@ -231,9 +260,35 @@ where
                 (head, None, Request::from_parts(parts, body))
             }
         };
-        let future = service.call(send);
+        let (state, held, trial, attempt) = match admit {
+            Admit::Pass => (
+                State::Calling {
+                    future: service.call(send),
+                },
+                None,
+                false,
+                1,
+            ),
+            Admit::Refuse(error) => (State::Refused { error: Some(error) }, None, false, 0),
+            Admit::Probe => match B::empty() {
+                Some(empty) => {
+                    let probe = probe_request(&head, &config.breaker, empty);
+                    let future = service.call(probe);
+                    (State::Probing { future }, Some(Box::new(send)), false, 0)
+                }
+                // No empty body of this type: the request is the probe.
+                None => (
+                    State::Calling {
+                        future: service.call(send),
+                    },
+                    None,
+                    true,
+                    1,
+                ),
+            },
+        };
         ResponseFuture {
-            state: State::Calling { future },
+            state,
             timer: None,
             deadline: None,
             deadline_at: total.and_then(|d| now.checked_add(d)),
@@ -246,13 +301,30 @@ where
             next: None,
             profile,
             config,
-            attempt: 1,
+            attempt,
             started: now,
             attempt_started: now,
+            breaker_on,
+            trial,
+            held,
             connecting: None,
             packet: None,
         }
     }
+}
+
+/// The verification probe of `head`'s route: the breaker's method and
+/// path on the same scheme and authority, with an empty body.
+fn probe_request<B>(head: &Request<()>, breaker: &Breaker, body: B) -> Request<B> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = head.uri().scheme().cloned();
+    parts.authority = head.uri().authority().cloned();
+    parts.path_and_query = Some(breaker.probe_path.clone());
+    let uri = Uri::from_parts(parts).unwrap_or_else(|_| head.uri().clone());
+    let mut request = Request::new(body);
+    *request.method_mut() = breaker.probe_method.clone();
+    *request.uri_mut() = uri;
+    request
 }
 
 /// The URI's host, without user info or port (`Uri::host` parses more
@@ -357,14 +429,19 @@ where
                         this.state.set(State::Done);
                         return Poll::Ready(Err(readiness_error(e.into())));
                     }
-                    let (head, Some(body)) = (&*this.head, this.next.take()) else {
-                        // Unreachable: a retry is only decided with a copy in hand.
-                        this.state.set(State::Done);
-                        return Poll::Ready(Err(readiness_error(
-                            "request could not be copied".into(),
-                        )));
+                    let request = match (this.held.take(), this.next.take()) {
+                        // The request that waited for its route's probe.
+                        (Some(held), _) => *held,
+                        (None, Some(body)) => with_body(this.head, body),
+                        (None, None) => {
+                            // Unreachable: a retry is only decided with a copy in hand.
+                            this.state.set(State::Done);
+                            return Poll::Ready(Err(readiness_error(
+                                "request could not be copied".into(),
+                            )));
+                        }
                     };
-                    let future = this.service.call(with_body(head, body));
+                    let future = this.service.call(request);
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
                     *this.connecting = None;
@@ -500,6 +577,55 @@ where
                     this.state.set(State::Ready);
                     continue;
                 }
+                StateProj::Refused { error } => {
+                    let error = error.take();
+                    this.state.set(State::Done);
+                    let Some(error) = error else {
+                        panic!("ResponseFuture polled after completion");
+                    };
+                    events::route_refused(&route_of(this.head.uri()), error.packet());
+                    if let Some(observer) = &this.config.observer {
+                        observer.on_outcome(&Outcome::Failed {
+                            packet: error.packet(),
+                        });
+                    }
+                    return Poll::Ready(Err(*error));
+                }
+                StateProj::Probing { future } => {
+                    let answer = ready!(future.poll(cx));
+                    let route = route_of(this.head.uri());
+                    let now = Instant::now();
+                    match answer {
+                        // Any answer from the far side proves the path: the
+                        // route closes, the waiting request goes ahead.
+                        Ok(_) => {
+                            if let Some(recovered) = this.config.routes.reached(&route, now) {
+                                events::route_recovered(
+                                    &route,
+                                    recovered.outage,
+                                    recovered.refused,
+                                );
+                            }
+                            this.state.set(State::Ready);
+                        }
+                        Err(e) => {
+                            let e: BoxError = e.into();
+                            let evidence = Evidence::from_transport(classify_error(&*e, true));
+                            let diagnosis = classify(&evidence, this.profile);
+                            let routes = &this.config.routes;
+                            routes.probe_failed(&route, now, random(), &this.config.breaker);
+                            events::route_probe_failed(&route, &diagnosis.class().to_string());
+                            // The waiting request is refused like the others.
+                            match routes.admit(&route, now) {
+                                Admit::Refuse(error) => {
+                                    this.state.set(State::Refused { error: Some(error) });
+                                }
+                                _ => this.state.set(State::Ready),
+                            }
+                        }
+                    }
+                    continue;
+                }
                 StateProj::Done => panic!("ResponseFuture polled after completion"),
             };
             match outcome {
@@ -593,6 +719,55 @@ where
     (diagnosis, decision)
 }
 
+/// What the route breaker learns from an attempt: a status means the far
+/// side was reached (a failure record ends, an open route closes); a
+/// connection failure counts, and may open the route; the probe's failure
+/// backs its next one off. `error` is the transport error, for the packet
+/// a refused request gets.
+fn breaker_record<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    evidence: &Evidence,
+    diagnosis: &Diagnosis,
+    error: Option<&BoxError>,
+    now: Instant,
+) where
+    S: Service<Request<B>>,
+{
+    if !*this.breaker_on {
+        return;
+    }
+    let routes = &this.config.routes;
+    if evidence.status().is_some() {
+        *this.trial = false;
+        if routes.any() {
+            let route = route_of(uri!(this));
+            if let Some(recovered) = routes.reached(&route, now) {
+                events::route_recovered(&route, recovered.outage, recovered.refused);
+            }
+        }
+        return;
+    }
+    let route = route_of(uri!(this));
+    if std::mem::take(this.trial) {
+        routes.probe_failed(&route, now, random(), &this.config.breaker);
+        events::route_probe_failed(&route, &diagnosis.class().to_string());
+        return;
+    }
+    let packet = || {
+        let mut builder = this.packet.as_deref().cloned().unwrap_or_else(|| {
+            PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now())
+        });
+        if let Some(error) = error {
+            builder.set_error(&**error);
+        }
+        builder.finish(this.started.elapsed())
+    };
+    let breaker = &this.config.breaker;
+    if routes.failed(&route, diagnosis, evidence, packet, now, breaker) {
+        events::route_opened(&route, diagnosis, breaker.probe_initial);
+    }
+}
+
 fn report<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     evidence: &Evidence,
@@ -633,7 +808,15 @@ where
     // (`ReportExt`), and nothing goes into its extensions.
     let first = *this.attempt == 1 && this.packet.is_none();
     if first && this.config.observer.is_none() && !events::success_enabled() {
-        // The happy path: no evidence read, no clock read, no allocation.
+        // The happy path: no evidence read, no clock read, no allocation
+        // (and, while no route has a failure on record, one atomic load).
+        if *this.breaker_on && (*this.trial || this.config.routes.any()) {
+            *this.trial = false;
+            let route = route_of(uri!(this));
+            if let Some(recovered) = this.config.routes.reached(&route, Instant::now()) {
+                events::route_recovered(&route, recovered.outage, recovered.refused);
+            }
+        }
         return response.map(|body| {
             ResponseBody::passthrough(body, None)
                 .with_idle_timeout(*this.body_idle_timeout)
@@ -649,6 +832,7 @@ where
     )
     .with_elapsed(now.saturating_duration_since(*this.attempt_started));
     let (diagnosis, _) = decide(this, &evidence, now);
+    breaker_record(this, &evidence, &diagnosis, None, now);
     let report = report(this, &evidence, diagnosis);
     let (mut parts, body) = response.into_parts();
     let body = ResponseBody::passthrough(body, this.config.observer.clone())
@@ -686,6 +870,7 @@ where
     let evidence = Evidence::from_transport(failure)
         .with_elapsed(now.saturating_duration_since(*this.attempt_started));
     let (diagnosis, decision) = decide(this, &evidence, now);
+    breaker_record(this, &evidence, &diagnosis, Some(&error), now);
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {
@@ -731,7 +916,9 @@ where
         (false, true) => BodyProgress::Partial(bytes),
         (false, false) => BodyProgress::Complete(bytes),
     });
-    let (diagnosis, decision) = decide(this, &evidence, Instant::now());
+    let now = Instant::now();
+    let (diagnosis, decision) = decide(this, &evidence, now);
+    breaker_record(this, &evidence, &diagnosis, None, now);
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),
         Decision::Stop(stop) => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tower::Layer;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
+use crate::breaker::{Breaker, Routes};
 use crate::observer::Observer;
 use crate::service::Triage;
 
@@ -23,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) peek_timeout: Duration,
     pub(crate) errors_for_status: bool,
     pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) breaker: Breaker,
+    pub(crate) routes: Arc<Routes>,
 }
 
 impl std::fmt::Debug for Config {
@@ -39,7 +42,8 @@ impl std::fmt::Debug for Config {
             .field("peek_timeout", &self.peek_timeout)
             .field("errors_for_status", &self.errors_for_status)
             .field("observer", &self.observer.is_some())
-            .finish()
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,6 +58,8 @@ impl Default for Config {
             peek_timeout: Duration::from_secs(2),
             errors_for_status: false,
             observer: None,
+            breaker: Breaker::default(),
+            routes: Arc::default(),
         }
     }
 }
@@ -81,9 +87,10 @@ pub struct TriageLayer {
 
 impl TriageLayer {
     /// The defaults: the profile detected from each request's host,
-    /// openai-python's retry rules, the default retry budget, no per-attempt
-    /// timeout, failure bodies read for at most 2 s, and final failure
-    /// statuses handed back as responses.
+    /// openai-python's retry rules, the default retry budget, the route
+    /// breaker on ([`Breaker::new`]), no per-attempt timeout, failure bodies
+    /// read for at most 2 s, and final failure statuses handed back as
+    /// responses.
     pub fn new() -> TriageLayer {
         TriageLayer::default()
     }
@@ -133,6 +140,13 @@ impl TriageLayer {
     /// Sends the data of every event to `observer` as values.
     pub fn observer(mut self, observer: impl Observer) -> Self {
         self.config().observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Sets the route breaker (on by default; see [`Breaker`]). Clones of
+    /// the layer share the state of its routes.
+    pub fn breaker(mut self, breaker: Breaker) -> Self {
+        self.config().breaker = breaker;
         self
     }
 

@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
+mod breaker;
 #[cfg(feature = "hyper-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper-util")))]
 pub mod connect;
@@ -82,6 +83,7 @@ mod response_body;
 mod service;
 mod transport;
 
+pub use breaker::Breaker;
 pub use events::TARGET;
 pub use future::ResponseFuture;
 pub use layer::{PEEK_LIMIT, TriageLayer};

@@ -24,6 +24,7 @@ pub struct RequestOptions {
     pub(crate) body_idle_timeout: Option<Option<Duration>>,
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
+    pub(crate) breaker: Option<bool>,
 }
 
 impl RequestOptions {
@@ -58,6 +59,13 @@ impl RequestOptions {
     /// The total deadline over every attempt and wait (`None`: no limit).
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Turns the route breaker off (`false`) or on for this request: off,
+    /// it is sent even on an open route, and its outcome is not recorded.
+    pub fn breaker(mut self, on: bool) -> Self {
+        self.breaker = Some(on);
         self
     }
 

@@ -41,7 +41,7 @@ use tower::retry::{Policy, Retry};
 use tower::{Layer, Service, ServiceExt};
 use tower_triage::connect::{TagConnect, TagResolver};
 use tower_triage::core::{Backoff, RetryBudget, RetryRules, Stage};
-use tower_triage::{Report, ReportExt, TriageLayer};
+use tower_triage::{Breaker, Report, ReportExt, TriageLayer};
 use triage_testkit::{Resolver, Upstream};
 
 /// Logical requests in full mode.
@@ -247,6 +247,7 @@ fn plain_outcome<B, E>(result: Result<Response<B>, E>) -> Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Config {
     Defaults,
+    BreakerOff,
     BudgetOff,
     Fixed,
 }
@@ -254,8 +255,9 @@ enum Config {
 impl Config {
     fn name(self) -> &'static str {
         match self {
-            Config::Defaults => "triage, defaults (shared budget)",
-            Config::BudgetOff => "triage, budget off",
+            Config::Defaults => "triage, defaults (shared budget, route breaker)",
+            Config::BreakerOff => "triage, budget only (breaker off)",
+            Config::BudgetOff => "triage, budget and breaker off",
             Config::Fixed => "baseline: fixed 2 retries",
         }
     }
@@ -308,6 +310,12 @@ async fn measure(target: Target, config: Config, total: u64) -> Row {
             let svc = TriageLayer::new().layer(client);
             burst(svc, &uri, total, expect_status, triage_outcome).await
         }
+        Config::BreakerOff => {
+            let svc = TriageLayer::new()
+                .breaker(Breaker::disabled())
+                .layer(client);
+            burst(svc, &uri, total, expect_status, triage_outcome).await
+        }
         Config::BudgetOff => {
             // Without a budget, backoff changes how long this takes, never
             // how many attempts are made: keep it short.
@@ -317,6 +325,7 @@ async fn measure(target: Target, config: Config, total: u64) -> Row {
             let svc = TriageLayer::new()
                 .rules(rules)
                 .budget(RetryBudget::unlimited())
+                .breaker(Breaker::disabled())
                 .layer(client);
             burst(svc, &uri, total, expect_status, triage_outcome).await
         }
@@ -418,10 +427,11 @@ fn main() {
             let baseline = measure(target, Config::Fixed, total).await;
             let rows = [
                 measure(target, Config::Defaults, total).await,
+                measure(target, Config::BreakerOff, total).await,
                 measure(target, Config::BudgetOff, total).await,
                 baseline,
             ];
-            let base = rows[2].per_request;
+            let base = rows[3].per_request;
             for row in &rows {
                 let (outage, load) = match target {
                     Target::Outage503 => ("always 503", "upstream requests"),
@@ -433,6 +443,9 @@ fn main() {
                     Config::Defaults if smoke => "n/a (smoke: too few requests)",
                     Config::Defaults if row.per_request <= TARGET => "target met",
                     Config::Defaults => "TARGET MISSED",
+                    Config::BreakerOff if smoke => "n/a (smoke: too few requests)",
+                    Config::BreakerOff if row.per_request <= TARGET => "target met",
+                    Config::BreakerOff => "TARGET MISSED",
                     Config::BudgetOff => "n/a (no budget: expect 3.0)",
                     Config::Fixed => "n/a (baseline: 3.0)",
                 };

@@ -74,7 +74,7 @@ pub use error::{BoxError, Error};
 pub use evidence::{BodyProgress, DelaySource, Evidence, RateInfo, RateWindow, RetryHints};
 pub use headers::ResetFormat;
 pub use owner::{Class, ErrorKind, Owner, QuotaKind, Replay};
-pub use packet::{AttemptRecord, MAX_ATTEMPTS, MAX_CHAIN, Packet, PacketBuilder};
+pub use packet::{AttemptRecord, MAX_ATTEMPTS, MAX_CHAIN, Packet, PacketBuilder, RouteNote};
 pub use profile::{Profile, ProfileBuilder, RateHeaders};
 pub use retry::{
     AttemptContext, Backoff, Decision, ReplayBasis, ReplayRule, Retry, RetryBudget, RetryRules,

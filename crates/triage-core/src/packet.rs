@@ -11,7 +11,7 @@ use crate::evidence::{Evidence, RateInfo};
 use crate::owner::Owner;
 use crate::profile::Profile;
 use crate::redact;
-use crate::retry::Decision;
+use crate::retry::{Decision, Stop};
 use crate::stage::Stage;
 use crate::time;
 
@@ -139,9 +139,53 @@ pub struct Packet {
     elapsed_ms: u64,
     version: String,
     runtime: String,
+    route: Option<RouteNote>,
+}
+
+/// A request refused because its route is open: since when, and how many
+/// requests were refused so far (this one included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct RouteNote {
+    first_seen: String,
+    refused: u64,
+}
+
+impl RouteNote {
+    /// When the route opened, RFC 3339 in UTC.
+    pub fn first_seen(&self) -> &str {
+        &self.first_seen
+    }
+    /// Requests refused since it opened, this one included.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
 }
 
 impl Packet {
+    /// The packet of a request refused at `now` by an open route, from the
+    /// packet of the failure that opened it (`self`): its diagnosis and
+    /// error chain, no attempt of its own, and when the route opened and how
+    /// many requests it refused so far.
+    pub fn refused_by_route(&self, opened: SystemTime, refused: u64, now: SystemTime) -> Packet {
+        let mut packet = self.clone();
+        packet.timestamp = time::format_rfc3339_millis(now);
+        packet.attempts.clear();
+        packet.attempts_total = 0;
+        packet.elapsed_ms = 0;
+        packet.route = Some(RouteNote {
+            first_seen: time::format_rfc3339_millis(opened),
+            refused,
+        });
+        packet.outcome = Stop::RouteOpen.as_str();
+        packet
+    }
+
+    /// Set when the request was refused by an open route.
+    pub fn route_open(&self) -> Option<&RouteNote> {
+        self.route.as_ref()
+    }
+
     /// When the request started, RFC 3339 in UTC (`2026-11-22T18:42:32.123Z`).
     pub fn timestamp(&self) -> &str {
         &self.timestamp
@@ -271,6 +315,7 @@ impl PacketBuilder {
                 elapsed_ms: 0,
                 version: concat!("triage-core ", env!("CARGO_PKG_VERSION")).to_owned(),
                 runtime: String::new(),
+                route: None,
             },
             last: None,
         }
@@ -415,6 +460,13 @@ impl fmt::Display for Packet {
             writeln!(f, "  gateway:     {gateway}")?;
         }
         writeln!(f, "  outcome:     {}", self.outcome)?;
+        if let Some(route) = &self.route {
+            writeln!(
+                f,
+                "  route open:  since {}, {} request(s) refused without a connection",
+                route.first_seen, route.refused
+            )?;
+        }
         if self.request_ids.is_empty() {
             writeln!(f, "  request ids: none received")?;
         } else {

@@ -56,11 +56,22 @@ pub trait TryCloneBody: Body + Sized {
     fn fully_sent(&self) -> Option<bool> {
         None
     }
+
+    /// An empty body of this type, for the route breaker's verification
+    /// probe; `None` (the default) when the type cannot make one, and the
+    /// next request itself is sent as the probe.
+    fn empty() -> Option<Self> {
+        None
+    }
 }
 
 impl<D: Buf + Clone> TryCloneBody for Full<D> {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
+    }
+
+    fn empty() -> Option<Self> {
+        Some(Full::default())
     }
 }
 
@@ -68,11 +79,19 @@ impl<D: Buf> TryCloneBody for Empty<D> {
     fn try_clone_body(&self) -> Option<Self> {
         Some(Empty::new())
     }
+
+    fn empty() -> Option<Self> {
+        Some(Empty::new())
+    }
 }
 
 impl TryCloneBody for String {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
+    }
+
+    fn empty() -> Option<Self> {
+        Some(String::new())
     }
 }
 
@@ -88,6 +107,10 @@ where
             Either::Left(l) => l.try_clone_body().map(Either::Left),
             Either::Right(r) => r.try_clone_body().map(Either::Right),
         }
+    }
+
+    fn empty() -> Option<Self> {
+        L::empty().map(Either::Left)
     }
 }
 

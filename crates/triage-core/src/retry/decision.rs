@@ -146,6 +146,10 @@ pub enum Stop {
     DeadlineExceeded,
     /// The shared retry budget is spent: the upstream is failing broadly.
     BudgetExhausted,
+    /// The route is open: an earlier failure on it that no retry can fix
+    /// (or a run of connection failures) stands, and the request was not
+    /// sent.
+    RouteOpen,
 }
 
 impl Stop {
@@ -162,6 +166,7 @@ impl Stop {
             Stop::WaitTooLong(_) => "wait_too_long",
             Stop::DeadlineExceeded => "deadline_exceeded",
             Stop::BudgetExhausted => "budget_exhausted",
+            Stop::RouteOpen => "route_open",
         }
     }
 }

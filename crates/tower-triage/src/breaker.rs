@@ -1,0 +1,404 @@
+//! [`Breaker`]: the route breaker. Prove the route, then reopen the
+//! workload.
+//!
+//! A route is a scheme, host and port seen by one layer (so one client,
+//! one proxy setting). After a failure of the connection path that no retry
+//! can fix — a DNS name that does not exist, a certificate this client
+//! does not trust, a proxy that wants credentials or refuses the tunnel, a
+//! proxy that is not there, TLS spoken to a plain port — or after a run of
+//! connection failures of any kind (5 by default), the route *opens*:
+//! every further request on it fails at once with the diagnosis and packet
+//! of the failure that opened it, stamped with when that was and how many
+//! requests were refused, without a DNS lookup, a connection or a handshake.
+//!
+//! While it is open, a verification probe (by default `HEAD /` on the
+//! route; see [`Breaker::probe`]) is sent through the same client, one at a
+//! time, when a request arrives after the probe's backoff (1 s, doubling to
+//! 60 s, with jitter); any answer from the far side — whatever its status —
+//! proves the connection path and closes the route, and the request that
+//! was waiting goes ahead. A body type that cannot make an empty body sends
+//! the request itself as the probe.
+//!
+//! Events (target `tower_triage`): WARN when a route opens, INFO when it
+//! recovers (with the outage's length and the refused count), DEBUG for
+//! each refused request and failed probe; the [`Observer`](crate::Observer)
+//! sees [`Outcome::Failed`](crate::Outcome::Failed) for refusals. Turn it
+//! off per layer with [`Breaker::disabled`], per request with
+//! [`RequestOptions::breaker`](crate::RequestOptions::breaker).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use http::{Method, Uri};
+use tokio::time::Instant;
+use triage_core::{Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, TimeoutPhase};
+
+/// Route breaker settings; see the [module docs](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use http::Method;
+/// use tower_triage::{Breaker, TriageLayer};
+///
+/// let layer = TriageLayer::new().breaker(
+///     Breaker::new()
+///         .consecutive_failures(3)
+///         .probe(Method::GET, "/v1/models")
+///         .probe_backoff(Duration::from_millis(500), Duration::from_secs(30)),
+/// );
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    pub(crate) enabled: bool,
+    pub(crate) consecutive: u32,
+    pub(crate) probe_initial: Duration,
+    pub(crate) probe_max: Duration,
+    pub(crate) probe_method: Method,
+    pub(crate) probe_path: http::uri::PathAndQuery,
+}
+
+impl Default for Breaker {
+    fn default() -> Self {
+        Breaker {
+            enabled: true,
+            consecutive: 5,
+            probe_initial: Duration::from_secs(1),
+            probe_max: Duration::from_secs(60),
+            probe_method: Method::HEAD,
+            probe_path: http::uri::PathAndQuery::from_static("/"),
+        }
+    }
+}
+
+impl Breaker {
+    /// The defaults: on; opens after a failure no retry can fix or after 5
+    /// connection failures in a row; probes with `HEAD /`, 1 s after opening,
+    /// then backing off to 60 s.
+    pub fn new() -> Breaker {
+        Breaker::default()
+    }
+
+    /// A breaker that never opens.
+    pub fn disabled() -> Breaker {
+        Breaker {
+            enabled: false,
+            ..Breaker::default()
+        }
+    }
+
+    /// Opens the route after `n` connection failures in a row (at least 1).
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.consecutive = n.max(1);
+        self
+    }
+
+    /// The verification probe: `method` and `path` (with its query, if
+    /// any) on the failing route, e.g. `GET /v1/models`. An invalid path
+    /// keeps the default `/`.
+    pub fn probe(mut self, method: Method, path: &str) -> Self {
+        self.probe_method = method;
+        if let Ok(path) = path.parse() {
+            self.probe_path = path;
+        }
+        self
+    }
+
+    /// The wait before the first probe, doubled after each failed probe up
+    /// to `max` (each wait less up to a quarter, at random).
+    pub fn probe_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.probe_initial = initial;
+        self.probe_max = max.max(initial);
+        self
+    }
+}
+
+/// A route: scheme, host and port, lowercase.
+pub(crate) fn route_of(uri: &Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let host = uri.host().unwrap_or("");
+    let mut key = String::with_capacity(scheme.len() + host.len() + 9);
+    key.push_str(scheme);
+    key.push_str("://");
+    key.push_str(host);
+    key.make_ascii_lowercase();
+    key.push(':');
+    key.push_str(&port.to_string());
+    key
+}
+
+/// What the breaker says to a new request.
+pub(crate) enum Admit {
+    /// Go ahead.
+    Pass,
+    /// Send the probe first; this request waits for its answer.
+    Probe,
+    /// The route is open: fail with this.
+    Refuse(Box<Error>),
+}
+
+/// A route that opened: what a refused request is told.
+#[derive(Debug)]
+struct Open {
+    opened: SystemTime,
+    opened_at: Instant,
+    diagnosis: Diagnosis,
+    evidence: Evidence,
+    packet: Packet,
+    refused: u64,
+    next_probe: Instant,
+    backoff: Duration,
+    probing: bool,
+}
+
+#[derive(Debug, Default)]
+struct Route {
+    consecutive: u32,
+    open: Option<Open>,
+}
+
+/// A route that recovered: how long it was open, how many requests it
+/// refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Recovered {
+    pub(crate) outage: Duration,
+    pub(crate) refused: u64,
+}
+
+/// The states of every route with a failure on record, shared by the
+/// clones of a layer. A request on a route with no failure costs one atomic
+/// load: the map is looked at only while some route has one.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    tracked: AtomicUsize,
+    states: Mutex<HashMap<String, Route>>,
+}
+
+/// Whether `diagnosis` is a failure of the connection path worth counting
+/// (a caller's cancellation or the caller's own total deadline is not).
+fn connection_failure(diagnosis: &Diagnosis) -> Option<Fault> {
+    let fault = diagnosis.class().transport()?.fault();
+    match (diagnosis.owner(), fault) {
+        (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total)) => None,
+        (Some(Owner::ConnectionPath), fault) => Some(fault),
+        _ => None,
+    }
+}
+
+impl Routes {
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
+        // The map holds plain data, valid after any panic.
+        self.states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether any route has a failure on record (the happy path's check).
+    pub(crate) fn any(&self) -> bool {
+        self.tracked.load(Ordering::Acquire) > 0
+    }
+
+    /// What a request on `route` may do now.
+    pub(crate) fn admit(&self, route: &str, now: Instant) -> Admit {
+        let mut states = self.states();
+        let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) else {
+            return Admit::Pass;
+        };
+        if !open.probing && now >= open.next_probe {
+            open.probing = true;
+            return Admit::Probe;
+        }
+        open.refused += 1;
+        let packet = open
+            .packet
+            .refused_by_route(open.opened, open.refused, SystemTime::now());
+        Admit::Refuse(Box::new(Error::new(
+            open.diagnosis,
+            Stop::RouteOpen,
+            &open.evidence,
+            packet,
+            None,
+        )))
+    }
+
+    /// An attempt on `route` failed with `diagnosis`; `packet` makes the
+    /// packet to keep if the route opens now. Returns the refusals' packet
+    /// when it did.
+    pub(crate) fn failed(
+        &self,
+        route: &str,
+        diagnosis: &Diagnosis,
+        evidence: &Evidence,
+        packet: impl FnOnce() -> Packet,
+        now: Instant,
+        breaker: &Breaker,
+    ) -> bool {
+        if connection_failure(diagnosis).is_none() {
+            return false;
+        }
+        let mut states = self.states();
+        let state = states.entry(route.to_owned()).or_insert_with(|| {
+            self.tracked.fetch_add(1, Ordering::AcqRel);
+            Route::default()
+        });
+        if state.open.is_some() {
+            return false;
+        }
+        state.consecutive = state.consecutive.saturating_add(1);
+        let permanent = !diagnosis.is_retryable();
+        if !permanent && state.consecutive < breaker.consecutive {
+            return false;
+        }
+        state.open = Some(Open {
+            opened: SystemTime::now(),
+            opened_at: now,
+            diagnosis: *diagnosis,
+            evidence: evidence.clone(),
+            packet: packet(),
+            refused: 0,
+            next_probe: now + breaker.probe_initial,
+            backoff: breaker.probe_initial,
+            probing: false,
+        });
+        true
+    }
+
+    /// The far side of `route` answered (a status came back): the route
+    /// works. Returns the outage when that closed an open route.
+    pub(crate) fn reached(&self, route: &str, now: Instant) -> Option<Recovered> {
+        let mut states = self.states();
+        let state = states.remove(route)?;
+        self.tracked.fetch_sub(1, Ordering::AcqRel);
+        state.open.map(|open| Recovered {
+            outage: now.saturating_duration_since(open.opened_at),
+            refused: open.refused,
+        })
+    }
+
+    /// The probe on `route` failed: back off before the next one; `random`
+    /// in `[0, 1)` takes up to a quarter off the wait.
+    pub(crate) fn probe_failed(&self, route: &str, now: Instant, random: f64, breaker: &Breaker) {
+        let mut states = self.states();
+        if let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) {
+            open.backoff = (open.backoff * 2).min(breaker.probe_max);
+            let wait = open.backoff.mul_f64(1.0 - 0.25 * random.clamp(0.0, 1.0));
+            open.next_probe = now + wait;
+            open.probing = false;
+        }
+    }
+
+    /// The probe on `route` could not be judged (the caller went away):
+    /// the next request may probe.
+    pub(crate) fn probe_abandoned(&self, route: &str) {
+        let mut states = self.states();
+        if let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) {
+            open.probing = false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use triage_core::{Profile, Stage, TransportFailure, classify};
+
+    fn diagnosis(stage: Stage, fault: Fault) -> (Diagnosis, Evidence) {
+        let evidence = Evidence::from_transport(TransportFailure::new(stage, fault));
+        (classify(&evidence, Profile::generic()), evidence)
+    }
+
+    fn packet() -> Packet {
+        triage_core::PacketBuilder::new(
+            &Method::GET,
+            &Uri::from_static("https://svc.test/"),
+            Profile::generic(),
+            SystemTime::now(),
+        )
+        .finish(Duration::ZERO)
+    }
+
+    #[test]
+    fn routes_are_scheme_host_and_port() {
+        let key = |s: &str| route_of(&s.parse().unwrap());
+        assert_eq!(
+            key("https://API.example.com/v1"),
+            "https://api.example.com:443"
+        );
+        assert_eq!(key("http://svc.test:8080/x?y"), "http://svc.test:8080");
+        assert_eq!(key("http://svc.test/"), "http://svc.test:80");
+    }
+
+    #[test]
+    fn a_permanent_failure_opens_at_once_a_transient_one_after_a_run() {
+        let routes = Routes::default();
+        let breaker = Breaker::new().consecutive_failures(3);
+        let now = Instant::now();
+        assert!(!routes.any());
+        let (reset, reset_evidence) = diagnosis(Stage::AwaitHeaders, Fault::Reset);
+        for n in 1..3 {
+            let opened = routes.failed("r", &reset, &reset_evidence, packet, now, &breaker);
+            assert!(!opened, "opened after {n} resets");
+            assert!(matches!(routes.admit("r", now), Admit::Pass));
+        }
+        assert!(routes.any());
+        assert!(routes.failed("r", &reset, &reset_evidence, packet, now, &breaker));
+        assert!(matches!(routes.admit("r", now), Admit::Refuse(_)));
+
+        let (cert, evidence) = diagnosis(
+            Stage::Tls,
+            Fault::Certificate(triage_core::CertificateProblem::UnknownIssuer),
+        );
+        assert!(routes.failed("t", &cert, &evidence, packet, now, &breaker));
+        let Admit::Refuse(error) = routes.admit("t", now) else {
+            panic!("not refused");
+        };
+        assert_eq!(error.stop(), Stop::RouteOpen);
+        assert_eq!(error.stage(), Some(Stage::Tls));
+        assert_eq!(error.packet().route_open().unwrap().refused(), 1);
+        // A status from the far side closes the route and forgets it.
+        assert!(routes.reached("t", now).is_some());
+        assert!(matches!(routes.admit("t", now), Admit::Pass));
+    }
+
+    #[test]
+    fn one_probe_at_a_time_then_backoff() {
+        let routes = Routes::default();
+        let breaker = Breaker::new().probe_backoff(Duration::from_secs(1), Duration::from_secs(4));
+        let now = Instant::now();
+        let (dns, evidence) = diagnosis(Stage::Dns, Fault::NameNotFound);
+        assert!(routes.failed("d", &dns, &evidence, packet, now, &breaker));
+        assert!(matches!(routes.admit("d", now), Admit::Refuse(_)));
+        let later = now + Duration::from_secs(1);
+        assert!(matches!(routes.admit("d", later), Admit::Probe));
+        // While it is out, others are refused.
+        assert!(matches!(routes.admit("d", later), Admit::Refuse(_)));
+        routes.probe_failed("d", later, 0.0, &breaker);
+        assert!(matches!(
+            routes.admit("d", later + Duration::from_millis(1999)),
+            Admit::Refuse(_)
+        ));
+        assert!(matches!(
+            routes.admit("d", later + Duration::from_secs(2)),
+            Admit::Probe
+        ));
+        let recovered = routes.reached("d", later + Duration::from_secs(3)).unwrap();
+        assert_eq!(recovered.refused, 3);
+        assert_eq!(recovered.outage, Duration::from_secs(4));
+        assert!(!routes.any());
+    }
+
+    #[test]
+    fn cancellations_and_status_failures_do_not_count() {
+        let routes = Routes::default();
+        let breaker = Breaker::new().consecutive_failures(1);
+        let now = Instant::now();
+        let (cancelled, evidence) = diagnosis(Stage::Connect, Fault::Cancelled);
+        assert!(!routes.failed("c", &cancelled, &evidence, packet, now, &breaker));
+        assert!(!routes.any());
+    }
+}
