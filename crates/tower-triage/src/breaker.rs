@@ -1,30 +1,4 @@
-//! [`Breaker`]: the route breaker. Prove the route, then reopen the
-//! workload.
-//!
-//! A route is a scheme, host and port seen by one layer (so one client,
-//! one proxy setting). After a failure of the connection path that no retry
-//! can fix — a DNS name that does not exist, a certificate this client
-//! does not trust, a proxy that wants credentials or refuses the tunnel, a
-//! proxy that is not there, TLS spoken to a plain port — or after a run of
-//! connection failures of any kind (5 by default), the route *opens*:
-//! every further request on it fails at once with the diagnosis and packet
-//! of the failure that opened it, stamped with when that was and how many
-//! requests were refused, without a DNS lookup, a connection or a handshake.
-//!
-//! While it is open, a verification probe (by default `HEAD /` on the
-//! route; see [`Breaker::probe`]) is sent through the same client, one at a
-//! time, when a request arrives after the probe's backoff (1 s, doubling to
-//! 60 s, with jitter); any answer from the far side — whatever its status —
-//! proves the connection path and closes the route, and the request that
-//! was waiting goes ahead. A body type that cannot make an empty body sends
-//! the request itself as the probe.
-//!
-//! Events (target `tower_triage`): WARN when a route opens, INFO when it
-//! recovers (with the outage's length and the refused count), DEBUG for
-//! each refused request and failed probe; the [`Observer`](crate::Observer)
-//! sees [`Outcome::Failed`](crate::Outcome::Failed) for refusals. Turn it
-//! off per layer with [`Breaker::disabled`], per request with
-//! [`RequestOptions::breaker`](crate::RequestOptions::breaker).
+//! [`Breaker`]: the route breaker, and the state of the routes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,7 +9,32 @@ use http::{Method, Uri};
 use tokio::time::Instant;
 use triage_core::{Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, TimeoutPhase};
 
-/// Route breaker settings; see the [module docs](self).
+/// The route breaker: prove the route, then reopen the workload.
+///
+/// A route is a scheme, host and port seen by one layer (so one client,
+/// one proxy setting). After a failure of the connection path that no retry
+/// can fix — a DNS name that does not exist, a certificate this client
+/// does not trust, a proxy that wants credentials or refuses the tunnel, a
+/// proxy that is not there, TLS spoken to a plain port — or after a run of
+/// connection failures of any kind (5 by default), the route *opens*:
+/// every further request on it fails at once with the diagnosis and packet
+/// of the failure that opened it, stamped with when that was and how many
+/// requests were refused, without a DNS lookup, a connection or a handshake.
+///
+/// While it is open, a verification probe (by default `HEAD /` on the
+/// route; see [`Breaker::probe`]) is sent through the same client, one at a
+/// time, when a request arrives after the probe's backoff (1 s, doubling to
+/// 60 s, with jitter); any answer from the far side — whatever its status —
+/// proves the connection path and closes the route, and the request that
+/// was waiting goes ahead. A body type that cannot make an empty body sends
+/// the request itself as the probe.
+///
+/// Events (target `tower_triage`): WARN when a route opens, INFO when it
+/// recovers (with the outage's length and the refused count), DEBUG for
+/// each refused request and failed probe; the [`Observer`](crate::Observer)
+/// sees [`Outcome::Failed`](crate::Outcome::Failed) for refusals. Turn it
+/// off per layer with [`Breaker::disabled`], per request with
+/// [`RequestOptions::breaker`](crate::RequestOptions::breaker).
 ///
 /// ```
 /// use std::time::Duration;
