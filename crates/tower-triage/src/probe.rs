@@ -112,6 +112,69 @@ impl ProbeReport {
     pub fn first_failure(&self) -> Option<ProbeStage> {
         self.stages.iter().find(|s| !s.ok).map(|s| s.stage)
     }
+
+    /// The report as one JSON object: `url`, `ok`, `owner`, `class`,
+    /// `stage` (the transport stage, or the probe stage that failed),
+    /// `status`, `request_id`, `attempts` (each with its status, stage,
+    /// owner, class, decision), `retries`, `elapsed_ms`, `next_step`,
+    /// `stages` (each timed, with what it found, scrubbed) and `packet`.
+    /// For an admin endpoint; `triage probe --json` prints the same.
+    #[cfg(feature = "serde")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+    pub fn to_json(&self) -> String {
+        let report = self;
+        let attempts: Vec<serde_json::Value> = report
+            .packet
+            .as_ref()
+            .map(|p| {
+                p.attempts()
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "n": a.n(),
+                            "status": a.status(),
+                            "stage": a.stage().map(|s| s.as_str()),
+                            "owner": a.owner().map(|o| o.as_str()),
+                            "class": a.class(),
+                            "has_body": a.has_body(),
+                            "request_id": a.request_id(),
+                            "decision": a.decision(),
+                            "delay_ms": a.delay_ms(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The transport stage when there is one (dns, connect, proxy, tls,
+        // await_headers, body...), else the probe stage that failed (http for a
+        // failure status).
+        let stage = report
+            .diagnosis
+            .stage()
+            .map(|s| s.as_str().to_owned())
+            .or_else(|| report.first_failure().map(|s| s.as_str().to_owned()));
+        serde_json::json!({
+            "url": report.url,
+            "ok": report.ok(),
+            "owner": owner_name(&report.diagnosis),
+            "class": if report.ok() { None } else { Some(class_name(&report.diagnosis)) },
+            "stage": stage,
+            "status": report.status,
+            "request_id": report.request_id,
+            "attempts": attempts,
+            "retries": report.attempts.saturating_sub(1),
+            "elapsed_ms": report.elapsed.as_millis() as u64,
+            "next_step": report.diagnosis.next_step(),
+            "stages": report.stages.iter().map(|s| serde_json::json!({
+                "stage": s.stage.as_str(),
+                "ok": s.ok,
+                "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
+                "detail": redact::text(&s.detail),
+            })).collect::<Vec<_>>(),
+            "packet": report.packet.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
+        })
+        .to_string()
+    }
 }
 
 impl fmt::Display for ProbeReport {

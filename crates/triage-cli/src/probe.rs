@@ -7,9 +7,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde_json::json;
 use tower_triage::core::{Profile, redact};
-use tower_triage::probe::{ProbeOptions, ProbeReport, class_name, owner_name, probe};
+use tower_triage::probe::{ProbeOptions, probe};
 
 /// The probe's arguments, checked.
 #[derive(Debug, clap::Args)]
@@ -171,67 +170,13 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
     Ok((url, options))
 }
 
-/// The report as one JSON object.
-pub(crate) fn to_json(report: &ProbeReport) -> serde_json::Value {
-    let attempts: Vec<serde_json::Value> = report
-        .packet
-        .as_ref()
-        .map(|p| {
-            p.attempts()
-                .iter()
-                .map(|a| {
-                    json!({
-                        "n": a.n(),
-                        "status": a.status(),
-                        "stage": a.stage().map(|s| s.as_str()),
-                        "owner": a.owner().map(|o| o.as_str()),
-                        "class": a.class(),
-                        "has_body": a.has_body(),
-                        "request_id": a.request_id(),
-                        "decision": a.decision(),
-                        "delay_ms": a.delay_ms(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    // The transport stage when there is one (dns, connect, proxy, tls,
-    // await_headers, body...), else the probe stage that failed (http for a
-    // failure status).
-    let stage = report
-        .diagnosis
-        .stage()
-        .map(|s| s.as_str().to_owned())
-        .or_else(|| report.first_failure().map(|s| s.as_str().to_owned()));
-    json!({
-        "url": report.url,
-        "ok": report.ok(),
-        "owner": owner_name(&report.diagnosis),
-        "class": if report.ok() { None } else { Some(class_name(&report.diagnosis)) },
-        "stage": stage,
-        "status": report.status,
-        "request_id": report.request_id,
-        "attempts": attempts,
-        "retries": report.attempts.saturating_sub(1),
-        "elapsed_ms": report.elapsed.as_millis() as u64,
-        "next_step": report.diagnosis.next_step(),
-        "stages": report.stages.iter().map(|s| json!({
-            "stage": s.stage.as_str(),
-            "ok": s.ok,
-            "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
-            "detail": redact::text(&s.detail),
-        })).collect::<Vec<_>>(),
-        "packet": report.packet.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
-    })
-}
-
 /// Runs the probe; the text to print and whether it succeeded.
 pub(crate) async fn run(args: &ProbeArgs) -> Result<(String, bool), Usage> {
     let (url, options) = options(args)?;
     let report = probe(url, options).await;
     let ok = report.ok();
     let text = if args.json {
-        format!("{}\n", to_json(&report))
+        format!("{}\n", report.to_json())
     } else {
         redact::text(&report.to_string()).into_owned()
     };
