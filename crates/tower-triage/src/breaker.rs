@@ -183,7 +183,8 @@ pub(crate) struct Routes {
 fn connection_failure(diagnosis: &Diagnosis) -> Option<Fault> {
     let fault = diagnosis.class().transport()?.fault();
     match (diagnosis.owner(), fault) {
-        (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total)) => None,
+        // The caller's own doing: a cancellation, its deadline, its pool.
+        (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total | TimeoutPhase::Pool)) => None,
         (Some(Owner::ConnectionPath), fault) => Some(fault),
         _ => None,
     }

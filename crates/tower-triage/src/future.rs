@@ -11,6 +11,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep, sleep};
 use tower::Service;
 use triage_core::{
@@ -64,6 +65,8 @@ pin_project! {
         /// The verification probe of an open route is out; the request
         /// waits for its answer.
         Probing { #[pin] future: F },
+        /// Waiting for a slot of the route's pool (`TriageLayer::pool`).
+        Acquiring { acquire: Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>> },
         /// Finished.
         Done,
     }
@@ -102,8 +105,10 @@ pin_project! {
         // This request is the probe of its open route (its body type
         // cannot make an empty body for a probe of its own).
         trial: bool,
-        // The request waiting for the probe's answer.
+        // The request waiting for the probe's answer, or for a pool slot.
         held: Option<Box<Request<B>>>,
+        // The pool slot held from the first attempt to the body's end.
+        permit: Option<OwnedSemaphorePermit>,
         // The connection stage the attempt was still at when last polled
         // (known with the `connect` module's tagged connectors only).
         connecting: Option<Stage>,
@@ -124,7 +129,7 @@ pin_project! {
             }
             let stage = match this.state.project() {
                 StateProj::Done | StateProj::Refused { .. } => return,
-                StateProj::Probing { .. } => Some(Stage::Connect),
+                StateProj::Probing { .. } | StateProj::Acquiring { .. } => Some(Stage::Connect),
                 StateProj::Calling { .. } => Some(this.connecting.unwrap_or(Stage::AwaitHeaders)),
                 StateProj::Ready => Some(Stage::AwaitHeaders),
                 StateProj::Peeking { .. } => Some(Stage::Body),
@@ -260,15 +265,40 @@ where
                 (head, None, Request::from_parts(parts, body))
             }
         };
+        // A slot of the route's pool, when the layer limits them.
+        let mut permit = None;
+        let slots = match (&admit, &config.pool) {
+            (Admit::Pass, Some(pool)) => {
+                let slots = pool.slots(&route_of(head.uri()));
+                match Arc::clone(&slots).try_acquire_owned() {
+                    Ok(slot) => {
+                        permit = Some(slot);
+                        None
+                    }
+                    Err(_) => Some(slots),
+                }
+            }
+            _ => None,
+        };
         let (state, held, trial, attempt) = match admit {
-            Admit::Pass => (
-                State::Calling {
-                    future: service.call(send),
-                },
-                None,
-                false,
-                1,
-            ),
+            Admit::Pass => match slots {
+                None => (
+                    State::Calling {
+                        future: service.call(send),
+                    },
+                    None,
+                    false,
+                    1,
+                ),
+                Some(slots) => (
+                    State::Acquiring {
+                        acquire: Box::pin(slots.acquire_owned()),
+                    },
+                    Some(Box::new(send)),
+                    false,
+                    0,
+                ),
+            },
             Admit::Refuse(error) => (State::Refused { error: Some(error) }, None, false, 0),
             Admit::Probe => match B::empty() {
                 Some(empty) => {
@@ -307,6 +337,7 @@ where
             breaker_on,
             trial,
             held,
+            permit,
             connecting: None,
             packet: None,
         }
@@ -373,6 +404,9 @@ fn with_body<B>(head: &Request<()>, body: B) -> Request<B> {
 }
 
 /// What an attempt ended with, once judged.
+// A value of a moment, moved once: boxing the response would cost an
+// allocation on every call.
+#[allow(clippy::large_enum_variant)]
 enum Next<R> {
     Retry(Duration),
     Respond(Response<ResponseBody<R>>),
@@ -576,6 +610,41 @@ where
                     *this.timer = None;
                     this.state.set(State::Ready);
                     continue;
+                }
+                StateProj::Acquiring { acquire } => {
+                    let limit = this.config.pool.as_ref().and_then(|p| p.timeout);
+                    if this.timer.is_none() {
+                        if let Some(limit) = limit {
+                            *this.timer = Some(Box::pin(sleep(limit)));
+                        }
+                    }
+                    if let Poll::Ready(slot) = acquire.as_mut().poll(cx) {
+                        *this.timer = None;
+                        // The semaphore is never closed.
+                        *this.permit = slot.ok();
+                        this.state.set(State::Ready);
+                        continue;
+                    }
+                    let expired = this
+                        .timer
+                        .as_mut()
+                        .map(|t| t.as_mut())
+                        .is_some_and(|t| t.poll(cx).is_ready());
+                    if !expired {
+                        return Poll::Pending;
+                    }
+                    *this.timer = None;
+                    this.state.set(State::Done);
+                    *this.held = None;
+                    *this.attempt = 1;
+                    let error = TimeoutError {
+                        phase: TimeoutPhase::Pool,
+                        millis: u64::try_from(limit.unwrap_or_default().as_millis())
+                            .unwrap_or(u64::MAX),
+                    };
+                    let failure =
+                        TransportFailure::new(Stage::Connect, Fault::Timeout(TimeoutPhase::Pool));
+                    judge_transport(&mut this, failure, Box::new(error))
                 }
                 StateProj::Refused { error } => {
                     let error = error.take();
@@ -821,6 +890,7 @@ where
             ResponseBody::passthrough(body, None)
                 .with_idle_timeout(*this.body_idle_timeout)
                 .with_profile(this.profile.clone())
+                .with_permit(this.permit.take())
         });
     }
     let now = Instant::now();
@@ -836,7 +906,8 @@ where
     let report = report(this, &evidence, diagnosis);
     let (mut parts, body) = response.into_parts();
     let body = ResponseBody::passthrough(body, this.config.observer.clone())
-        .with_idle_timeout(*this.body_idle_timeout);
+        .with_idle_timeout(*this.body_idle_timeout)
+        .with_permit(this.permit.take());
     let body = if first {
         body.with_profile(this.profile.clone())
     } else {
@@ -947,7 +1018,8 @@ where
             let mut response = Response::from_parts(
                 parts,
                 ResponseBody::peeked(seen, rest, this.config.observer.clone())
-                    .with_idle_timeout(*this.body_idle_timeout),
+                    .with_idle_timeout(*this.body_idle_timeout)
+                    .with_permit(this.permit.take()),
             );
             response.extensions_mut().insert(report);
             Next::Respond(response)

@@ -26,6 +26,34 @@ pub(crate) struct Config {
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) breaker: Breaker,
     pub(crate) routes: Arc<Routes>,
+    pub(crate) pool: Option<Pool>,
+}
+
+/// The per-host concurrency limit: at most `per_host` calls in flight to
+/// one route (from the first attempt until the response body ends), a call
+/// that waits longer than `timeout` for a slot failing with a `pool`
+/// timeout. Clones of the layer share the slots.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    pub(crate) per_host: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) slots:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+}
+
+impl Pool {
+    /// The slots of `route`.
+    pub(crate) fn slots(&self, route: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(
+            slots
+                .entry(route.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host))),
+        )
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -60,6 +88,7 @@ impl Default for Config {
             observer: None,
             breaker: Breaker::default(),
             routes: Arc::default(),
+            pool: None,
         }
     }
 }
@@ -147,6 +176,27 @@ impl TriageLayer {
     /// the layer share the state of its routes.
     pub fn breaker(mut self, breaker: Breaker) -> Self {
         self.config().breaker = breaker;
+        self
+    }
+
+    /// Limits the calls in flight to one route (scheme, host and port) to
+    /// `per_host`, from the first attempt until the response body ends; a
+    /// call that waits longer than `timeout` for a slot fails with a typed
+    /// `pool` timeout (openai-python's `Timeout(pool=...)`). Off by default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_triage::TriageLayer;
+    ///
+    /// let layer = TriageLayer::new().pool(16, Some(Duration::from_secs(5)));
+    /// # let _ = layer;
+    /// ```
+    pub fn pool(mut self, per_host: usize, timeout: Option<Duration>) -> Self {
+        self.config().pool = Some(Pool {
+            per_host: per_host.max(1),
+            timeout,
+            slots: Arc::default(),
+        });
         self
     }
 

@@ -46,6 +46,9 @@ pin_project! {
         // The call's profile, when its report is read lazily (a success at
         // the first attempt: no report in the extensions).
         profile: Option<ProfileRef>,
+        // The call's pool slot, freed when the body ends or is dropped
+        // (boxed: only with a pool limit, and it keeps the body small).
+        permit: Option<Box<tokio::sync::OwnedSemaphorePermit>>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -105,6 +108,7 @@ impl<B: Body> ResponseBody<B> {
             idle_timeout: None,
             idle: None,
             profile: None,
+            permit: None,
         }
     }
 
@@ -127,6 +131,7 @@ impl<B: Body> ResponseBody<B> {
             idle_timeout: None,
             idle: None,
             profile: None,
+            permit: None,
         }
     }
 
@@ -134,6 +139,15 @@ impl<B: Body> ResponseBody<B> {
     /// read the report from the head later.
     pub(crate) fn with_profile(mut self, profile: ProfileRef) -> ResponseBody<B> {
         self.profile = Some(profile);
+        self
+    }
+
+    /// Holds the call's pool slot until the body ends or is dropped.
+    pub(crate) fn with_permit(
+        mut self,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> ResponseBody<B> {
+        self.permit = permit.map(Box::new);
         self
     }
 
@@ -228,6 +242,7 @@ where
             }
             Poll::Ready(None) => {
                 *this.done = true;
+                *this.permit = None;
                 report_body(
                     this.observer.as_ref(),
                     BodyOutcome::Complete { bytes: *this.bytes },

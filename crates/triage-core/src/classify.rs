@@ -203,6 +203,16 @@ fn classify_transport(failure: TransportFailure, answered: bool) -> Diagnosis {
         };
         return Diagnosis::new(Owner::Caller, Class::Cancelled, replay, false);
     }
+    if failure.fault() == Fault::Timeout(TimeoutPhase::Pool) {
+        // The caller's own concurrency limit: nothing left this process,
+        // and another attempt would wait for the same slots.
+        return Diagnosis::new(
+            Owner::Caller,
+            Class::Transport(failure),
+            Replay::NotProcessed,
+            false,
+        );
+    }
     let replay = match failure.stage() {
         _ if answered => Replay::Processed,
         Stage::Body => Replay::Processed,

@@ -268,7 +268,9 @@ impl TransportFailure {
     /// error, the caller's own cancellation, and the total deadline.
     pub const fn is_transient(&self) -> bool {
         match (self.stage, self.fault) {
-            (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total)) => false,
+            (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total | TimeoutPhase::Pool)) => {
+                false
+            }
             (Stage::Proxy, Fault::Reset | Fault::Closed) => true,
             (Stage::Proxy, _) => false,
             (
