@@ -48,7 +48,7 @@ use hyper_util::rt::TokioExecutor;
 use tower::retry::{Policy, Retry};
 use tower::{Layer, ServiceExt};
 use tower_triage::core::{Owner, Profile, Stage};
-use tower_triage::{ReportExt, TriageLayer};
+use tower_triage::{Breaker, ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
 
 /// Timed runs per client in full mode.
@@ -194,6 +194,10 @@ struct Measured {
     triage: Vec<Ended>,
     single: Vec<Ended>,
     fixed: Vec<Ended>,
+    // With the route breaker (the default): the time of each request after
+    // the first, on the route the first one opened, and whether any was sent.
+    open: Vec<Duration>,
+    open_sent: u64,
 }
 
 async fn measure<C>(
@@ -211,7 +215,10 @@ where
     if case.openai {
         layer = layer.profile(Profile::openai().clone());
     }
-    let triage = layer.layer(client.clone());
+    // Every timed run is a first verdict: the route breaker would answer
+    // the later ones from its cache (measured apart, below).
+    let breaking = layer.clone().layer(client.clone());
+    let triage = layer.breaker(Breaker::disabled()).layer(client.clone());
 
     let triage_call = || async {
         let before = (case.far_end)();
@@ -302,7 +309,21 @@ where
         triage: Vec::new(),
         single: Vec::new(),
         fixed: Vec::new(),
+        open: Vec::new(),
+        open_sent: 0,
     };
+    // With the breaker: the first call, then the rest on its route.
+    let _ = breaking.clone().oneshot(get(&case.uri)).await;
+    let before = (case.far_end)();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let result = breaking.clone().oneshot(get(&case.uri)).await;
+        measured.open.push(start.elapsed());
+        if let Ok(response) = result {
+            drain(response.into_body()).await;
+        }
+    }
+    measured.open_sent = (case.far_end)() - before;
     // Interleaved, so that drift on the machine hits both alike.
     for _ in 0..runs {
         let single = single_call().await;
@@ -467,9 +488,9 @@ fn main() {
         let cases = [&dns, &unknown_ca, &proxy_auth, &unauthorized, &quota];
 
         println!(
-            "| failure | triage verdict | triage attempts (reported / far end) | triage ms | single attempt ms | triage / single | triage - single µs | target (1 attempt, <= {TARGET_RATIO}x) | openai-python attempts (far end) | openai-python ms | openai-python / single |"
+            "| failure | triage verdict | triage attempts (reported / far end) | triage ms | single attempt ms | triage / single | triage - single µs | target (1 attempt, <= {TARGET_RATIO}x) | openai-python attempts (far end) | openai-python ms | openai-python / single | then, with the route breaker |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         let mut notes = Vec::new();
         for (case, m) in cases.iter().zip(&results) {
             let triage_ms = median(m.triage.iter().map(|e| e.elapsed).collect());
@@ -507,7 +528,7 @@ fn main() {
                 (true, false) => "TARGET MISSED (time)".to_owned(),
             };
             println!(
-                "| {} | {verdict} | {} / {} {} | {} | {} | {ratio:.2}x | {:+.1} | {target} | {} {} | {} | {fixed_ratio:.0}x |",
+                "| {} | {verdict} | {} / {} {} | {} | {} | {ratio:.2}x | {:+.1} | {target} | {} {} | {} | {fixed_ratio:.0}x | {} |",
                 case.name,
                 attempts(&m.triage, false),
                 attempts(&m.triage, true),
@@ -518,6 +539,14 @@ fn main() {
                 attempts(&m.fixed, true),
                 case.counted,
                 ms(fixed_ms),
+                if m.open_sent == 0 {
+                    format!(
+                        "{:.1} µs, route open, nothing sent",
+                        median(m.open.clone()).as_secs_f64() * 1e6
+                    )
+                } else {
+                    format!("{} {} (the route stays closed)", m.open_sent, case.counted)
+                },
             );
         }
         println!();
