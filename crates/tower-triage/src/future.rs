@@ -89,6 +89,8 @@ pin_project! {
         rules: Option<Box<RetryRules>>,
         attempt_timeout: Option<Duration>,
         body_idle_timeout: Option<Duration>,
+        // The write timeout and its timer (boxed: only when one is set).
+        write: Option<Box<WriteWatch>>,
         service: S,
         // The request's head: whole when a retry can re-send it (a copy of
         // the body was made), otherwise method and URI only.
@@ -219,6 +221,9 @@ where
                 Box::new(rules)
             })
         });
+        let write_timeout = options
+            .and_then(|o| o.write_timeout)
+            .unwrap_or(config.write_timeout);
         let attempt_timeout = options
             .and_then(|o| o.attempt_timeout)
             .unwrap_or(config.attempt_timeout);
@@ -241,7 +246,11 @@ where
         let (parts, body) = request.into_parts();
         // Keep a copy of the request for retries, when retries are on and the
         // body can be copied; otherwise send the original.
-        let copy = (retries > 0).then(|| body.try_clone_body()).flatten();
+        // A write timeout watches the body being sent through the kept
+        // original, so it keeps one even without retries.
+        let copy = (retries > 0 || write_timeout.is_some())
+            .then(|| body.try_clone_body())
+            .flatten();
         let (head, template, send) = match copy {
             Some(copy) => {
                 // Keep a copy of the head and send the original: the inner
@@ -325,6 +334,7 @@ where
             rules,
             attempt_timeout,
             body_idle_timeout,
+            write: write_timeout.map(|limit| Box::new(WriteWatch { limit, timer: None })),
             service,
             head,
             body: template,
@@ -341,6 +351,51 @@ where
             connecting: None,
             packet: None,
         }
+    }
+}
+
+/// The write timeout of a call: a request body that makes no progress
+/// for `limit` while it is being sent fails the attempt.
+#[derive(Debug)]
+struct WriteWatch {
+    limit: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteWatch {
+    /// Whether the body being sent (watched through the kept original,
+    /// `body`) has made no progress for the limit; otherwise arms the timer
+    /// for the moment it would have.
+    fn stalled<B: TryCloneBody>(&mut self, body: &B, cx: &mut Context<'_>) -> bool {
+        let now = Instant::now();
+        // The client sends the body from its own task: nothing wakes this
+        // future when a frame goes, so the timer brings it back to look.
+        let due = match (body.fully_sent(), body.last_progress()) {
+            (Some(false), Some(progress)) => {
+                let due = Instant::from_std(progress) + self.limit;
+                if now >= due {
+                    return true;
+                }
+                due
+            }
+            // Not started yet (connecting, or the head is going): look
+            // again later.
+            (Some(false), None) => now + self.limit,
+            // Sent, or a body that cannot tell: nothing to watch.
+            _ => {
+                self.timer = None;
+                return false;
+            }
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        // Registers the wake-up; it cannot be due yet.
+        let _ = timer.as_mut().poll(cx);
+        false
     }
 }
 
@@ -479,6 +534,9 @@ where
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
                     *this.connecting = None;
+                    if let Some(watch) = this.write.as_deref_mut() {
+                        watch.timer = None;
+                    }
                     *this.timer = None;
                     this.state.set(State::Calling { future });
                     continue;
@@ -493,7 +551,27 @@ where
                         Some(timer) => timer.poll(cx).is_ready(),
                         None => false,
                     };
-                    if timed_out {
+                    let write_stalled = match (this.write.as_deref_mut(), this.body.as_ref()) {
+                        (Some(watch), Some(body)) => watch.stalled(body, cx),
+                        _ => false,
+                    };
+                    if write_stalled && !timed_out {
+                        let limit = this.write.as_ref().map(|w| w.limit).unwrap_or_default();
+                        let error = TimeoutError {
+                            phase: TimeoutPhase::Write,
+                            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+                        };
+                        this.state.set(State::Done);
+                        *this.timer = None;
+                        if let Some(watch) = this.write.as_deref_mut() {
+                            watch.timer = None;
+                        }
+                        let failure = TransportFailure::new(
+                            Stage::Write,
+                            Fault::Timeout(TimeoutPhase::Write),
+                        );
+                        judge_transport(&mut this, failure, Box::new(error))
+                    } else if timed_out {
                         let limit = this.attempt_timeout.unwrap_or_default();
                         // Still connecting (a tagged connector said so): the
                         // request never left, and the connection path is

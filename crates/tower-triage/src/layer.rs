@@ -20,6 +20,7 @@ pub(crate) struct Config {
     pub(crate) rules: RetryRules,
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) body_idle_timeout: Option<Duration>,
     pub(crate) peek_timeout: Duration,
     pub(crate) errors_for_status: bool,
@@ -66,6 +67,7 @@ impl std::fmt::Debug for Config {
             .field("rules", &self.rules)
             .field("budget", &self.budget)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("write_timeout", &self.write_timeout)
             .field("body_idle_timeout", &self.body_idle_timeout)
             .field("peek_timeout", &self.peek_timeout)
             .field("errors_for_status", &self.errors_for_status)
@@ -82,6 +84,7 @@ impl Default for Config {
             rules: RetryRules::default(),
             budget: Arc::new(RetryBudget::default()),
             attempt_timeout: None,
+            write_timeout: None,
             body_idle_timeout: None,
             peek_timeout: Duration::from_secs(2),
             errors_for_status: false,
@@ -149,6 +152,16 @@ impl TriageLayer {
     /// Bounds the wait for each attempt's response head.
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config().attempt_timeout = timeout;
+        self
+    }
+
+    /// Fails an attempt whose request body makes no progress for this long
+    /// while it is being sent (a typed `write` timeout at the write stage:
+    /// an upload the peer or a proxy stopped reading). Needs a body that
+    /// knows its progress ([`ReplayBody`](crate::body::ReplayBody)); off by
+    /// default.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().write_timeout = timeout;
         self
     }
 

@@ -21,6 +21,7 @@ use triage_core::Profile;
 pub struct RequestOptions {
     pub(crate) max_retries: Option<u32>,
     pub(crate) attempt_timeout: Option<Option<Duration>>,
+    pub(crate) write_timeout: Option<Option<Duration>>,
     pub(crate) body_idle_timeout: Option<Option<Duration>>,
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
@@ -59,6 +60,12 @@ impl RequestOptions {
     /// The total deadline over every attempt and wait (`None`: no limit).
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Overrides the layer's write timeout for this request.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = Some(timeout);
         self
     }
 

@@ -57,6 +57,15 @@ pub trait TryCloneBody: Body + Sized {
         None
     }
 
+    /// When the copy being sent last handed a frame to the client (`None`
+    /// before its first frame, and for body types that do not know, the
+    /// default). With [`TriageLayer::write_timeout`](crate::TriageLayer::write_timeout),
+    /// a send that makes no progress for that long fails at the write
+    /// stage.
+    fn last_progress(&self) -> Option<std::time::Instant> {
+        None
+    }
+
     /// An empty body of this type, for the route breaker's verification
     /// probe; `None` (the default) when the type cannot make one, and the
     /// next request itself is sent as the probe.

@@ -49,6 +49,9 @@ pub struct ReplayBody<B> {
     id: u64,
     cursor: usize,
     trailers_done: bool,
+    // Bytes this copy gave: with an exact size, the last one ends the send
+    // even if the client never asks for the end.
+    sent: u64,
 }
 
 struct Shared<B> {
@@ -65,6 +68,8 @@ struct Shared<B> {
     next_id: u64,
     // Whether the most recent copy reached its end.
     last_copy_done: bool,
+    // When the most recent copy last gave a frame.
+    progress: Option<std::time::Instant>,
 }
 
 impl<B> fmt::Debug for ReplayBody<B> {
@@ -76,6 +81,16 @@ impl<B> fmt::Debug for ReplayBody<B> {
             .field("over_cap", &shared.over_cap)
             .field("ended", &shared.ended)
             .finish()
+    }
+}
+
+/// A copy gave `n` bytes: progress, and the end of the send when the
+/// body's exact size is reached.
+fn gave<B>(shared: &mut Shared<B>, sent: &mut u64, n: usize) {
+    *sent += n as u64;
+    shared.progress = Some(std::time::Instant::now());
+    if shared.hint.exact() == Some(*sent) {
+        shared.last_copy_done = true;
     }
 }
 
@@ -108,10 +123,12 @@ impl<B: Body> ReplayBody<B> {
                 owner: None,
                 next_id: 1,
                 last_copy_done: false,
+                progress: None,
             })),
             id: 0,
             cursor: 0,
             trailers_done: false,
+            sent: 0,
         }
     }
 
@@ -135,6 +152,10 @@ where
         Some(lock(&self.shared).last_copy_done)
     }
 
+    fn last_progress(&self) -> Option<std::time::Instant> {
+        lock(&self.shared).progress
+    }
+
     fn try_clone_body(&self) -> Option<Self> {
         let mut shared = lock(&self.shared);
         if shared.over_cap || shared.failed {
@@ -143,11 +164,13 @@ where
         let id = shared.next_id;
         shared.next_id += 1;
         shared.last_copy_done = false;
+        shared.progress = None;
         Some(ReplayBody {
             shared: Arc::clone(&self.shared),
             id,
             cursor: 0,
             trailers_done: false,
+            sent: 0,
         })
     }
 }
@@ -177,7 +200,9 @@ where
         let mut shared = lock(&this.shared);
         if let Some(chunk) = shared.chunks.get(this.cursor) {
             this.cursor += 1;
-            return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
+            let chunk = chunk.clone();
+            gave(&mut shared, &mut this.sent, chunk.len());
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if shared.ended {
             if !this.trailers_done {
@@ -218,6 +243,7 @@ where
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(mut data) => {
                     let bytes = data.copy_to_bytes(data.remaining());
+                    gave(&mut shared, &mut this.sent, bytes.len());
                     if !shared.over_cap {
                         if shared.buffered + bytes.len() <= shared.cap {
                             shared.buffered += bytes.len();
