@@ -114,6 +114,9 @@ impl Breaker {
     }
 }
 
+/// At most this many routes with a failure on record per layer.
+pub(crate) const MAX_ROUTES: usize = 1024;
+
 /// A route: scheme, host and port, lowercase.
 pub(crate) fn route_of(uri: &Uri) -> String {
     let scheme = uri.scheme_str().unwrap_or("http");
@@ -242,6 +245,11 @@ impl Routes {
             return false;
         }
         let mut states = self.states();
+        if states.len() >= MAX_ROUTES && !states.contains_key(route) {
+            // Bounded memory (a service calling many hosts, some of them
+            // wrong): past the limit, a new route goes untracked.
+            return false;
+        }
         let state = states.entry(route.to_owned()).or_insert_with(|| {
             self.tracked.fetch_add(1, Ordering::AcqRel);
             Route::default()
@@ -390,6 +398,31 @@ mod tests {
         assert_eq!(recovered.refused, 3);
         assert_eq!(recovered.outage, Duration::from_secs(4));
         assert!(!routes.any());
+    }
+
+    #[test]
+    fn the_routes_on_record_are_bounded() {
+        let routes = Routes::default();
+        let breaker = Breaker::new();
+        let now = Instant::now();
+        let (dns, evidence) = diagnosis(Stage::Dns, Fault::NameNotFound);
+        for n in 0..MAX_ROUTES + 10 {
+            routes.failed(
+                &format!("http://host{n}.invalid:80"),
+                &dns,
+                &evidence,
+                packet,
+                now,
+                &breaker,
+            );
+        }
+        assert_eq!(routes.states().len(), MAX_ROUTES);
+        assert_eq!(routes.tracked.load(Ordering::Acquire), MAX_ROUTES);
+        // A route past the limit is not refused: it was never opened.
+        assert!(matches!(
+            routes.admit("http://host1030.invalid:80", now),
+            Admit::Pass
+        ));
     }
 
     #[test]

@@ -49,6 +49,12 @@ impl Pool {
             .slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slots.len() >= 1024 && !slots.contains_key(route) {
+            // Bounded memory: forget the routes with no call in flight
+            // (every slot free, nobody else holding the semaphore).
+            let per_host = self.per_host;
+            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < per_host);
+        }
         Arc::clone(
             slots
                 .entry(route.to_owned())
@@ -226,5 +232,34 @@ impl<S> Layer<S> for TriageLayer {
 
     fn layer(&self, inner: S) -> Triage<S> {
         Triage::from_config(inner, Arc::clone(&self.config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_slots_of_idle_routes_are_forgotten_past_the_bound() {
+        let pool = Pool {
+            per_host: 2,
+            timeout: None,
+            slots: Arc::default(),
+        };
+        // One route keeps a call in flight; it must survive the pruning.
+        let busy = pool.slots("http://busy.test:80");
+        let permit = Arc::clone(&busy).try_acquire_owned().unwrap();
+        drop(busy);
+        for n in 0..3000 {
+            drop(pool.slots(&format!("http://host{n}.test:80")));
+        }
+        let slots = pool.slots.lock().unwrap();
+        assert!(slots.len() <= 1025, "{} routes kept", slots.len());
+        assert_eq!(
+            slots["http://busy.test:80"].available_permits(),
+            1,
+            "the busy route's slots were forgotten"
+        );
+        drop(permit);
     }
 }
