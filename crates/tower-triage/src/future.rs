@@ -354,6 +354,13 @@ where
     }
 }
 
+/// Whether `timer` is set and has fired (registering the wake-up if not).
+fn expired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    timer
+        .as_mut()
+        .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+}
+
 /// The write timeout of a call: a request body that makes no progress
 /// for `limit` while it is being sent fails the attempt.
 #[derive(Debug)]
@@ -657,12 +664,7 @@ where
                             }
                             Poll::Ready(None) => *ended = true,
                             Poll::Pending => {
-                                let expired = this
-                                    .timer
-                                    .as_mut()
-                                    .map(|t| t.as_mut())
-                                    .is_some_and(|t| t.poll(cx).is_ready());
-                                if !expired {
+                                if !expired(this.timer, cx) {
                                     return Poll::Pending;
                                 }
                                 timed_out = true;
@@ -703,12 +705,7 @@ where
                         this.state.set(State::Ready);
                         continue;
                     }
-                    let expired = this
-                        .timer
-                        .as_mut()
-                        .map(|t| t.as_mut())
-                        .is_some_and(|t| t.poll(cx).is_ready());
-                    if !expired {
+                    if !expired(this.timer, cx) {
                         return Poll::Pending;
                     }
                     *this.timer = None;
