@@ -154,6 +154,11 @@ async fn dropping_the_call_reports_a_cancellation() {
 
 #[tokio::test(start_paused = true)]
 async fn per_request_options_override_the_layer() {
+    // Every test of this file has a subscriber of its own: a callsite first
+    // reached by a thread with none could have its interest cached as
+    // "never" while another test's subscriber registers (tracing-core's
+    // registration race), and that test would miss its events.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     let hits = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&hits);
     let inner = service_fn(move |_req: Request<Full<Bytes>>| {
@@ -182,6 +187,11 @@ async fn per_request_options_override_the_layer() {
 
 #[tokio::test(start_paused = true)]
 async fn the_total_deadline_stops_a_hanging_call() {
+    // Every test of this file has a subscriber of its own: a callsite first
+    // reached by a thread with none could have its interest cached as
+    // "never" while another test's subscriber registers (tracing-core's
+    // registration race), and that test would miss its events.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     let inner = service_fn(|_req: Request<Full<Bytes>>| async {
         std::future::pending::<()>().await;
         Ok::<_, io::Error>(answer(200, ""))

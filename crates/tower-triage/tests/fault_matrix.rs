@@ -142,6 +142,8 @@ async fn check(upstream: &Upstream, case: Case) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_status_and_provider_form() {
+    // A subscriber of its own, as every test here: see `every_connection_fault`.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     use Owner::*;
     let upstream = Upstream::start().await.unwrap();
     let cases = vec![
@@ -278,6 +280,10 @@ async fn every_status_and_provider_form() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Every test of this file runs with a subscriber of its own: a callsite
+// first reached by a thread with none could have its interest cached as
+// "never" while this test's subscriber registers (tracing-core's
+// registration race), and this test would miss events.
 async fn every_connection_fault() {
     use Owner::ConnectionPath;
     let capture = Capture::default();
@@ -426,6 +432,8 @@ impl tracing::Subscriber for Capture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_are_delivered_whole_or_reported() {
+    // A subscriber of its own, as every test here: see `every_connection_fault`.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     let upstream = Upstream::start().await.unwrap();
     let response = send(
         Profile::generic(),
@@ -479,6 +487,8 @@ async fn bodies_are_delivered_whole_or_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_proxy_faults_through_the_testkit() {
+    // A subscriber of its own, as every test here: see `every_connection_fault`.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     for (problem, class) in [
         (
             CertProblem::UnknownIssuer,
@@ -544,6 +554,8 @@ async fn tls_and_proxy_faults_through_the_testkit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_through_a_proxy_names_tls_and_proxy_apart() {
+    // A subscriber of its own, as every test here: see `every_connection_fault`.
+    let _guard = tracing::subscriber::set_default(Capture::default());
     for (problem, expected) in [
         (CertProblem::None, None),
         (
