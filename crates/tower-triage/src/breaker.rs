@@ -29,6 +29,10 @@ use triage_core::{Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, Timeou
 /// was waiting goes ahead. A body type that cannot make an empty body sends
 /// the request itself as the probe.
 ///
+/// At most 1,024 routes with a failure on record are kept per layer (a
+/// service that calls many hosts stays bounded); past that, a new failing
+/// route is not tracked.
+///
 /// Events (target `tower_triage`): WARN when a route opens, INFO when it
 /// recovers (with the outage's length and the refused count), DEBUG for
 /// each refused request and failed probe; the [`Observer`](crate::Observer)
