@@ -100,6 +100,8 @@ pub struct ProbeReport {
     pub attempts: u32,
     /// Total time.
     pub elapsed: Duration,
+    /// The longest the probe could have taken ([`ProbeOptions::bound`]).
+    pub bound: Duration,
 }
 
 impl ProbeReport {
@@ -164,6 +166,7 @@ impl ProbeReport {
             "attempts": attempts,
             "retries": report.attempts.saturating_sub(1),
             "elapsed_ms": report.elapsed.as_millis() as u64,
+            "bound_ms": report.bound.as_millis() as u64,
             "next_step": report.diagnosis.next_step(),
             "stages": report.stages.iter().map(|s| serde_json::json!({
                 "stage": s.stage.as_str(),
@@ -204,6 +207,12 @@ impl fmt::Display for ProbeReport {
             None => writeln!(f, "owner: none (success)")?,
         }
         writeln!(f, "next step: {}", self.diagnosis.next_step())?;
+        writeln!(
+            f,
+            "took {:.1} s of a bound of {} s",
+            self.elapsed.as_secs_f64(),
+            self.bound.as_secs()
+        )?;
         if let Some(packet) = &self.packet {
             writeln!(f)?;
             write!(f, "{packet}")?;
@@ -248,6 +257,21 @@ impl ProbeOptions {
     /// A GET with the system resolver and roots, 10 s timeouts, 2 retries.
     pub fn new() -> ProbeOptions {
         ProbeOptions::default()
+    }
+
+    /// The longest a probe with these options can take: each connection
+    /// stage (DNS, TCP, proxy, TLS) its connect timeout, then the request's
+    /// attempts their timeout each and the waits between them, which a
+    /// total deadline bounds (a server's `Retry-After` cannot stretch it).
+    /// 80 s with the defaults; a diagnostic, not a workload.
+    pub fn bound(&self) -> Duration {
+        self.connect_timeout * 4 + self.request_bound()
+    }
+
+    /// The request stage's total deadline: every attempt, and 10 s of
+    /// waits between them.
+    fn request_bound(&self) -> Duration {
+        self.timeout * (self.max_retries + 1) + Duration::from_secs(10)
     }
     /// Resolves `host:port` to `addr`, like curl's `--resolve`.
     pub fn resolve(mut self, host: &str, port: u16, addr: IpAddr) -> Self {
@@ -350,6 +374,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         packet: None,
         attempts: 0,
         elapsed: Duration::ZERO,
+        bound: options.bound(),
     };
     let https = url.scheme_str() == Some("https");
     let host = url
@@ -633,7 +658,9 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
 
     // HTTP through the layer, on the same path (the addresses found above).
     let t = Instant::now();
-    let rules = RetryRules::default().max_retries(options.max_retries);
+    let rules = RetryRules::default()
+        .max_retries(options.max_retries)
+        .deadline(Some(options.request_bound()));
     let mut layer = TriageLayer::new()
         .rules(rules)
         .attempt_timeout(Some(options.timeout));

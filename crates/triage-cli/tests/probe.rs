@@ -286,3 +286,47 @@ async fn bad_arguments_exit_2_with_one_line() {
         assert_eq!(err.trim_end().lines().count(), 1, "{bad:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upstream_ends_within_the_printed_bound() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let out = triage(args(&[
+        "probe",
+        &upstream.url("/fault/slow-headers?ms=20000"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+        "--connect-timeout",
+        "1",
+        "--timeout",
+        "0.5",
+        "--json",
+    ]))
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    assert_eq!(report["owner"], "connection_path");
+    assert_eq!(report["stage"], "await_headers");
+    assert_eq!(report["class"], "transport.await_headers.timeout.headers");
+    assert_eq!(report["retries"], 2, "{report:#}");
+    // 4 connection stages of 1 s, then 3 attempts of 0.5 s and 10 s of waits.
+    assert_eq!(report["bound_ms"], 15_500);
+    let elapsed = report["elapsed_ms"].as_u64().unwrap();
+    assert!(elapsed <= 15_500, "took {elapsed} ms");
+    assert_eq!(upstream.hits("/fault/slow-headers"), 3);
+
+    // The text report says it too.
+    let text = triage(args(&[
+        "probe",
+        &upstream.url("/fault/slow-headers?ms=20000"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+        "--timeout",
+        "0.2",
+        "--max-retries",
+        "0",
+    ]))
+    .await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("of a bound of 50 s"), "{text}");
+}
