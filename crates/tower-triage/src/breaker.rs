@@ -118,7 +118,8 @@ impl Breaker {
     }
 }
 
-/// At most this many routes with a failure on record per layer.
+/// At most this many routes with a failure on record per layer (and
+/// routes with pool slots, past which idle ones are forgotten).
 pub(crate) const MAX_ROUTES: usize = 1024;
 
 /// A route: scheme, host and port, lowercase.
@@ -281,15 +282,18 @@ impl Routes {
     }
 
     /// The far side of `route` answered (a status came back): the route
-    /// works. Returns the outage when that closed an open route.
+    /// works. When that closed an open route, says so (the recovery event)
+    /// and returns the outage.
     pub(crate) fn reached(&self, route: &str, now: Instant) -> Option<Recovered> {
         let mut states = self.states();
         let state = states.remove(route)?;
         self.tracked.fetch_sub(1, Ordering::AcqRel);
-        state.open.map(|open| Recovered {
+        let recovered = state.open.map(|open| Recovered {
             outage: now.saturating_duration_since(open.opened_at),
             refused: open.refused,
-        })
+        })?;
+        crate::events::route_recovered(route, recovered.outage, recovered.refused);
+        Some(recovered)
     }
 
     /// The probe on `route` failed: back off before the next one; `random`

@@ -251,28 +251,24 @@ where
         let copy = (retries > 0 || write_timeout.is_some())
             .then(|| body.try_clone_body())
             .flatten();
-        let (head, template, send) = match copy {
+        // The head keeps what the events and the packet name (no
+        // allocation: the URI's parts are shared) and, when a copy of the
+        // body was made, the whole head to send again.
+        let mut head = Request::new(());
+        *head.method_mut() = parts.method.clone();
+        *head.uri_mut() = parts.uri.clone();
+        let (template, send) = match copy {
             Some(copy) => {
                 // Keep a copy of the head and send the original: the inner
                 // client adds its own headers (`host`, ...) to the map it
                 // gets, and the original has room for them, a fresh copy
                 // has none.
-                let mut head = Request::new(());
-                *head.method_mut() = parts.method.clone();
-                *head.uri_mut() = parts.uri.clone();
                 *head.version_mut() = parts.version;
                 *head.headers_mut() = parts.headers.clone();
                 *head.extensions_mut() = parts.extensions.clone();
-                (head, Some(body), Request::from_parts(parts, copy))
+                (Some(body), Request::from_parts(parts, copy))
             }
-            None => {
-                // No retry can happen: keep what the events and the packet
-                // name (no allocation: the URI's parts are shared).
-                let mut head = Request::new(());
-                *head.method_mut() = parts.method.clone();
-                *head.uri_mut() = parts.uri.clone();
-                (head, None, Request::from_parts(parts, body))
-            }
+            None => (None, Request::from_parts(parts, body)),
         };
         // A slot of the route's pool, when the layer limits them.
         let mut permit = None;
@@ -505,17 +501,14 @@ where
                 this.state.set(State::Done);
                 *this.timer = None;
                 let limit = this.started.elapsed();
-                let error = TimeoutError {
-                    phase: TimeoutPhase::Total,
-                    millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-                };
-                let failure = TransportFailure::new(stage, Fault::Timeout(TimeoutPhase::Total));
-                return Poll::Ready(match judge_transport(&mut this, failure, Box::new(error)) {
-                    Next::Fail(error) => Err(error),
-                    Next::Respond(response) => Ok(response),
-                    // The total deadline is never retried.
-                    Next::Retry(_) => Err(readiness_error("deadline passed".into())),
-                });
+                return Poll::Ready(
+                    match judge_timeout(&mut this, stage, TimeoutPhase::Total, limit) {
+                        Next::Fail(error) => Err(error),
+                        Next::Respond(response) => Ok(response),
+                        // The total deadline is never retried.
+                        Next::Retry(_) => Err(readiness_error("deadline passed".into())),
+                    },
+                );
             }
         }
         loop {
@@ -564,20 +557,12 @@ where
                     };
                     if write_stalled && !timed_out {
                         let limit = this.write.as_ref().map(|w| w.limit).unwrap_or_default();
-                        let error = TimeoutError {
-                            phase: TimeoutPhase::Write,
-                            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-                        };
                         this.state.set(State::Done);
                         *this.timer = None;
                         if let Some(watch) = this.write.as_deref_mut() {
                             watch.timer = None;
                         }
-                        let failure = TransportFailure::new(
-                            Stage::Write,
-                            Fault::Timeout(TimeoutPhase::Write),
-                        );
-                        judge_transport(&mut this, failure, Box::new(error))
+                        judge_timeout(&mut this, Stage::Write, TimeoutPhase::Write, limit)
                     } else if timed_out {
                         let limit = this.attempt_timeout.unwrap_or_default();
                         // Still connecting (a tagged connector said so): the
@@ -587,14 +572,9 @@ where
                             Some(stage) => (stage, TimeoutPhase::Connect),
                             None => (Stage::AwaitHeaders, TimeoutPhase::Headers),
                         };
-                        let error = TimeoutError {
-                            phase,
-                            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
-                        };
                         this.state.set(State::Done);
                         *this.timer = None;
-                        let failure = TransportFailure::new(stage, Fault::Timeout(phase));
-                        judge_transport(&mut this, failure, Box::new(error))
+                        judge_timeout(&mut this, stage, phase, limit)
                     } else {
                         let (polled, connecting) = watch_connect(|| future.poll(cx));
                         *this.connecting = connecting;
@@ -712,14 +692,8 @@ where
                     this.state.set(State::Done);
                     *this.held = None;
                     *this.attempt = 1;
-                    let error = TimeoutError {
-                        phase: TimeoutPhase::Pool,
-                        millis: u64::try_from(limit.unwrap_or_default().as_millis())
-                            .unwrap_or(u64::MAX),
-                    };
-                    let failure =
-                        TransportFailure::new(Stage::Connect, Fault::Timeout(TimeoutPhase::Pool));
-                    judge_transport(&mut this, failure, Box::new(error))
+                    let limit = limit.unwrap_or_default();
+                    judge_timeout(&mut this, Stage::Connect, TimeoutPhase::Pool, limit)
                 }
                 StateProj::Refused { error } => {
                     let error = error.take();
@@ -743,13 +717,7 @@ where
                         // Any answer from the far side proves the path: the
                         // route closes, the waiting request goes ahead.
                         Ok(_) => {
-                            if let Some(recovered) = this.config.routes.reached(&route, now) {
-                                events::route_recovered(
-                                    &route,
-                                    recovered.outage,
-                                    recovered.refused,
-                                );
-                            }
+                            this.config.routes.reached(&route, now);
                             this.state.set(State::Ready);
                         }
                         Err(e) => {
@@ -884,10 +852,7 @@ fn breaker_record<S, B, R>(
     if evidence.status().is_some() {
         *this.trial = false;
         if routes.any() {
-            let route = route_of(uri!(this));
-            if let Some(recovered) = routes.reached(&route, now) {
-                events::route_recovered(&route, recovered.outage, recovered.refused);
-            }
+            routes.reached(&route_of(uri!(this)), now);
         }
         return;
     }
@@ -956,10 +921,9 @@ where
         // (and, while no route has a failure on record, one atomic load).
         if *this.breaker_on && (*this.trial || this.config.routes.any()) {
             *this.trial = false;
-            let route = route_of(uri!(this));
-            if let Some(recovered) = this.config.routes.reached(&route, Instant::now()) {
-                events::route_recovered(&route, recovered.outage, recovered.refused);
-            }
+            this.config
+                .routes
+                .reached(&route_of(uri!(this)), Instant::now());
         }
         return response.map(|body| {
             ResponseBody::passthrough(body, None)
@@ -1035,6 +999,22 @@ where
         }
         _ => Next::Fail(readiness_error("unknown decision".into())),
     }
+}
+
+/// An attempt that ran out of its `limit` in `phase` at `stage`, judged
+/// like any other transport failure.
+fn judge_timeout<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    stage: Stage,
+    phase: TimeoutPhase,
+    limit: Duration,
+) -> Next<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let failure = TransportFailure::new(stage, Fault::Timeout(phase));
+    judge_transport(this, failure, Box::new(TimeoutError::new(phase, limit)))
 }
 
 #[allow(clippy::too_many_arguments)]

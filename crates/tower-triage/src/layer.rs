@@ -49,7 +49,7 @@ impl Pool {
             .slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slots.len() >= 1024 && !slots.contains_key(route) {
+        if slots.len() >= crate::breaker::MAX_ROUTES && !slots.contains_key(route) {
             // Bounded memory: forget the routes with no call in flight
             // (every slot free, nobody else holding the semaphore).
             let per_host = self.per_host;

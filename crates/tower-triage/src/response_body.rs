@@ -206,11 +206,10 @@ where
                 match timer.as_mut().poll(cx) {
                     Poll::Ready(()) => {
                         *idle = None;
-                        let millis = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-                        Poll::Ready(Some(Err(BoxError::from(TimeoutError {
-                            phase: TimeoutPhase::BodyIdle,
-                            millis,
-                        }))))
+                        Poll::Ready(Some(Err(BoxError::from(TimeoutError::new(
+                            TimeoutPhase::BodyIdle,
+                            limit,
+                        )))))
                     }
                     Poll::Pending => Poll::Pending,
                 }

@@ -23,6 +23,14 @@ pub struct TimeoutError {
 }
 
 impl TimeoutError {
+    /// `phase` ran out of its `limit`.
+    pub(crate) fn new(phase: TimeoutPhase, limit: std::time::Duration) -> TimeoutError {
+        TimeoutError {
+            phase,
+            millis: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
     /// The phase that timed out.
     pub fn phase(&self) -> TimeoutPhase {
         self.phase

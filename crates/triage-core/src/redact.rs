@@ -126,7 +126,7 @@ pub fn uri(uri: &Uri) -> String {
     push_path(&mut out, uri.path());
     if let Some(query) = uri.query() {
         out.push('?');
-        push_query(&mut out, query);
+        push_path(&mut out, query);
     }
     cap(out)
 }
@@ -166,7 +166,7 @@ pub fn url_str(s: &str) -> String {
     }
     if let Some(query) = query {
         out.push('?');
-        push_query(&mut out, query);
+        push_path(&mut out, query);
     }
     cap(out)
 }
@@ -202,10 +202,6 @@ fn push_piece(out: &mut String, piece: &str) {
     } else {
         out.push_str(piece);
     }
-}
-
-fn push_query(out: &mut String, query: &str) {
-    push_path(out, query);
 }
 
 fn cap(mut s: String) -> String {
