@@ -118,6 +118,88 @@ impl Breaker {
     }
 }
 
+/// The diagnosis window: once a route's connection path fails, capture
+/// the detail of its next failures, for a while, then stop by itself.
+///
+/// Debug detail is worth most right after the first failure, and costs
+/// (in event volume) most if it never stops. So after the first failure of
+/// the connection path on a route, a window opens for that route: each of
+/// the next failed attempts on it (retries, other requests, the route
+/// breaker's verification probes) is watched from its first byte, and its
+/// detail is kept — when each connection stage ended and how (DNS, connect,
+/// proxy, TLS, timed from the attempt's start), the addresses DNS answered,
+/// the certificate the server presented (subject, issuer, validity; with the
+/// connectors of the `connect` module, feature `rustls`), and the full error
+/// chain. The window closes after `failures` captured failures (default 10)
+/// or `duration` (default 5 minutes), whichever comes first; at most one is
+/// open per route, and a route gets a new one only after it recovers (a
+/// status comes back) and fails again.
+///
+/// The detail goes to DEBUG events (target `tower_triage`, message
+/// `diagnosis detail`) and to the attempt's escalation packet
+/// ([`Packet::details`](triage_core::Packet::details)); an open route's
+/// refusals carry the latest. It is as secret-free as the rest of the packet:
+/// addresses and certificate names are public facts of the route, error
+/// texts are scrubbed. Stage detail needs the tagged connectors of the
+/// `connect` module; with any other client the window still records each
+/// failure's full error chain.
+///
+/// Attempts on routes without a window pay nothing for it; while some
+/// route has a failure on record, an attempt looks its route up once.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_triage::{DiagnosisWindow, TriageLayer};
+///
+/// let layer = TriageLayer::new().diagnosis_window(
+///     DiagnosisWindow::new().failures(20).duration(Duration::from_secs(600)),
+/// );
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct DiagnosisWindow {
+    pub(crate) enabled: bool,
+    pub(crate) failures: u32,
+    pub(crate) duration: Duration,
+}
+
+impl Default for DiagnosisWindow {
+    fn default() -> Self {
+        DiagnosisWindow {
+            enabled: true,
+            failures: 10,
+            duration: Duration::from_secs(300),
+        }
+    }
+}
+
+impl DiagnosisWindow {
+    /// The defaults: on; 10 failures or 5 minutes per window.
+    pub fn new() -> DiagnosisWindow {
+        DiagnosisWindow::default()
+    }
+
+    /// No window: no detail is captured.
+    pub fn disabled() -> DiagnosisWindow {
+        DiagnosisWindow {
+            enabled: false,
+            ..DiagnosisWindow::default()
+        }
+    }
+
+    /// Closes a window after `n` captured failures (at least 1).
+    pub fn failures(mut self, n: u32) -> Self {
+        self.failures = n.max(1);
+        self
+    }
+
+    /// Closes a window `duration` after it opened.
+    pub fn duration(mut self, duration: Duration) -> Self {
+        self.duration = duration;
+        self
+    }
+}
+
 /// At most this many routes with a failure on record per layer (and
 /// routes with pool slots, past which idle ones are forgotten).
 pub(crate) const MAX_ROUTES: usize = 1024;
@@ -167,6 +249,32 @@ struct Open {
 struct Route {
     consecutive: u32,
     open: Option<Open>,
+    window: Window,
+}
+
+/// A route's diagnosis window.
+#[derive(Debug, Default)]
+enum Window {
+    /// None opened since the route last worked.
+    #[default]
+    Unused,
+    /// Capturing until `until` or `failures` failures, `seen` so far.
+    Open {
+        until: Instant,
+        failures: u32,
+        seen: u32,
+    },
+    /// Closed by itself; no other until the route works again.
+    Spent,
+}
+
+/// What [`Routes::failed`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Recorded {
+    /// The route opened.
+    pub(crate) opened: bool,
+    /// A diagnosis window opened.
+    pub(crate) window: bool,
 }
 
 /// A route that recovered: how long it was open, how many requests it
@@ -188,7 +296,7 @@ pub(crate) struct Routes {
 
 /// Whether `diagnosis` is a failure of the connection path worth counting
 /// (a caller's cancellation or the caller's own total deadline is not).
-fn connection_failure(diagnosis: &Diagnosis) -> Option<Fault> {
+pub(crate) fn connection_failure(diagnosis: &Diagnosis) -> Option<Fault> {
     let fault = diagnosis.class().transport()?.fault();
     match (diagnosis.owner(), fault) {
         // The caller's own doing: a cancellation, its deadline, its pool.
@@ -234,9 +342,11 @@ impl Routes {
         )))
     }
 
-    /// An attempt on `route` failed with `diagnosis`; `packet` makes the
-    /// packet to keep if the route opens now. Returns the refusals' packet
-    /// when it did.
+    /// An attempt on `route` failed with `diagnosis`: counts it for the
+    /// `breaker` (when it applies to the request) and opens a diagnosis
+    /// `window` if none was yet; `packet` makes the packet to keep if the
+    /// route opens now.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn failed(
         &self,
         route: &str,
@@ -244,28 +354,41 @@ impl Routes {
         evidence: &Evidence,
         packet: impl FnOnce() -> Packet,
         now: Instant,
-        breaker: &Breaker,
-    ) -> bool {
+        breaker: Option<&Breaker>,
+        window: &DiagnosisWindow,
+    ) -> Recorded {
+        let mut recorded = Recorded::default();
         if connection_failure(diagnosis).is_none() {
-            return false;
+            return recorded;
         }
         let mut states = self.states();
         if states.len() >= MAX_ROUTES && !states.contains_key(route) {
             // Bounded memory (a service calling many hosts, some of them
             // wrong): past the limit, a new route goes untracked.
-            return false;
+            return recorded;
         }
         let state = states.entry(route.to_owned()).or_insert_with(|| {
             self.tracked.fetch_add(1, Ordering::AcqRel);
             Route::default()
         });
+        if window.enabled && matches!(state.window, Window::Unused) {
+            state.window = Window::Open {
+                until: now + window.duration,
+                failures: window.failures,
+                seen: 0,
+            };
+            recorded.window = true;
+        }
+        let Some(breaker) = breaker.filter(|b| b.enabled) else {
+            return recorded;
+        };
         if state.open.is_some() {
-            return false;
+            return recorded;
         }
         state.consecutive = state.consecutive.saturating_add(1);
         let permanent = !diagnosis.is_retryable();
         if !permanent && state.consecutive < breaker.consecutive {
-            return false;
+            return recorded;
         }
         state.open = Some(Open {
             opened: SystemTime::now(),
@@ -278,7 +401,54 @@ impl Routes {
             backoff: breaker.probe_initial,
             probing: false,
         });
-        true
+        recorded.opened = true;
+        recorded
+    }
+
+    /// Whether an attempt on `route` starting `now` is to be watched (its
+    /// route has an open diagnosis window). Closes a window whose time is
+    /// up.
+    pub(crate) fn watching(&self, route: &str, now: Instant) -> bool {
+        let mut states = self.states();
+        let Some(state) = states.get_mut(route) else {
+            return false;
+        };
+        match state.window {
+            Window::Open { until, seen, .. } if now >= until => {
+                state.window = Window::Spent;
+                crate::events::window_closed(route, seen, "time");
+                false
+            }
+            Window::Open { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// A watched attempt on `route` failed on the connection path: counts
+    /// it against the window and returns which failure of the window it is
+    /// (`None` when no window is open any more).
+    pub(crate) fn captured(&self, route: &str) -> Option<(u32, u32)> {
+        let mut states = self.states();
+        let state = states.get_mut(route)?;
+        let Window::Open { failures, seen, .. } = &mut state.window else {
+            return None;
+        };
+        *seen += 1;
+        let (n, of) = (*seen, *failures);
+        if n >= of {
+            state.window = Window::Spent;
+            crate::events::window_closed(route, n, "failures");
+        }
+        Some((n, of))
+    }
+
+    /// A probe's `detail`: the packet an open route's refusals carry gets
+    /// it.
+    pub(crate) fn note_probe(&self, route: &str, detail: triage_core::Detail) {
+        let mut states = self.states();
+        if let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) {
+            open.packet.push_detail(detail);
+        }
     }
 
     /// The far side of `route` answered (a status came back): the route
@@ -323,6 +493,12 @@ mod tests {
     use super::*;
     use triage_core::{Profile, Stage, TransportFailure, classify};
 
+    const OFF: DiagnosisWindow = DiagnosisWindow {
+        enabled: false,
+        failures: 10,
+        duration: Duration::from_secs(300),
+    };
+
     fn diagnosis(stage: Stage, fault: Fault) -> (Diagnosis, Evidence) {
         let evidence = Evidence::from_transport(TransportFailure::new(stage, fault));
         (classify(&evidence, Profile::generic()), evidence)
@@ -357,19 +533,45 @@ mod tests {
         assert!(!routes.any());
         let (reset, reset_evidence) = diagnosis(Stage::AwaitHeaders, Fault::Reset);
         for n in 1..3 {
-            let opened = routes.failed("r", &reset, &reset_evidence, packet, now, &breaker);
+            let opened = routes
+                .failed(
+                    "r",
+                    &reset,
+                    &reset_evidence,
+                    packet,
+                    now,
+                    Some(&breaker),
+                    &OFF,
+                )
+                .opened;
             assert!(!opened, "opened after {n} resets");
             assert!(matches!(routes.admit("r", now), Admit::Pass));
         }
         assert!(routes.any());
-        assert!(routes.failed("r", &reset, &reset_evidence, packet, now, &breaker));
+        assert!(
+            routes
+                .failed(
+                    "r",
+                    &reset,
+                    &reset_evidence,
+                    packet,
+                    now,
+                    Some(&breaker),
+                    &OFF
+                )
+                .opened
+        );
         assert!(matches!(routes.admit("r", now), Admit::Refuse(_)));
 
         let (cert, evidence) = diagnosis(
             Stage::Tls,
             Fault::Certificate(triage_core::CertificateProblem::UnknownIssuer),
         );
-        assert!(routes.failed("t", &cert, &evidence, packet, now, &breaker));
+        assert!(
+            routes
+                .failed("t", &cert, &evidence, packet, now, Some(&breaker), &OFF)
+                .opened
+        );
         let Admit::Refuse(error) = routes.admit("t", now) else {
             panic!("not refused");
         };
@@ -387,7 +589,11 @@ mod tests {
         let breaker = Breaker::new().probe_backoff(Duration::from_secs(1), Duration::from_secs(4));
         let now = Instant::now();
         let (dns, evidence) = diagnosis(Stage::Dns, Fault::NameNotFound);
-        assert!(routes.failed("d", &dns, &evidence, packet, now, &breaker));
+        assert!(
+            routes
+                .failed("d", &dns, &evidence, packet, now, Some(&breaker), &OFF)
+                .opened
+        );
         assert!(matches!(routes.admit("d", now), Admit::Refuse(_)));
         let later = now + Duration::from_secs(1);
         assert!(matches!(routes.admit("d", later), Admit::Probe));
@@ -421,7 +627,8 @@ mod tests {
                 &evidence,
                 packet,
                 now,
-                &breaker,
+                Some(&breaker),
+                &OFF,
             );
         }
         assert_eq!(routes.states().len(), MAX_ROUTES);
@@ -439,7 +646,69 @@ mod tests {
         let breaker = Breaker::new().consecutive_failures(1);
         let now = Instant::now();
         let (cancelled, evidence) = diagnosis(Stage::Connect, Fault::Cancelled);
-        assert!(!routes.failed("c", &cancelled, &evidence, packet, now, &breaker));
+        assert!(
+            !routes
+                .failed(
+                    "c",
+                    &cancelled,
+                    &evidence,
+                    packet,
+                    now,
+                    Some(&breaker),
+                    &OFF
+                )
+                .opened
+        );
         assert!(!routes.any());
+    }
+
+    #[test]
+    fn a_window_opens_once_per_outage_and_closes_by_itself() {
+        let routes = Routes::default();
+        let window = DiagnosisWindow::new()
+            .failures(2)
+            .duration(Duration::from_secs(60));
+        let now = Instant::now();
+        let (reset, evidence) = diagnosis(Stage::Connect, Fault::Refused);
+        // No failure yet: nothing watched.
+        assert!(!routes.watching("w", now));
+        let first = routes.failed("w", &reset, &evidence, packet, now, None, &window);
+        assert!(first.window && !first.opened, "{first:?}");
+        assert!(routes.watching("w", now));
+        // A second failure does not open another window.
+        assert!(
+            !routes
+                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .window
+        );
+        assert_eq!(routes.captured("w"), Some((1, 2)));
+        assert_eq!(routes.captured("w"), Some((2, 2)));
+        // Spent after its failures, and not reopened while the outage lasts.
+        assert!(!routes.watching("w", now));
+        assert_eq!(routes.captured("w"), None);
+        assert!(
+            !routes
+                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .window
+        );
+        // The route works again: the next outage gets a window of its own.
+        routes.reached("w", now);
+        assert!(
+            routes
+                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .window
+        );
+        // Which closes by time too.
+        assert!(routes.watching("w", now + Duration::from_secs(59)));
+        assert!(!routes.watching("w", now + Duration::from_secs(60)));
+        assert_eq!(routes.captured("w"), None);
+        // A cancellation opens none.
+        let (cancelled, evidence) = diagnosis(Stage::Connect, Fault::Cancelled);
+        assert!(
+            !routes
+                .failed("c", &cancelled, &evidence, packet, now, None, &window)
+                .window
+        );
+        assert!(!routes.watching("c", now));
     }
 }

@@ -24,6 +24,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -35,6 +36,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use triage_core::{BoxError, Stage};
 
+use crate::capture;
 pub use crate::transport::StageError;
 use crate::transport::chain;
 
@@ -83,7 +85,7 @@ where
     R: Service<Name>,
     R::Error: Into<BoxError>,
 {
-    type Response = R::Response;
+    type Response = Answers<R::Response>;
     type Error = StageError;
     type Future = TagFuture<R::Future>;
 
@@ -116,7 +118,7 @@ where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
 {
-    type Output = Result<T, StageError>;
+    type Output = Result<Answers<T>, StageError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -125,7 +127,38 @@ where
         if polled.is_pending() {
             crate::transport::connect_pending(stage);
         }
-        Poll::Ready(ready!(polled).map_err(|e| StageError::new(stage, e)))
+        let answered = ready!(polled);
+        if capture::on() {
+            capture::stage_ended(stage, answered.is_ok());
+        }
+        Poll::Ready(match answered {
+            Ok(inner) => Ok(Answers { inner }),
+            Err(e) => Err(StageError::new(stage, e)),
+        })
+    }
+}
+
+/// The addresses a [`TagResolver`] answered: the inner resolver's, each
+/// written down when a diagnosis window watches the route.
+#[derive(Debug)]
+pub struct Answers<I> {
+    inner: I,
+}
+
+impl<I: Iterator<Item = SocketAddr>> Iterator for Answers<I> {
+    type Item = SocketAddr;
+
+    fn next(&mut self) -> Option<SocketAddr> {
+        let addr = self.inner.next()?;
+        // The connector reads the answers in the poll that got them.
+        if capture::on() {
+            capture::answer(addr);
+        }
+        Some(addr)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
     }
 }
 
@@ -228,7 +261,11 @@ where
             // Lets a dropped call name the stage it was at.
             crate::transport::connect_pending(stage);
         }
-        Poll::Ready(ready!(polled).map_err(|e| tag(stage, e.into())))
+        let connected = ready!(polled);
+        if capture::on() {
+            capture::stage_ended(stage, connected.is_ok());
+        }
+        Poll::Ready(connected.map_err(|e| tag(stage, e.into())))
     }
 }
 
@@ -261,17 +298,87 @@ pub fn https_connector_with<R>(
     resolver: R,
     roots: rustls::RootCertStore,
 ) -> Result<HttpsTagged<R>, rustls::Error> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = tls_config(roots)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
         .enable_http1()
         .wrap_connector(tagged_connector(resolver));
     Ok(StageLayer::new(Stage::Tls).layer(https))
+}
+
+/// rustls with the ring provider, trusting `roots`, through a verifier
+/// that shows the server's certificate to a diagnosis window's capture.
+#[cfg(feature = "rustls")]
+fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    if roots.is_empty() {
+        // webpki's verifier builder refuses an empty store; rustls's own
+        // default accepts it (and trusts nothing).
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    }
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(ShowingVerifier { inner }))
+        .with_no_client_auth())
+}
+
+/// webpki's verifier, which first shows the server's certificate to a
+/// diagnosis window's capture (a no-op unless one watches the route).
+#[cfg(feature = "rustls")]
+#[derive(Debug)]
+struct ShowingVerifier {
+    inner: std::sync::Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+#[cfg(feature = "rustls")]
+impl rustls::client::danger::ServerCertVerifier for ShowingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        // The handshake runs inside the attempt's poll.
+        if capture::on() {
+            capture::peer(end_entity.as_ref());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.inner.root_hint_subjects()
+    }
 }
 
 /// A tagged HTTPS connector over the system resolver, trusting the system's
@@ -295,7 +402,155 @@ pub fn https_connector() -> Result<HttpsTagged<GaiResolver>, BoxError> {
 
 /// The tagged connector through an HTTP `CONNECT` proxy built by
 /// [`proxied_connector`].
-pub type ProxiedTagged<R> = TagConnect<Tunnel<TagConnect<HttpConnector<TagResolver<R>>>>>;
+pub type ProxiedTagged<R> =
+    TagConnect<Tunnel<TagConnect<ProxyLine<HttpConnector<TagResolver<R>>>>>>;
+
+/// A connector to a proxy whose connections show the proxy's first line
+/// (its answer to `CONNECT`, e.g. `HTTP/1.1 403 Forbidden`) to a diagnosis
+/// window's capture; hyper-util's `Tunnel` keeps it to itself.
+#[derive(Debug, Clone)]
+pub struct ProxyLine<C> {
+    inner: C,
+}
+
+impl<C> ProxyLine<C> {
+    /// The inner connector.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// The inner connector, mutably.
+    pub fn get_mut(&mut self) -> &mut C {
+        &mut self.inner
+    }
+}
+
+impl<C> Service<Uri> for ProxyLine<C>
+where
+    C: Service<Uri>,
+{
+    type Response = Shown<C::Response>;
+    type Error = C::Error;
+    type Future = ProxyLineFuture<C::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        ProxyLineFuture {
+            inner: self.inner.call(uri),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`ProxyLine`] connect.
+    #[derive(Debug)]
+    pub struct ProxyLineFuture<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, T, E> Future for ProxyLineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<Shown<T>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let connected = ready!(self.project().inner.poll(cx));
+        Poll::Ready(connected.map(|inner| Shown {
+            inner,
+            // Watched only while a diagnosis window captures the attempt.
+            line: capture::on().then(Vec::new),
+        }))
+    }
+}
+
+/// A connection whose first line is shown to a diagnosis window's capture
+/// (see [`ProxyLine`]); otherwise the connection itself.
+#[derive(Debug)]
+pub struct Shown<T> {
+    inner: T,
+    // The first line so far, while it is watched.
+    line: Option<Vec<u8>>,
+}
+
+/// At most this much of a proxy's first line is kept.
+const MAX_LINE: usize = 256;
+
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Shown<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.line.is_none() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        // Read through a small buffer of our own to see the bytes.
+        let mut raw = [0u8; MAX_LINE];
+        let n = buf.remaining().min(MAX_LINE);
+        let mut mine = hyper::rt::ReadBuf::new(&mut raw[..n]);
+        ready!(Pin::new(&mut this.inner).poll_read(cx, mine.unfilled()))?;
+        let read = mine.filled();
+        buf.put_slice(read);
+        if let Some(line) = this.line.as_mut() {
+            let end = read.iter().position(|&b| b == b'\n');
+            let take = end.unwrap_or(read.len()).min(MAX_LINE - line.len());
+            line.extend_from_slice(&read[..take]);
+            if end.is_some() || line.len() >= MAX_LINE || read.is_empty() {
+                if let Some(line) = this.line.take() {
+                    if capture::on() {
+                        capture::proxy_status(&String::from_utf8_lossy(&line));
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Shown<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl<T: hyper_util::client::legacy::connect::Connection>
+    hyper_util::client::legacy::connect::Connection for Shown<T>
+{
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
+}
 
 /// A connector that reaches every destination through the HTTP proxy at
 /// `proxy` with `CONNECT` (hyper-util's `Tunnel`), optionally with a
@@ -310,7 +565,7 @@ pub fn proxied_connector<R>(
 ) -> ProxiedTagged<R> {
     let mut http = HttpConnector::new_with_resolver(TagResolver::new(resolver));
     http.enforce_http(false);
-    let to_proxy = StageLayer::new(Stage::Proxy).layer(http);
+    let to_proxy = StageLayer::new(Stage::Proxy).layer(ProxyLine { inner: http });
     let mut tunnel = Tunnel::new(proxy, to_proxy);
     if let Some(value) = authorization {
         tunnel = tunnel.with_auth(value);
@@ -336,11 +591,7 @@ pub fn proxied_https_connector<R>(
     authorization: Option<http::HeaderValue>,
     roots: rustls::RootCertStore,
 ) -> Result<ProxiedHttpsTagged<R>, rustls::Error> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = tls_config(roots)?;
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()

@@ -215,3 +215,63 @@ pub(crate) fn route_recovered(route: &str, outage: std::time::Duration, refused:
         );
     }
 }
+
+/// A diagnosis window opened on a route (DEBUG), with the failure that
+/// opened it.
+pub(crate) fn window_opened(
+    route: &str,
+    window: &crate::DiagnosisWindow,
+    diagnosis: &triage_core::Diagnosis,
+    error: Option<&(dyn std::error::Error + 'static)>,
+) {
+    if level_enabled!(Level::DEBUG) {
+        let chain = error.map(|e| triage_core::Detail::chain_of(e).join(": "));
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            route = route,
+            class = %diagnosis.class(),
+            stage = diagnosis.stage().map(|s| s.as_str()),
+            error = chain.as_deref(),
+            failures = window.failures,
+            duration_ms = window.duration.as_millis() as u64,
+            "diagnosis window open: the next failures on this route are captured in detail"
+        );
+    }
+}
+
+/// The detail a diagnosis window captured of one failure (DEBUG).
+pub(crate) fn detail(route: &str, detail: &triage_core::Detail) {
+    if level_enabled!(Level::DEBUG) {
+        let (n, of) = detail.window();
+        let peer = detail.peer().map(|p| p.to_string());
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            route = route,
+            attempt = detail.attempt(),
+            window_n = n,
+            window_of = of,
+            detail = %detail,
+            peer = peer.as_deref(),
+            answers = detail.answers().join(" ").as_str(),
+            proxy_status = detail.proxy_status(),
+            "diagnosis detail"
+        );
+    }
+}
+
+/// A diagnosis window closed by itself (DEBUG): after `captured` failures,
+/// because of `why` (`failures` or `time`).
+pub(crate) fn window_closed(route: &str, captured: u32, why: &'static str) {
+    if level_enabled!(Level::DEBUG) {
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            route = route,
+            captured = captured,
+            closed_by = why,
+            "diagnosis window closed"
+        );
+    }
+}

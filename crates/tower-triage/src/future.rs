@@ -20,7 +20,8 @@ use triage_core::{
 };
 
 use crate::body::TryCloneBody;
-use crate::breaker::{Admit, Breaker, route_of};
+use crate::breaker::{Admit, Breaker, connection_failure, route_of};
+use crate::capture::{self, Capture};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
 use crate::observer::{AttemptInfo, Outcome};
@@ -114,6 +115,9 @@ pin_project! {
         // The connection stage the attempt was still at when last polled
         // (known with the `connect` module's tagged connectors only).
         connecting: Option<Stage>,
+        // What the attempt's connection showed, while its route's
+        // diagnosis window is open.
+        capture: Option<Box<Capture>>,
         packet: Option<Box<PacketBuilder>>,
     }
 
@@ -235,7 +239,8 @@ where
         let now = Instant::now();
         let breaker_on = config.breaker.enabled && options.and_then(|o| o.breaker).unwrap_or(true);
         // One atomic load while no route has a failure on record.
-        let admit = if breaker_on && config.routes.any() {
+        let any_route = config.routes.any();
+        let admit = if breaker_on && any_route {
             config.routes.admit(&route_of(request.uri()), now)
         } else {
             Admit::Pass
@@ -322,6 +327,17 @@ where
                 ),
             },
         };
+        // The first attempt (or the probe) is watched when its route has an
+        // open diagnosis window.
+        let capture = match &state {
+            State::Calling { .. } | State::Probing { .. } if any_route => watch(
+                &config,
+                head.uri(),
+                now,
+                if held.is_some() { 0 } else { attempt },
+            ),
+            _ => None,
+        };
         ResponseFuture {
             state,
             timer: None,
@@ -345,9 +361,18 @@ where
             held,
             permit,
             connecting: None,
+            capture,
             packet: None,
         }
     }
+}
+
+/// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
+/// route has an open diagnosis window (one atomic load while no route has
+/// a failure on record).
+fn watch(config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<Capture>> {
+    (config.window.enabled && config.routes.any() && config.routes.watching(&route_of(uri), now))
+        .then(|| Capture::new(attempt))
 }
 
 /// Whether `timer` is set and has fired (registering the wake-up if not).
@@ -533,6 +558,12 @@ where
                     let future = this.service.call(request);
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
+                    *this.capture = watch(
+                        this.config,
+                        uri!(this),
+                        *this.attempt_started,
+                        *this.attempt,
+                    );
                     *this.connecting = None;
                     if let Some(watch) = this.write.as_deref_mut() {
                         watch.timer = None;
@@ -576,7 +607,8 @@ where
                         *this.timer = None;
                         judge_timeout(&mut this, stage, phase, limit)
                     } else {
-                        let (polled, connecting) = watch_connect(|| future.poll(cx));
+                        let (polled, connecting) =
+                            capture::scope(this.capture, || watch_connect(|| future.poll(cx)));
                         *this.connecting = connecting;
                         match polled {
                             Poll::Pending => return Poll::Pending,
@@ -596,6 +628,8 @@ where
                             }
                             Poll::Ready(Ok(response)) => {
                                 *this.timer = None;
+                                // The far side answered: nothing to capture.
+                                *this.capture = None;
                                 let status = response.status();
                                 if status.as_u16() < 400 {
                                     this.state.set(State::Done);
@@ -710,9 +744,10 @@ where
                     return Poll::Ready(Err(*error));
                 }
                 StateProj::Probing { future } => {
-                    let answer = ready!(future.poll(cx));
+                    let answer = ready!(capture::scope(this.capture, || future.poll(cx)));
                     let route = route_of(this.head.uri());
                     let now = Instant::now();
+                    let capture = this.capture.take();
                     match answer {
                         // Any answer from the far side proves the path: the
                         // route closes, the waiting request goes ahead.
@@ -725,6 +760,10 @@ where
                             let evidence = Evidence::from_transport(classify_error(&*e, true));
                             let diagnosis = classify(&evidence, this.profile);
                             let routes = &this.config.routes;
+                            if let Some(detail) = captured(routes, &route, capture, &diagnosis, &e)
+                            {
+                                routes.note_probe(&route, detail);
+                            }
                             routes.probe_failed(&route, now, random(), &this.config.breaker);
                             events::route_probe_failed(&route, &diagnosis.class().to_string());
                             // The waiting request is refused like the others.
@@ -845,7 +884,8 @@ fn breaker_record<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    if !*this.breaker_on {
+    let window = &this.config.window;
+    if !*this.breaker_on && !window.enabled {
         return;
     }
     let routes = &this.config.routes;
@@ -872,9 +912,41 @@ fn breaker_record<S, B, R>(
         builder.finish(this.started.elapsed())
     };
     let breaker = &this.config.breaker;
-    if routes.failed(&route, diagnosis, evidence, packet, now, breaker) {
+    let recorded = routes.failed(
+        &route,
+        diagnosis,
+        evidence,
+        packet,
+        now,
+        this.breaker_on.then_some(breaker),
+        window,
+    );
+    if recorded.opened {
         events::route_opened(&route, diagnosis, breaker.probe_initial);
     }
+    if recorded.window {
+        events::window_opened(&route, window, diagnosis, error.map(|e| &**e as _));
+    }
+}
+
+/// The detail of a watched attempt (or probe) on `route` that failed on
+/// the connection path with `error`, counted against the route's window
+/// and told as a DEBUG event; `None` when there is nothing to tell.
+fn captured(
+    routes: &crate::breaker::Routes,
+    route: &str,
+    capture: Option<Box<Capture>>,
+    diagnosis: &Diagnosis,
+    error: &BoxError,
+) -> Option<triage_core::Detail> {
+    let capture = capture?;
+    connection_failure(diagnosis)?;
+    let (n, of) = routes.captured(route)?;
+    let mut detail = capture.into_detail();
+    detail.set_window(n, of);
+    detail.set_error(&**error);
+    events::detail(route, &detail);
+    Some(detail)
 }
 
 fn report<S, B, R>(
@@ -980,6 +1052,19 @@ where
     let evidence = Evidence::from_transport(failure)
         .with_elapsed(now.saturating_duration_since(*this.attempt_started));
     let (diagnosis, decision) = decide(this, &evidence, now);
+    if let Some(capture) = this.capture.take() {
+        let route = route_of(uri!(this));
+        let detail = captured(
+            &this.config.routes,
+            &route,
+            Some(capture),
+            &diagnosis,
+            &error,
+        );
+        if let (Some(detail), Some(packet)) = (detail, this.packet.as_deref_mut()) {
+            packet.push_detail(detail);
+        }
+    }
     breaker_record(this, &evidence, &diagnosis, Some(&error), now);
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tower::Layer;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
-use crate::breaker::{Breaker, Routes};
+use crate::breaker::{Breaker, DiagnosisWindow, Routes};
 use crate::observer::Observer;
 use crate::service::Triage;
 
@@ -26,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) errors_for_status: bool,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) breaker: Breaker,
+    pub(crate) window: DiagnosisWindow,
     pub(crate) routes: Arc<Routes>,
     pub(crate) pool: Option<Pool>,
 }
@@ -79,6 +80,7 @@ impl std::fmt::Debug for Config {
             .field("errors_for_status", &self.errors_for_status)
             .field("observer", &self.observer.is_some())
             .field("breaker", &self.breaker)
+            .field("window", &self.window)
             .finish_non_exhaustive()
     }
 }
@@ -96,6 +98,7 @@ impl Default for Config {
             errors_for_status: false,
             observer: None,
             breaker: Breaker::default(),
+            window: DiagnosisWindow::default(),
             routes: Arc::default(),
             pool: None,
         }
@@ -195,6 +198,14 @@ impl TriageLayer {
     /// the layer share the state of its routes.
     pub fn breaker(mut self, breaker: Breaker) -> Self {
         self.config().breaker = breaker;
+        self
+    }
+
+    /// Sets the diagnosis window (on by default: 10 failures or 5 minutes
+    /// of detail after a route's first connection failure; see
+    /// [`DiagnosisWindow`]).
+    pub fn diagnosis_window(mut self, window: DiagnosisWindow) -> Self {
+        self.config().window = window;
         self
     }
 

@@ -67,6 +67,7 @@
 
 pub mod body;
 mod breaker;
+mod capture;
 #[cfg(feature = "hyper-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper-util")))]
 pub mod connect;
@@ -83,7 +84,7 @@ mod response_body;
 mod service;
 mod transport;
 
-pub use breaker::Breaker;
+pub use breaker::{Breaker, DiagnosisWindow};
 pub use events::TARGET;
 pub use future::ResponseFuture;
 pub use layer::{PEEK_LIMIT, TriageLayer};

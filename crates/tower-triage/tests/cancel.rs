@@ -44,10 +44,7 @@ use tower_triage::core::{RetryBudget, RetryRules, Stage};
 use tower_triage::{
     AttemptInfo, BodyOutcome, Observer, Outcome, ReportExt, RequestOptions, TriageLayer,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record as SpanRecord};
-use tracing::{Event, Metadata, Subscriber};
-use triage_testkit::{Resolver, Upstream};
+use triage_testkit::{EventLog, Resolver, Upstream};
 
 /// Retries the probe call may make at most; the budget refuses before.
 const PROBE_RETRIES: u32 = 8;
@@ -121,55 +118,6 @@ impl Record {
 }
 
 // ---------------------------------------------------------------- events
-
-/// Keeps every `tower_triage` event as `message field=value ...`.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Line(String);
-
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        if field.name() == "message" {
-            self.0.insert_str(0, &format!("{value:?}"));
-        } else {
-            self.0.push_str(&format!(" {}={:?}", field.name(), value));
-        }
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push_str(&format!(" {}={}", field.name(), value));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.target() == tower_triage::TARGET
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &SpanRecord<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line(String::new());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    fn matching(&self, needle: &str) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
-    }
-}
 
 const CANCELLED: &str = "request cancelled by the caller";
 const BODY_DROPPED: &str = "response body dropped by the caller before its end";
@@ -349,7 +297,7 @@ async fn assert_budget_consistent(
 /// SYN): the cancellation names the connect stage.
 #[test]
 fn a_call_dropped_mid_connect_reports_the_connect_stage_and_leaves_nothing() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let (server, upstream) = upstream();
     let backlog = triage_testkit::full_backlog().unwrap();
@@ -410,7 +358,7 @@ fn a_call_dropped_mid_connect_reports_the_connect_stage_and_leaves_nothing() {
 /// request and stalls for 5 s).
 #[test]
 fn a_call_dropped_awaiting_headers_reports_that_stage_and_leaves_nothing() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let (server, upstream) = upstream();
     client_runtime().block_on(async {
@@ -481,7 +429,7 @@ fn a_call_dropped_awaiting_headers_reports_that_stage_and_leaves_nothing() {
 /// backoff (375 to 500 ms before the first retry) is cut short.
 #[test]
 fn a_call_dropped_between_attempts_makes_no_retry_and_leaves_nothing() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let (server, upstream) = upstream();
     client_runtime().block_on(async {
@@ -542,7 +490,7 @@ fn a_call_dropped_between_attempts_makes_no_retry_and_leaves_nothing() {
 /// 250 ms body idle timeout that must not fire after the drop).
 #[test]
 fn a_body_dropped_mid_stream_reports_its_bytes_and_leaves_nothing() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let (server, upstream) = upstream();
     client_runtime().block_on(async {

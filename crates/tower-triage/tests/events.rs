@@ -3,8 +3,8 @@
 //! cancellation by the caller.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,47 +14,7 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_triage::core::{ErrorKind, Fault, Owner, TimeoutPhase};
 use tower_triage::{RequestOptions, TriageLayer};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-
-/// A subscriber that keeps every event as `level message field=value ...`.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Line(String);
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={:?}", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push_str(&format!(" {}={}", field.name(), value));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-}
+use triage_testkit::EventLog;
 
 fn answer(code: u16, body: &'static str) -> Response<Full<Bytes>> {
     Response::builder()
@@ -67,7 +27,7 @@ fn answer(code: u16, body: &'static str) -> Response<Full<Bytes>> {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn events_carry_the_evidence_and_no_secret() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let hits = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&hits);
@@ -128,7 +88,7 @@ async fn events_carry_the_evidence_and_no_secret() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn dropping_the_call_reports_a_cancellation() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let inner = service_fn(|_req: Request<Full<Bytes>>| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -158,7 +118,7 @@ async fn per_request_options_override_the_layer() {
     // reached by a thread with none could have its interest cached as
     // "never" while another test's subscriber registers (tracing-core's
     // registration race), and that test would miss its events.
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let hits = Arc::new(AtomicU32::new(0));
     let counter = Arc::clone(&hits);
     let inner = service_fn(move |_req: Request<Full<Bytes>>| {
@@ -191,7 +151,7 @@ async fn the_total_deadline_stops_a_hanging_call() {
     // reached by a thread with none could have its interest cached as
     // "never" while another test's subscriber registers (tracing-core's
     // registration race), and that test would miss its events.
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let inner = service_fn(|_req: Request<Full<Bytes>>| async {
         std::future::pending::<()>().await;
         Ok::<_, io::Error>(answer(200, ""))
@@ -217,7 +177,7 @@ async fn the_total_deadline_stops_a_hanging_call() {
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn cancelling_mid_attempt_or_mid_wait_leaves_no_task_and_says_so() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let metrics = tokio::runtime::Handle::current().metrics();
     let before = metrics.num_alive_tasks();

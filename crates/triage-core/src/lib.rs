@@ -57,6 +57,7 @@
 
 pub mod body;
 mod classify;
+mod detail;
 mod error;
 mod evidence;
 pub mod gateway;
@@ -68,8 +69,10 @@ pub mod redact;
 pub mod retry;
 mod stage;
 pub(crate) mod time;
+pub mod x509;
 
 pub use classify::{Diagnosis, QUOTA_WAIT, classify};
+pub use detail::{Detail, MAX_DETAIL_ITEMS, StageMark};
 pub use error::{BoxError, Error};
 pub use evidence::{BodyProgress, DelaySource, Evidence, RateInfo, RateWindow, RetryHints};
 pub use headers::ResetFormat;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::{Method, Uri};
 
 use crate::classify::Diagnosis;
+use crate::detail::Detail;
 use crate::evidence::{Evidence, RateInfo};
 use crate::owner::Owner;
 use crate::profile::Profile;
@@ -140,6 +141,8 @@ pub struct Packet {
     version: String,
     runtime: String,
     route: Option<RouteNote>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
+    details: Vec<Detail>,
 }
 
 /// A request refused because its route is open: since when, and how many
@@ -179,6 +182,21 @@ impl Packet {
         });
         packet.outcome = Stop::RouteOpen.as_str();
         packet
+    }
+
+    /// The detail captured by the route's diagnosis window, for the
+    /// attempts (or verification probes) it watched.
+    pub fn details(&self) -> &[Detail] {
+        &self.details
+    }
+
+    /// Adds a captured detail (at most [`MAX_ATTEMPTS`]: the first ones and
+    /// the last).
+    pub fn push_detail(&mut self, detail: Detail) {
+        if self.details.len() >= MAX_ATTEMPTS {
+            self.details.pop();
+        }
+        self.details.push(detail);
     }
 
     /// Set when the request was refused by an open route.
@@ -264,7 +282,7 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn capped(s: &str) -> String {
+pub(crate) fn capped(s: &str) -> String {
     if s.len() <= MAX_TEXT {
         return s.to_owned();
     }
@@ -278,6 +296,39 @@ fn capped(s: &str) -> String {
 /// [`capped`] without a copy when the text is short enough.
 fn capped_owned(s: String) -> String {
     if s.len() <= MAX_TEXT { s } else { capped(&s) }
+}
+
+/// An error chain as text, outermost first: each link scrubbed of secrets
+/// and capped in length, at most [`MAX_CHAIN`] links, a link that repeats
+/// the one before said once.
+pub(crate) fn chain_texts(error: &(dyn StdError + 'static)) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::new();
+    let mut current = Some(error);
+    while let Some(err) = current {
+        if chain.len() >= MAX_CHAIN {
+            break;
+        }
+        let text = err.to_string();
+        let clean = match redact::text(&text) {
+            // Nothing to scrub: keep the string made already.
+            std::borrow::Cow::Borrowed(_) => capped_owned(text),
+            std::borrow::Cow::Owned(scrubbed) => capped_owned(scrubbed),
+        };
+        // An `io::Error` and its payload often print the same words: say
+        // them once.
+        if chain.last() != Some(&clean) {
+            chain.push(clean);
+        }
+        current = match err.downcast_ref::<std::io::Error>() {
+            // io::Error::source() skips its payload; descend into it.
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn StdError + 'static))
+                .or_else(|| err.source()),
+            None => err.source(),
+        };
+    }
+    chain
 }
 
 /// Builds a [`Packet`] as attempts happen.
@@ -316,6 +367,7 @@ impl PacketBuilder {
                 version: concat!("triage-core ", env!("CARGO_PKG_VERSION")).to_owned(),
                 runtime: String::new(),
                 route: None,
+                details: Vec::new(),
             },
             last: None,
         }
@@ -398,32 +450,13 @@ impl PacketBuilder {
 
     /// Records the error chain, by reference.
     pub fn set_error(&mut self, error: &(dyn StdError + 'static)) {
-        self.packet.error_chain.clear();
-        let mut current = Some(error);
-        while let Some(err) = current {
-            if self.packet.error_chain.len() >= MAX_CHAIN {
-                break;
-            }
-            let text = err.to_string();
-            let clean = match redact::text(&text) {
-                // Nothing to scrub: keep the string made already.
-                std::borrow::Cow::Borrowed(_) => capped_owned(text),
-                std::borrow::Cow::Owned(scrubbed) => capped_owned(scrubbed),
-            };
-            // An `io::Error` and its payload often print the same words:
-            // say them once.
-            if self.packet.error_chain.last() != Some(&clean) {
-                self.packet.error_chain.push(clean);
-            }
-            current = match err.downcast_ref::<std::io::Error>() {
-                // io::Error::source() skips its payload; descend into it.
-                Some(io) => io
-                    .get_ref()
-                    .map(|inner| inner as &(dyn StdError + 'static))
-                    .or_else(|| err.source()),
-                None => err.source(),
-            };
-        }
+        self.packet.error_chain = chain_texts(error);
+    }
+
+    /// Adds the detail of one attempt captured by a diagnosis window (at
+    /// most [`MAX_ATTEMPTS`] are kept: the first ones and the last).
+    pub fn push_detail(&mut self, detail: Detail) {
+        self.packet.push_detail(detail);
     }
 
     /// Finishes the packet; `elapsed` is the time from the first attempt to
@@ -500,6 +533,12 @@ impl fmt::Display for Packet {
         }
         if let Some(rate) = &self.rate {
             writeln!(f, "  rate:        {}", RateLine(rate))?;
+        }
+        if !self.details.is_empty() {
+            writeln!(f, "  detail (diagnosis window):")?;
+            for detail in &self.details {
+                writeln!(f, "    - {detail}")?;
+            }
         }
         if !self.error_chain.is_empty() {
             writeln!(f, "  error chain:")?;

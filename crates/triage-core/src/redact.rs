@@ -242,6 +242,8 @@ pub fn text(s: &str) -> Cow<'_, str> {
         previous = token;
         if after_scheme || is_key_like(token) {
             out.push_str(REDACTED);
+        } else if token.contains("://") {
+            push_urls(&mut out, token);
         } else {
             // URLs, `name=value` pairs, paths and lists: a secret may sit
             // in one of their pieces.
@@ -255,6 +257,27 @@ pub fn text(s: &str) -> Cow<'_, str> {
     } else {
         Cow::Owned(out)
     }
+}
+
+/// A token with URLs in it (`scheme://user:password@host/...`): the user
+/// info of each goes, the rest is scrubbed as a path. Every `://` is looked
+/// at, so that what is left holds no user info either (scrubbing stays
+/// stable).
+fn push_urls(out: &mut String, token: &str) {
+    let mut rest = token;
+    while let Some(i) = rest.find("://") {
+        let after = i + 3;
+        let authority_end = rest[after..].find('/').map_or(rest.len(), |j| after + j);
+        push_path(out, &rest[..after]);
+        match rest[after..authority_end].rfind('@') {
+            Some(at) => {
+                out.push_str(REDACTED);
+                rest = &rest[after + at..];
+            }
+            None => rest = &rest[after..],
+        }
+    }
+    push_path(out, rest);
 }
 
 fn is_separator(c: char) -> bool {
@@ -274,7 +297,8 @@ fn might_hold_secret(s: &str) -> bool {
     };
     let exact = |i: usize, word: &[u8]| b.get(i..i + word.len()) == Some(word);
     b.iter().enumerate().any(|(i, &c)| match c {
-        b'=' => true,
+        // `name=value`, or user info in a URL.
+        b'=' | b'@' => true,
         b's' | b'S' => at(i, b"sk-"),
         b'b' | b'B' => at(i, b"bearer") || at(i, b"basic"),
         b'A' => exact(i, b"AIza") || exact(i, b"AKIA") || exact(i, b"ASIA"),
@@ -431,6 +455,8 @@ mod tests {
             "AKIAIOSFODNN7EXAMPLE wrote Basic dXNlcjpwYXNz",
             "https://user:pass@example.com/path?token=t0k3n#frag",
             "key=AImzaSkey=AIzaSyA1234567890abcdefghijklmnopqrs-tuvcom/v1/x?api_key=abc",
+            "proxy http://alice:hunter2@proxy.corp:3128/ said no",
+            "a://@b://c@d/e@f",
         ] {
             let once = text(input);
             assert_eq!(text(&once), once, "{input}");
@@ -454,6 +480,15 @@ mod tests {
         ));
         assert_eq!(text("key AKIAIOSFODNN7EXAMPLE used"), "key [redacted] used");
         assert_eq!(text("sk-ant-api03-abcdefghijklmnop"), REDACTED);
+        // A proxy URL with its credentials, as error texts print them.
+        assert_eq!(
+            text("proxy http://alice:hunter2@proxy.corp:3128 refused (user@host.test)"),
+            "proxy http://[redacted]@proxy.corp:3128 refused (user@host.test)"
+        );
+        assert_eq!(
+            text("GET https://u:pw@x.test/p?api_key=k1 failed"),
+            "GET https://[redacted]@x.test/p?api_key=[redacted] failed"
+        );
     }
 
     proptest! {

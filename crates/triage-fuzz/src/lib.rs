@@ -1,6 +1,7 @@
 //! A fuzzing harness for triage-core that runs on stable Rust: every header
-//! parser, the failure-body reader, the redaction of free text and URLs, and
-//! `classify()` with the retry rules on arbitrary evidence.
+//! parser, the failure-body reader, the redaction of free text and URLs,
+//! `classify()` with the retry rules on arbitrary evidence, and the X.509
+//! certificate summary.
 //!
 //! Each [`Target`] takes bytes and checks what must hold for any input —
 //! no panic, every wait within [`MAX_DELAY`],
@@ -21,6 +22,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use triage_core::body::FailureBody;
 use triage_core::gateway::Fingerprint;
 use triage_core::headers::{self, MAX_DELAY, ResetFormat, RetryAfter};
+use triage_core::x509::{CertSummary, MAX_NAME};
 use triage_core::{
     AttemptContext, CertificateProblem, Decision, Evidence, Fault, Owner, Profile, RetryBudget,
     RetryRules, Stage, TimeoutPhase, TransportFailure, classify, redact,
@@ -63,6 +65,11 @@ pub const TARGETS: &[Target] = &[
         name: "classify",
         seeds: CLASSIFY_SEEDS,
         check: check_classify,
+    },
+    Target {
+        name: "x509",
+        seeds: X509_SEEDS,
+        check: check_x509,
     },
 ];
 
@@ -130,6 +137,15 @@ const CLASSIFY_SEEDS: &[&[u8]] = &[
     b"\x00\x03\x05",
     b"\x01\xc8\x00x-ratelimit-remaining-requests\x000\x01x-ratelimit-reset-requests\x001s\x00",
     b"\x01\x93\x03x-should-retry\x00true\x00",
+];
+
+/// Real DER certificates: an rcgen root (`UTCTime`), an rcgen leaf with
+/// BMP, T.61, Universal and UTF-8 names and `GeneralizedTime`, and a
+/// hand-made v1 certificate with a multi-valued RDN.
+const X509_SEEDS: &[&[u8]] = &[
+    include_bytes!("../seeds/x509/root-utctime.der"),
+    include_bytes!("../seeds/x509/leaf-generalizedtime.der"),
+    include_bytes!("../seeds/x509/v1-multivalued-rdn.der"),
 ];
 
 fn within_max(d: Option<Duration>, what: &str, input: &[u8]) {
@@ -411,6 +427,38 @@ fn check_classify(input: &[u8]) {
     );
     packet.push_attempt(&evidence, &diagnosis, &decision);
     let _ = packet.finish(Duration::ZERO).to_string();
+}
+
+/// The certificate summary: names within [`MAX_NAME`] characters and fit
+/// for a one-line log, times within years 1970 to 9999.
+fn check_x509(input: &[u8]) {
+    let Some(cert) = CertSummary::from_der(input) else {
+        return;
+    };
+    for (what, name) in [("subject", cert.subject()), ("issuer", cert.issuer())] {
+        assert!(
+            name.chars().count() <= MAX_NAME,
+            "{what} of {} characters",
+            name.chars().count()
+        );
+        assert!(
+            !name.chars().any(char::is_control),
+            "{what} has control characters: {name:?}"
+        );
+    }
+    if cert.is_self_signed() {
+        assert_eq!(cert.subject(), cert.issuer(), "self-signed, names differ");
+    }
+    // 10000-01-01T00:00:00Z
+    let end = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+    for t in [cert.not_before(), cert.not_after()].into_iter().flatten() {
+        assert!(t < end, "a time past year 9999: {t:?}");
+    }
+    let line = cert.to_string();
+    assert!(
+        !line.chars().any(char::is_control),
+        "the summary is not one line: {line:?}"
+    );
 }
 
 fn transport_evidence(bytes: &mut Bytes<'_>) -> Evidence {

@@ -34,12 +34,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod events;
 mod net;
 mod proxy;
 mod routes;
 mod tls;
 mod upstream;
 
+pub use events::EventLog;
 pub use net::{Backlog, Resolver, closed_port, full_backlog};
 pub use proxy::{Proxy, ProxyBehavior};
 pub use tls::CertProblem;

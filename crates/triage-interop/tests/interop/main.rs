@@ -32,6 +32,7 @@ mod kernel;
 mod netns;
 mod openssl;
 mod proxy;
+mod window;
 
 /// How a case says the machine cannot run it (and why): not a failure.
 pub(crate) const SKIP: &str = "skipped: ";
@@ -51,6 +52,8 @@ const CASES: &[(&str, Case)] = cases![
     openssl::wrong_host_name_is_tls_never_retried,
     openssl::unknown_ca_is_tls_never_retried,
     openssl::plain_port_spoken_to_with_tls_is_tls_never_retried,
+    window::window_reads_openssls_expired_certificate,
+    window::window_reads_tinyproxys_status_line,
     dns::a_name_dnsmasq_knows_works,
     dns::nxdomain_is_dns_never_retried,
     dns::servfail_is_dns_retried_a_bounded_number_of_times,

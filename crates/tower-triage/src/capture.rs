@@ -1,0 +1,117 @@
+//! The capture of a diagnosis window: while an attempt on a watched route
+//! is polled, the tagged resolver, connectors and TLS verifier of the
+//! `connect` module write down what they see (stage ends, DNS answers, the
+//! peer's certificate, a proxy's status line) into a thread-local slot.
+//!
+//! The slot is filled only for the poll of an attempt whose route has an
+//! open window (see [`DiagnosisWindow`](crate::DiagnosisWindow)); otherwise
+//! each tagged future pays one thread-local read per poll, and only while
+//! a connection is being made.
+
+use std::cell::RefCell;
+
+use tokio::time::Instant;
+use triage_core::{Detail, Stage};
+
+/// What one attempt's connection showed, raw.
+#[derive(Debug)]
+pub(crate) struct Capture {
+    started: Instant,
+    detail: Detail,
+}
+
+impl Capture {
+    /// A capture of attempt `attempt` (0: a verification probe), starting
+    /// now.
+    pub(crate) fn new(attempt: u32) -> Box<Capture> {
+        Box::new(Capture {
+            started: Instant::now(),
+            detail: Detail::new(attempt),
+        })
+    }
+
+    /// The detail, once the attempt is over.
+    pub(crate) fn into_detail(self) -> Detail {
+        self.detail
+    }
+}
+
+thread_local! {
+    static SLOT: RefCell<Option<Box<Capture>>> = const { RefCell::new(None) };
+}
+
+/// Runs `poll` with `capture` (if any) in the slot, and takes it back.
+pub(crate) fn scope<T>(capture: &mut Option<Box<Capture>>, poll: impl FnOnce() -> T) -> T {
+    let Some(mine) = capture.take() else {
+        return poll();
+    };
+    struct PutBack<'a> {
+        capture: &'a mut Option<Box<Capture>>,
+        outer: Option<Box<Capture>>,
+    }
+    impl Drop for PutBack<'_> {
+        fn drop(&mut self) {
+            // Even on unwind: the enclosing scope's capture goes back.
+            let outer = self.outer.take();
+            *self.capture = SLOT.with(|slot| slot.replace(outer));
+        }
+    }
+    let outer = SLOT.with(|slot| slot.replace(Some(mine)));
+    let _guard = PutBack { capture, outer };
+    poll()
+}
+
+/// Whether this poll captures.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn on() -> bool {
+    SLOT.with(|slot| slot.try_borrow().is_ok_and(|c| c.is_some()))
+}
+
+/// Writes into this poll's capture, if any.
+#[cfg(feature = "hyper-util")]
+fn with(f: impl FnOnce(&mut Capture)) {
+    SLOT.with(|slot| {
+        if let Ok(mut slot) = slot.try_borrow_mut() {
+            if let Some(capture) = slot.as_mut() {
+                f(capture);
+            }
+        }
+    });
+}
+
+/// A connection stage ended, with success or not.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn stage_ended(stage: Stage, ok: bool) {
+    with(|c| {
+        // The TLS tag also wraps plain `http://` connections, which show no
+        // certificate: those made no handshake.
+        if stage == Stage::Tls && ok && c.detail.peer().is_none() {
+            return;
+        }
+        let at = c.started.elapsed();
+        c.detail.push_stage(stage, at, ok);
+    });
+}
+
+/// DNS answered `addr`.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn answer(addr: std::net::SocketAddr) {
+    with(|c| c.detail.push_answer(addr.ip()));
+}
+
+/// The server presented the certificate `der` (parsed only when
+/// capturing).
+#[cfg(feature = "rustls")]
+pub(crate) fn peer(der: &[u8]) {
+    with(|c| {
+        if let Some(summary) = triage_core::x509::CertSummary::from_der(der) {
+            c.detail.set_peer(summary);
+        }
+    });
+}
+
+/// A proxy answered `CONNECT` with `line`.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn proxy_status(line: &str) {
+    with(|c| c.detail.set_proxy_status(line));
+}
