@@ -454,15 +454,26 @@ impl Routes {
     /// The far side of `route` answered (a status came back): the route
     /// works. When that closed an open route, says so (the recovery event)
     /// and returns the outage.
-    pub(crate) fn reached(&self, route: &str, now: Instant) -> Option<Recovered> {
+    pub(crate) fn reached(
+        &self,
+        route: &str,
+        now: Instant,
+        observer: Option<&std::sync::Arc<dyn crate::Observer>>,
+    ) -> Option<Recovered> {
         let mut states = self.states();
         let state = states.remove(route)?;
         self.tracked.fetch_sub(1, Ordering::AcqRel);
+        drop(states);
         let recovered = state.open.map(|open| Recovered {
             outage: now.saturating_duration_since(open.opened_at),
             refused: open.refused,
         })?;
-        crate::events::route_recovered(route, recovered.outage, recovered.refused);
+        let event = crate::RouteEvent::Recovered {
+            route,
+            outage: recovered.outage,
+            refused: recovered.refused,
+        };
+        crate::events::route(observer, &event);
         Some(recovered)
     }
 
@@ -579,7 +590,7 @@ mod tests {
         assert_eq!(error.stage(), Some(Stage::Tls));
         assert_eq!(error.packet().route_open().unwrap().refused(), 1);
         // A status from the far side closes the route and forgets it.
-        assert!(routes.reached("t", now).is_some());
+        assert!(routes.reached("t", now, None).is_some());
         assert!(matches!(routes.admit("t", now), Admit::Pass));
     }
 
@@ -608,7 +619,9 @@ mod tests {
             routes.admit("d", later + Duration::from_secs(2)),
             Admit::Probe
         ));
-        let recovered = routes.reached("d", later + Duration::from_secs(3)).unwrap();
+        let recovered = routes
+            .reached("d", later + Duration::from_secs(3), None)
+            .unwrap();
         assert_eq!(recovered.refused, 3);
         assert_eq!(recovered.outage, Duration::from_secs(4));
         assert!(!routes.any());
@@ -692,7 +705,7 @@ mod tests {
                 .window
         );
         // The route works again: the next outage gets a window of its own.
-        routes.reached("w", now);
+        routes.reached("w", now, None);
         assert!(
             routes
                 .failed("w", &reset, &evidence, packet, now, None, &window)

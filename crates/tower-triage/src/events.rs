@@ -153,12 +153,36 @@ pub(crate) fn body_complete(bytes: u64) {
     }
 }
 
-/// A route opened (WARN): what opened it, and when the first probe goes.
-pub(crate) fn route_opened(
-    route: &str,
-    diagnosis: &triage_core::Diagnosis,
-    probe_in: std::time::Duration,
+/// A route event: its tracing event, then the observer's call.
+pub(crate) fn route(
+    observer: Option<&std::sync::Arc<dyn crate::Observer>>,
+    event: &crate::RouteEvent<'_>,
 ) {
+    use crate::RouteEvent;
+    match *event {
+        RouteEvent::Opened {
+            route,
+            diagnosis,
+            probe_in,
+        } => route_opened(route, diagnosis, probe_in),
+        RouteEvent::ProbeFailed { route, diagnosis } => route_probe_failed(route, diagnosis),
+        RouteEvent::Recovered {
+            route,
+            outage,
+            refused,
+        } => route_recovered(route, outage, refused),
+        RouteEvent::Detail { route, detail: d } => detail(route, d),
+        // A variant added later without an event of its own.
+        #[allow(unreachable_patterns)]
+        _ => {}
+    }
+    if let Some(observer) = observer {
+        observer.on_route(event);
+    }
+}
+
+/// A route opened (WARN): what opened it, and when the first probe goes.
+fn route_opened(route: &str, diagnosis: &triage_core::Diagnosis, probe_in: std::time::Duration) {
     if level_enabled!(Level::WARN) {
         event!(
             target: TARGET,
@@ -190,20 +214,20 @@ pub(crate) fn route_refused(route: &str, packet: &Packet) {
 }
 
 /// The probe of an open route failed (DEBUG).
-pub(crate) fn route_probe_failed(route: &str, class: &str) {
+fn route_probe_failed(route: &str, diagnosis: &triage_core::Diagnosis) {
     if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,
             Level::DEBUG,
             route = route,
-            class = class,
+            class = %diagnosis.class(),
             "route probe failed: the route stays open"
         );
     }
 }
 
 /// An open route answered its probe (INFO): closed, with the outage.
-pub(crate) fn route_recovered(route: &str, outage: std::time::Duration, refused: u64) {
+fn route_recovered(route: &str, outage: std::time::Duration, refused: u64) {
     if level_enabled!(Level::INFO) {
         event!(
             target: TARGET,
@@ -241,7 +265,7 @@ pub(crate) fn window_opened(
 }
 
 /// The detail a diagnosis window captured of one failure (DEBUG).
-pub(crate) fn detail(route: &str, detail: &triage_core::Detail) {
+fn detail(route: &str, detail: &triage_core::Detail) {
     if level_enabled!(Level::DEBUG) {
         let (n, of) = detail.window();
         let peer = detail.peer().map(|p| p.to_string());

@@ -24,7 +24,7 @@ use crate::breaker::{Admit, Breaker, connection_failure, route_of};
 use crate::capture::{self, Capture};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
-use crate::observer::{AttemptInfo, Outcome};
+use crate::observer::{AttemptInfo, Outcome, RouteEvent};
 use crate::options::RequestOptions;
 use crate::report::{ProfileRef, Report};
 use crate::response_body::ResponseBody;
@@ -752,7 +752,9 @@ where
                         // Any answer from the far side proves the path: the
                         // route closes, the waiting request goes ahead.
                         Ok(_) => {
-                            this.config.routes.reached(&route, now);
+                            this.config
+                                .routes
+                                .reached(&route, now, this.config.observer.as_ref());
                             this.state.set(State::Ready);
                         }
                         Err(e) => {
@@ -760,12 +762,18 @@ where
                             let evidence = Evidence::from_transport(classify_error(&*e, true));
                             let diagnosis = classify(&evidence, this.profile);
                             let routes = &this.config.routes;
-                            if let Some(detail) = captured(routes, &route, capture, &diagnosis, &e)
+                            let observer = this.config.observer.as_ref();
+                            if let Some(detail) =
+                                captured(routes, observer, &route, capture, &diagnosis, &e)
                             {
                                 routes.note_probe(&route, detail);
                             }
                             routes.probe_failed(&route, now, random(), &this.config.breaker);
-                            events::route_probe_failed(&route, &diagnosis.class().to_string());
+                            let event = RouteEvent::ProbeFailed {
+                                route: &route,
+                                diagnosis: &diagnosis,
+                            };
+                            events::route(this.config.observer.as_ref(), &event);
                             // The waiting request is refused like the others.
                             match routes.admit(&route, now) {
                                 Admit::Refuse(error) => {
@@ -892,14 +900,18 @@ fn breaker_record<S, B, R>(
     if evidence.status().is_some() {
         *this.trial = false;
         if routes.any() {
-            routes.reached(&route_of(uri!(this)), now);
+            routes.reached(&route_of(uri!(this)), now, this.config.observer.as_ref());
         }
         return;
     }
     let route = route_of(uri!(this));
     if std::mem::take(this.trial) {
         routes.probe_failed(&route, now, random(), &this.config.breaker);
-        events::route_probe_failed(&route, &diagnosis.class().to_string());
+        let event = RouteEvent::ProbeFailed {
+            route: &route,
+            diagnosis,
+        };
+        events::route(this.config.observer.as_ref(), &event);
         return;
     }
     let packet = || {
@@ -922,7 +934,12 @@ fn breaker_record<S, B, R>(
         window,
     );
     if recorded.opened {
-        events::route_opened(&route, diagnosis, breaker.probe_initial);
+        let event = RouteEvent::Opened {
+            route: &route,
+            diagnosis,
+            probe_in: breaker.probe_initial,
+        };
+        events::route(this.config.observer.as_ref(), &event);
     }
     if recorded.window {
         events::window_opened(&route, window, diagnosis, error.map(|e| &**e as _));
@@ -934,6 +951,7 @@ fn breaker_record<S, B, R>(
 /// and told as a DEBUG event; `None` when there is nothing to tell.
 fn captured(
     routes: &crate::breaker::Routes,
+    observer: Option<&Arc<dyn crate::Observer>>,
     route: &str,
     capture: Option<Box<Capture>>,
     diagnosis: &Diagnosis,
@@ -945,7 +963,13 @@ fn captured(
     let mut detail = capture.into_detail();
     detail.set_window(n, of);
     detail.set_error(&**error);
-    events::detail(route, &detail);
+    events::route(
+        observer,
+        &RouteEvent::Detail {
+            route,
+            detail: &detail,
+        },
+    );
     Some(detail)
 }
 
@@ -993,9 +1017,11 @@ where
         // (and, while no route has a failure on record, one atomic load).
         if *this.breaker_on && (*this.trial || this.config.routes.any()) {
             *this.trial = false;
-            this.config
-                .routes
-                .reached(&route_of(uri!(this)), Instant::now());
+            this.config.routes.reached(
+                &route_of(uri!(this)),
+                Instant::now(),
+                this.config.observer.as_ref(),
+            );
         }
         return response.map(|body| {
             ResponseBody::passthrough(body, None)
@@ -1056,6 +1082,7 @@ where
         let route = route_of(uri!(this));
         let detail = captured(
             &this.config.routes,
+            this.config.observer.as_ref(),
             &route,
             Some(capture),
             &diagnosis,

@@ -88,7 +88,7 @@ pub use breaker::{Breaker, DiagnosisWindow};
 pub use events::TARGET;
 pub use future::ResponseFuture;
 pub use layer::{PEEK_LIMIT, TriageLayer};
-pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome};
+pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome, RouteEvent};
 pub use options::RequestOptions;
 pub use report::{Report, ReportExt};
 pub use response_body::ResponseBody;

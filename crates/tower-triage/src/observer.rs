@@ -1,8 +1,10 @@
 //! [`Observer`]: the data of every event, as values, for metrics without log
 //! parsing.
 
+use std::time::Duration;
+
 use http::{Method, Uri};
-use triage_core::{Decision, Diagnosis, Evidence, Packet, Stage};
+use triage_core::{Decision, Detail, Diagnosis, Evidence, Packet, Stage};
 
 /// Receives what the layer's events carry, as values. Methods run inline on
 /// the request's task: keep them cheap (count, don't block).
@@ -41,6 +43,51 @@ pub trait Observer: Send + Sync + 'static {
     fn on_body(&self, body: &BodyOutcome) {
         let _ = body;
     }
+
+    /// When a route opens, its probe fails, it recovers, or its diagnosis
+    /// window captures a failure (see [`Breaker`](crate::Breaker) and
+    /// [`DiagnosisWindow`](crate::DiagnosisWindow)).
+    fn on_route(&self, event: &RouteEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// What happened to a route (scheme, host and port).
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum RouteEvent<'a> {
+    /// The route opened: requests fail at once until a probe gets through.
+    Opened {
+        /// The route, `scheme://host:port`.
+        route: &'a str,
+        /// The failure that opened it.
+        diagnosis: &'a Diagnosis,
+        /// When the first probe may go.
+        probe_in: Duration,
+    },
+    /// The verification probe failed; the route stays open.
+    ProbeFailed {
+        /// The route.
+        route: &'a str,
+        /// How the probe failed.
+        diagnosis: &'a Diagnosis,
+    },
+    /// The far side answered: the route works again.
+    Recovered {
+        /// The route.
+        route: &'a str,
+        /// How long it was open.
+        outage: Duration,
+        /// The requests it refused meanwhile.
+        refused: u64,
+    },
+    /// The route's diagnosis window captured a failure in detail.
+    Detail {
+        /// The route.
+        route: &'a str,
+        /// What it captured.
+        detail: &'a Detail,
+    },
 }
 
 /// One judged attempt.

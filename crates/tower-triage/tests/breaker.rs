@@ -256,3 +256,80 @@ async fn a_run_of_connection_failures_opens_the_route() {
         "a refused request looked its name up"
     );
 }
+
+/// Every route event, as the observer sees it.
+#[derive(Default)]
+struct RouteLog(Mutex<Vec<String>>);
+
+impl tower_triage::Observer for RouteLog {
+    fn on_route(&self, event: &tower_triage::RouteEvent<'_>) {
+        use tower_triage::RouteEvent;
+        let line = match event {
+            RouteEvent::Opened { diagnosis, .. } => format!("opened {}", diagnosis.class()),
+            RouteEvent::ProbeFailed { diagnosis, .. } => {
+                format!("probe failed {}", diagnosis.class())
+            }
+            RouteEvent::Recovered { refused, .. } => format!("recovered after {refused} refused"),
+            RouteEvent::Detail { detail, .. } => format!(
+                "detail attempt {} window {:?} peer {:?}",
+                detail.attempt(),
+                detail.window(),
+                detail.peer().map(|p| p.subject().to_owned())
+            ),
+            _ => String::from("other"),
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+#[tokio::test]
+async fn the_observer_sees_a_route_open_fail_its_probe_and_recover() {
+    let _guard = tracing::subscriber::set_default(triage_testkit::EventLog::new());
+    let bad = TlsUpstream::start(CertProblem::UnknownIssuer)
+        .await
+        .unwrap();
+    let good = TlsUpstream::start(CertProblem::None).await.unwrap();
+    let switch = Switch::start(bad.addr()).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(good.ca_der().to_vec().into()).unwrap();
+    let connector = tower_triage::connect::https_connector_with(Resolver::new(), roots).unwrap();
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let log = Arc::new(RouteLog::default());
+    struct Shared(Arc<RouteLog>);
+    impl tower_triage::Observer for Shared {
+        fn on_route(&self, event: &tower_triage::RouteEvent<'_>) {
+            self.0.on_route(event);
+        }
+    }
+    let mut svc = TriageLayer::new()
+        .observer(Shared(Arc::clone(&log)))
+        .breaker(Breaker::new().probe_backoff(Duration::from_millis(20), Duration::from_millis(40)))
+        .layer(client);
+    let url = format!("https://svc.test:{}/ok", switch.addr.port());
+    let get = || {
+        Request::get(url.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    svc.ready().await.unwrap().call(get()).await.unwrap_err();
+    svc.ready().await.unwrap().call(get()).await.unwrap_err();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // Sends the probe, which meets the certificate again.
+    svc.ready().await.unwrap().call(get()).await.unwrap_err();
+    switch.point_at(good.addr());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let response = svc.ready().await.unwrap().call(get()).await.unwrap();
+    assert_eq!(response.status(), 200);
+
+    let class = "transport.tls.certificate.unknown_issuer";
+    assert_eq!(
+        *log.0.lock().unwrap(),
+        [
+            format!("opened {class}"),
+            "detail attempt 0 window (1, 10) peer Some(\"CN=svc.test\")".to_owned(),
+            format!("probe failed {class}"),
+            "recovered after 2 refused".to_owned(),
+        ]
+    );
+}
