@@ -7,10 +7,13 @@ use http::{Method, Uri};
 use tracing::{Level, event, level_enabled};
 use triage_core::{Decision, Diagnosis, Evidence, Packet};
 
+use crate::whole_body::BodyMode;
+
 /// The event target, for filters: `tower_triage=debug`.
 pub const TARGET: &str = "tower_triage";
 
 /// DEBUG for a routine attempt, WARN for a retry, ERROR for a final failure.
+/// `body_mode`: how the response body was handled, when a head came back.
 pub(crate) fn attempt(
     method: &Method,
     uri: &Uri,
@@ -18,6 +21,7 @@ pub(crate) fn attempt(
     evidence: &Evidence,
     diagnosis: &Diagnosis,
     decision: &Decision,
+    body_mode: Option<BodyMode>,
 ) {
     let level = match decision {
         Decision::Retry(_) => Level::WARN,
@@ -40,6 +44,8 @@ pub(crate) fn attempt(
                     class = %diagnosis.class(),
                     stage = diagnosis.stage().map(|s| s.as_str()),
                     body_seen = evidence.body().seen() || evidence.failure_body().is_some(),
+                    body_bytes = evidence.body().seen().then(|| evidence.body().bytes()),
+                    body_mode = body_mode.map(BodyMode::as_str),
                     request_id = evidence.request_id_str(),
                     error.code = evidence.failure_body().and_then(|b| b.code().or(b.kind())),
                     rate.remaining_requests = rate.requests.remaining,
@@ -67,7 +73,7 @@ pub(crate) fn success_enabled() -> bool {
 }
 
 /// The final failure, with the escalation packet's summary.
-pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet) {
+pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Option<BodyMode>) {
     if level_enabled!(Level::ERROR) {
         event!(
             target: TARGET,
@@ -79,6 +85,7 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet) {
             stage = packet.stage().map(|s| s.as_str()),
             attempts = packet.attempts_total(),
             outcome = packet.outcome(),
+            body_mode = body_mode.map(BodyMode::as_str),
             request_ids = ?packet.request_ids(),
             next_step = packet.next_step(),
             "request failed"
@@ -111,8 +118,8 @@ pub(crate) fn cancelled(
     }
 }
 
-/// A response body handed back broke mid-way.
-pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault) {
+/// A response body handed back broke mid-way (streamed: not retried).
+pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault, body_mode: BodyMode) {
     if level_enabled!(Level::ERROR) {
         event!(
             target: TARGET,
@@ -120,14 +127,19 @@ pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault) {
             owner = triage_core::Owner::ConnectionPath.as_str(),
             stage = triage_core::Stage::Body.as_str(),
             fault = fault.as_str(),
+            timeout = match fault {
+                triage_core::Fault::Timeout(phase) => Some(phase.as_str()),
+                _ => None,
+            },
             bytes,
+            body_mode = body_mode.as_str(),
             "response body failed"
         );
     }
 }
 
 /// The caller dropped a response body before its end.
-pub(crate) fn body_dropped(bytes: u64) {
+pub(crate) fn body_dropped(bytes: u64, body_mode: BodyMode) {
     if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,
@@ -135,19 +147,21 @@ pub(crate) fn body_dropped(bytes: u64) {
             owner = triage_core::Owner::Caller.as_str(),
             stage = triage_core::Stage::Body.as_str(),
             bytes,
+            body_mode = body_mode.as_str(),
             "response body dropped by the caller before its end"
         );
     }
 }
 
 /// A response body handed back ended normally.
-pub(crate) fn body_complete(bytes: u64) {
+pub(crate) fn body_complete(bytes: u64, body_mode: BodyMode) {
     if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,
             Level::DEBUG,
             stage = triage_core::Stage::Body.as_str(),
             bytes,
+            body_mode = body_mode.as_str(),
             "response body complete"
         );
     }

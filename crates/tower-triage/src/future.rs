@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::num::NonZeroU64;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -12,7 +13,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
-use tokio::time::{Instant, Sleep, sleep};
+use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::Service;
 use triage_core::{
     AttemptContext, BodyProgress, BoxError, Decision, Diagnosis, Error, Evidence, Fault,
@@ -29,6 +30,7 @@ use crate::options::RequestOptions;
 use crate::report::{ProfileRef, Report};
 use crate::response_body::ResponseBody;
 use crate::transport::{TimeoutError, classify_error, watch_connect};
+use crate::whole_body::{self, BodyMode, Read, Whole};
 
 /// The request's method, from the kept head.
 macro_rules! method {
@@ -59,6 +61,9 @@ pin_project! {
             buf: BytesMut,
             ended: bool,
         },
+        /// Whole-body mode: a success came back; reading all of its body
+        /// inside the attempt.
+        Buffering { whole: Option<Box<Whole<R>>> },
         /// Waiting before the next attempt.
         Waiting,
         /// Refused by an open route: the error goes out at the first poll.
@@ -92,6 +97,11 @@ pin_project! {
         body_idle_timeout: Option<Duration>,
         // The write timeout and its timer (boxed: only when one is set).
         write: Option<Box<WriteWatch>>,
+        // The connect timeout's timer, armed while a tagged connector says
+        // the attempt is connecting.
+        connect_timer: Option<Pin<Box<Sleep>>>,
+        // Whole-body mode's cap (`None`: off).
+        whole_body: Option<NonZeroU64>,
         service: S,
         // The request's head: whole when a retry can re-send it (a copy of
         // the body was made), otherwise method and URI only.
@@ -138,7 +148,7 @@ pin_project! {
                 StateProj::Probing { .. } | StateProj::Acquiring { .. } => Some(Stage::Connect),
                 StateProj::Calling { .. } => Some(this.connecting.unwrap_or(Stage::AwaitHeaders)),
                 StateProj::Ready => Some(Stage::AwaitHeaders),
-                StateProj::Peeking { .. } => Some(Stage::Body),
+                StateProj::Peeking { .. } | StateProj::Buffering { .. } => Some(Stage::Body),
                 // Between attempts: no stage was in progress.
                 StateProj::Waiting => None,
             };
@@ -234,6 +244,9 @@ where
         let body_idle_timeout = options
             .and_then(|o| o.body_idle_timeout)
             .unwrap_or(config.body_idle_timeout);
+        let whole_body = options
+            .and_then(|o| o.whole_body)
+            .unwrap_or(config.whole_body);
         let retries = rules.as_deref().unwrap_or(&config.rules).retries();
         let total = rules.as_deref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
@@ -347,6 +360,8 @@ where
             attempt_timeout,
             body_idle_timeout,
             write: write_timeout.map(|limit| Box::new(WriteWatch { limit, timer: None })),
+            connect_timer: None,
+            whole_body,
             service,
             head,
             body: template,
@@ -519,7 +534,7 @@ where
                 .is_some_and(|d| d.poll(cx).is_ready());
             if passed && !matches!(this.state.as_mut().project(), StateProj::Done) {
                 let stage = match this.state.as_mut().project() {
-                    StateProj::Peeking { .. } => Stage::Body,
+                    StateProj::Peeking { .. } | StateProj::Buffering { .. } => Stage::Body,
                     StateProj::Calling { .. } => this.connecting.unwrap_or(Stage::AwaitHeaders),
                     _ => Stage::AwaitHeaders,
                 };
@@ -569,6 +584,7 @@ where
                         watch.timer = None;
                     }
                     *this.timer = None;
+                    *this.connect_timer = None;
                     this.state.set(State::Calling { future });
                     continue;
                 }
@@ -586,6 +602,9 @@ where
                         (Some(watch), Some(body)) => watch.stalled(body, cx),
                         _ => false,
                     };
+                    // Armed only while connecting (see below).
+                    let connect_stalled =
+                        this.connecting.is_some() && expired(this.connect_timer, cx);
                     if write_stalled && !timed_out {
                         let limit = this.write.as_ref().map(|w| w.limit).unwrap_or_default();
                         this.state.set(State::Done);
@@ -594,8 +613,11 @@ where
                             watch.timer = None;
                         }
                         judge_timeout(&mut this, Stage::Write, TimeoutPhase::Write, limit)
-                    } else if timed_out {
-                        let limit = this.attempt_timeout.unwrap_or_default();
+                    } else if timed_out || connect_stalled {
+                        let limit = match (connect_stalled, this.config.connect_timeout) {
+                            (true, Some(limit)) => limit,
+                            _ => this.attempt_timeout.unwrap_or_default(),
+                        };
                         // Still connecting (a tagged connector said so): the
                         // request never left, and the connection path is
                         // what was slow.
@@ -605,16 +627,33 @@ where
                         };
                         this.state.set(State::Done);
                         *this.timer = None;
+                        *this.connect_timer = None;
                         judge_timeout(&mut this, stage, phase, limit)
                     } else {
                         let (polled, connecting) =
                             capture::scope(this.capture, || watch_connect(|| future.poll(cx)));
                         *this.connecting = connecting;
                         match polled {
-                            Poll::Pending => return Poll::Pending,
+                            Poll::Pending => {
+                                match (connecting, this.config.connect_timeout) {
+                                    (Some(_), Some(limit)) => {
+                                        let due = *this.attempt_started + limit;
+                                        let timer = this
+                                            .connect_timer
+                                            .get_or_insert_with(|| Box::pin(sleep_until(due)));
+                                        if timer.as_mut().poll(cx).is_ready() {
+                                            // Judged at the top of the loop.
+                                            continue;
+                                        }
+                                    }
+                                    _ => *this.connect_timer = None,
+                                }
+                                return Poll::Pending;
+                            }
                             Poll::Ready(Err(e)) => {
                                 this.state.set(State::Done);
                                 *this.timer = None;
+                                *this.connect_timer = None;
                                 let e: BoxError = e.into();
                                 // Without a body that knows, a failure after the
                                 // connection is judged as awaiting the head.
@@ -627,14 +666,34 @@ where
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {
-                                *this.timer = None;
+                                *this.connect_timer = None;
                                 // The far side answered: nothing to capture.
                                 *this.capture = None;
                                 let status = response.status();
                                 if status.as_u16() < 400 {
+                                    let plan = this.whole_body.and_then(|cap| {
+                                        let (head, body) = (response.headers(), response.body());
+                                        whole_body::plan(status, head, body, cap)
+                                            .map(|reserve| (cap, reserve))
+                                    });
+                                    let (parts, body) = response.into_parts();
+                                    if let Some((cap, reserve)) = plan {
+                                        // The attempt timer runs on: it
+                                        // bounds the body's read too.
+                                        let idle = *this.body_idle_timeout;
+                                        let whole = Whole::new(parts, body, cap, reserve, idle);
+                                        this.state.set(State::Buffering {
+                                            whole: Some(Box::new(whole)),
+                                        });
+                                        continue;
+                                    }
+                                    *this.timer = None;
                                     this.state.set(State::Done);
-                                    Next::Respond(success(&mut this, response))
+                                    let observer = this.config.observer.clone();
+                                    let body = ResponseBody::passthrough(body, observer);
+                                    Next::Respond(success(&mut this, parts, body, BodyMode::Stream))
                                 } else {
+                                    *this.timer = None;
                                     let (parts, body) = response.into_parts();
                                     *this.timer = Some(Box::pin(sleep(this.config.peek_timeout)));
                                     this.state.set(State::Peeking {
@@ -696,6 +755,26 @@ where
                         return Poll::Ready(Err(readiness_error("response lost".into())));
                     };
                     judge_failure_status(&mut this, status, *parts, seen, rest, failed, timed_out)
+                }
+                StateProj::Buffering { whole } => {
+                    let read = match whole.as_deref_mut().map(|w| w.poll_read(cx)) {
+                        Some(Poll::Ready(read)) => Some(read),
+                        Some(Poll::Pending) => {
+                            if !expired(this.timer, cx) {
+                                return Poll::Pending;
+                            }
+                            // The attempt timeout, while reading the body.
+                            None
+                        }
+                        None => None,
+                    };
+                    let whole = whole.take();
+                    *this.timer = None;
+                    this.state.set(State::Done);
+                    let Some(whole) = whole else {
+                        return Poll::Ready(Err(readiness_error("response lost".into())));
+                    };
+                    read_whole(&mut this, *whole, read)
                 }
                 StateProj::Waiting => {
                     if let Some(timer) = this.timer.as_mut().map(|t| t.as_mut()) {
@@ -807,6 +886,7 @@ fn decide<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     evidence: &Evidence,
     now: Instant,
+    body_mode: Option<BodyMode>,
 ) -> (Diagnosis, Decision)
 where
     S: Service<Request<B>>,
@@ -851,6 +931,7 @@ where
         evidence,
         &diagnosis,
         &decision,
+        body_mode,
     );
     if let Some(observer) = &this.config.observer {
         observer.on_attempt(&AttemptInfo {
@@ -860,6 +941,7 @@ where
             evidence,
             diagnosis: &diagnosis,
             decision: &decision,
+            body_mode,
         });
     }
     if !diagnosis.is_success() || this.packet.is_some() {
@@ -977,6 +1059,7 @@ fn report<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     evidence: &Evidence,
     diagnosis: Diagnosis,
+    body_mode: BodyMode,
 ) -> Report
 where
     S: Service<Request<B>>,
@@ -985,6 +1068,7 @@ where
         observer.on_outcome(&Outcome::Response {
             attempts: *this.attempt,
             diagnosis: &diagnosis,
+            body_mode,
         });
     }
     Report {
@@ -996,18 +1080,26 @@ where
             .packet
             .take()
             .map(|p| Arc::new(p.finish(this.started.elapsed()))),
+        body_mode,
     }
 }
 
+/// A success handed back: `body` as the caller gets it, read whole inside
+/// the attempt or streaming (`body_mode`).
 fn success<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
-    response: Response<R>,
+    mut parts: http::response::Parts,
+    body: ResponseBody<R>,
+    body_mode: BodyMode,
 ) -> Response<ResponseBody<R>>
 where
     S: Service<Request<B>>,
     B: TryCloneBody,
     R: Body,
 {
+    let body = body
+        .with_idle_timeout(*this.body_idle_timeout)
+        .with_permit(this.permit.take());
     // At the first attempt, with nothing failed before, the response says
     // all there is to say: the report is read from its head when asked
     // (`ReportExt`), and nothing goes into its extensions.
@@ -1023,28 +1115,22 @@ where
                 this.config.observer.as_ref(),
             );
         }
-        return response.map(|body| {
-            ResponseBody::passthrough(body, None)
-                .with_idle_timeout(*this.body_idle_timeout)
-                .with_profile(this.profile.clone())
-                .with_permit(this.permit.take())
-        });
+        return Response::from_parts(parts, body.with_profile(this.profile.clone()));
     }
     let now = Instant::now();
-    let evidence = Evidence::from_response(
-        response.status(),
-        response.headers(),
+    let mut evidence = Evidence::from_response(
+        parts.status,
+        &parts.headers,
         this.profile,
         wall_clock_for(this.profile),
     )
     .with_elapsed(now.saturating_duration_since(*this.attempt_started));
-    let (diagnosis, _) = decide(this, &evidence, now);
+    if body_mode == BodyMode::Whole {
+        evidence.set_body(BodyProgress::Complete(body.buffered_len()));
+    }
+    let (diagnosis, _) = decide(this, &evidence, now, Some(body_mode));
     breaker_record(this, &evidence, &diagnosis, None, now);
-    let report = report(this, &evidence, diagnosis);
-    let (mut parts, body) = response.into_parts();
-    let body = ResponseBody::passthrough(body, this.config.observer.clone())
-        .with_idle_timeout(*this.body_idle_timeout)
-        .with_permit(this.permit.take());
+    let report = report(this, &evidence, diagnosis, body_mode);
     let body = if first {
         body.with_profile(this.profile.clone())
     } else {
@@ -1054,12 +1140,77 @@ where
     Response::from_parts(parts, body)
 }
 
-/// The event and observer call of a call that fails with an error.
-fn failed<S, B, R>(this: &mut Projection<'_, S, B, R>, packet: &triage_core::Packet)
+/// The end of a whole-body read: the response with its whole body (or,
+/// past the cap, the prefix and the rest of the stream), or a failure of
+/// this attempt at the body stage. `read` is `None` when the attempt
+/// timeout fired.
+fn read_whole<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    whole: Whole<R>,
+    read: Option<Read>,
+) -> Next<R>
 where
     S: Service<Request<B>>,
+    B: TryCloneBody,
+    R: Body,
 {
-    events::outcome(method!(this), uri!(this), packet);
+    let bytes = whole.bytes();
+    let observer = this.config.observer.clone();
+    let (fault, error): (Fault, BoxError) = match read {
+        Some(Read::Complete { data, trailers }) => {
+            let (parts, _) = whole.into_parts();
+            // The body has ended: its pool slot is free now.
+            *this.permit = None;
+            let body = ResponseBody::buffered(data, None, trailers, None, observer);
+            return Next::Respond(success(this, parts, body, BodyMode::Whole));
+        }
+        Some(Read::Spilled { prefix, crossing }) => {
+            let (parts, rest) = whole.into_parts();
+            let body = ResponseBody::buffered(prefix, Some(crossing), None, Some(rest), observer);
+            return Next::Respond(success(this, parts, body, BodyMode::Stream));
+        }
+        Some(Read::Failed(error)) => (classify_error(&*error, true).fault(), error),
+        Some(Read::Idle(limit)) => {
+            let phase = TimeoutPhase::BodyIdle;
+            (
+                Fault::Timeout(phase),
+                Box::new(TimeoutError::new(phase, limit)),
+            )
+        }
+        None => {
+            let (phase, limit) = (TimeoutPhase::Body, this.attempt_timeout.unwrap_or_default());
+            (
+                Fault::Timeout(phase),
+                Box::new(TimeoutError::new(phase, limit)),
+            )
+        }
+    };
+    // The head came back, then the body broke: the evidence keeps both,
+    // and the partial bytes go with `whole`, never to the caller.
+    let now = Instant::now();
+    let parts = &whole.parts;
+    let mut evidence = Evidence::from_response(
+        parts.status,
+        &parts.headers,
+        this.profile,
+        wall_clock_for(this.profile),
+    )
+    .with_elapsed(now.saturating_duration_since(*this.attempt_started));
+    evidence.set_transport(TransportFailure::new(Stage::Body, fault));
+    evidence.set_body(BodyProgress::Failed(bytes));
+    drop(whole);
+    judge_evidence(this, evidence, error, Some(BodyMode::Whole), now)
+}
+
+/// The event and observer call of a call that fails with an error.
+fn failed<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    packet: &triage_core::Packet,
+    body_mode: Option<BodyMode>,
+) where
+    S: Service<Request<B>>,
+{
+    events::outcome(method!(this), uri!(this), packet, body_mode);
     if let Some(observer) = &this.config.observer {
         observer.on_outcome(&Outcome::Failed { packet });
     }
@@ -1077,7 +1228,22 @@ where
     let now = Instant::now();
     let evidence = Evidence::from_transport(failure)
         .with_elapsed(now.saturating_duration_since(*this.attempt_started));
-    let (diagnosis, decision) = decide(this, &evidence, now);
+    judge_evidence(this, evidence, error, None, now)
+}
+
+/// A failed attempt with its `error`: retried, or the call's error.
+fn judge_evidence<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    evidence: Evidence,
+    error: BoxError,
+    body_mode: Option<BodyMode>,
+    now: Instant,
+) -> Next<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let (diagnosis, decision) = decide(this, &evidence, now, body_mode);
     if let Some(capture) = this.capture.take() {
         let route = route_of(uri!(this));
         let detail = captured(
@@ -1106,7 +1272,7 @@ where
             });
             packet.set_error(&*error);
             let packet = packet.finish(this.started.elapsed());
-            failed(this, &packet);
+            failed(this, &packet, body_mode);
             Next::Fail(Error::new(diagnosis, stop, &evidence, packet, Some(error)))
         }
         _ => Next::Fail(readiness_error("unknown decision".into())),
@@ -1155,7 +1321,9 @@ where
         (false, false) => BodyProgress::Complete(bytes),
     });
     let now = Instant::now();
-    let (diagnosis, decision) = decide(this, &evidence, now);
+    // A failure's body is peeked at, then handed on as a stream.
+    let mode = BodyMode::Stream;
+    let (diagnosis, decision) = decide(this, &evidence, now, Some(mode));
     breaker_record(this, &evidence, &diagnosis, None, now);
     match decision {
         Decision::Retry(retry) => Next::Retry(retry.delay()),
@@ -1174,12 +1342,12 @@ where
                         )
                         .finish(Duration::ZERO)
                     });
-                failed(this, &packet);
+                failed(this, &packet, Some(mode));
                 return Next::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
             }
-            let report = report(this, &evidence, diagnosis);
+            let report = report(this, &evidence, diagnosis, mode);
             if let Some(packet) = report.packet() {
-                events::outcome(method!(this), uri!(this), packet);
+                events::outcome(method!(this), uri!(this), packet, Some(mode));
             }
             // Every byte is handed back, so Content-Length still holds.
             let mut response = Response::from_parts(

@@ -1,5 +1,6 @@
 //! [`TriageLayer`]: the per-client settings.
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use triage_core::{Profile, RetryBudget, RetryRules};
 use crate::breaker::{Breaker, DiagnosisWindow, Routes};
 use crate::observer::Observer;
 use crate::service::Triage;
+use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
 
 /// At most this many bytes of a failure body are read to classify it.
 pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
@@ -20,10 +22,12 @@ pub(crate) struct Config {
     pub(crate) rules: RetryRules,
     pub(crate) budget: Arc<RetryBudget>,
     pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
     pub(crate) write_timeout: Option<Duration>,
     pub(crate) body_idle_timeout: Option<Duration>,
     pub(crate) peek_timeout: Duration,
     pub(crate) errors_for_status: bool,
+    pub(crate) whole_body: Option<NonZeroU64>,
     pub(crate) observer: Option<Arc<dyn Observer>>,
     pub(crate) breaker: Breaker,
     pub(crate) window: DiagnosisWindow,
@@ -74,10 +78,12 @@ impl std::fmt::Debug for Config {
             .field("rules", &self.rules)
             .field("budget", &self.budget)
             .field("attempt_timeout", &self.attempt_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .field("write_timeout", &self.write_timeout)
             .field("body_idle_timeout", &self.body_idle_timeout)
             .field("peek_timeout", &self.peek_timeout)
             .field("errors_for_status", &self.errors_for_status)
+            .field("whole_body", &self.whole_body)
             .field("observer", &self.observer.is_some())
             .field("breaker", &self.breaker)
             .field("window", &self.window)
@@ -92,10 +98,12 @@ impl Default for Config {
             rules: RetryRules::default(),
             budget: Arc::new(RetryBudget::default()),
             attempt_timeout: None,
+            connect_timeout: None,
             write_timeout: None,
             body_idle_timeout: None,
             peek_timeout: Duration::from_secs(2),
             errors_for_status: false,
+            whole_body: None,
             observer: None,
             breaker: Breaker::default(),
             window: DiagnosisWindow::default(),
@@ -109,6 +117,24 @@ impl Default for Config {
 ///
 /// Clones share one retry budget, so every clone of a client spends from the
 /// same allowance.
+///
+/// # Two ways to use it
+///
+/// - [`TriageLayer::new`], the default: **pass-through and streaming**.
+///   Every response comes back as it arrived, a final failure status
+///   included (with its [`Report`](crate::Report)); bodies stream, so
+///   server-sent events, downloads and proxies work unchanged; no timeout
+///   is imposed. A body that breaks mid-way reaches the caller as a body
+///   error (reported with its byte count) and is not retried: the response
+///   was already handed over. Pick it for gateways, proxies, streaming and
+///   any workload with its own timeouts and error handling.
+/// - [`TriageLayer::sdk`]: **what the official API SDKs do** (openai-python
+///   and its kin). A final failure status is an error; small success bodies
+///   are read whole inside the attempt, so a reset or truncation is retried
+///   like any other failure (within the idempotency gate) and the caller
+///   gets either the whole body or an error; SDK timeouts. Pick it for
+///   request/response API calls (JSON in, JSON out) where a half-read body
+///   is as useless as none.
 ///
 /// ```
 /// use std::time::Duration;
@@ -127,13 +153,68 @@ pub struct TriageLayer {
 }
 
 impl TriageLayer {
-    /// The defaults: the profile detected from each request's host,
-    /// openai-python's retry rules, the default retry budget, the route
-    /// breaker on ([`Breaker::new`]), no per-attempt timeout, failure bodies
-    /// read for at most 2 s, and final failure statuses handed back as
-    /// responses.
+    /// The defaults, workload-friendly: the profile detected from each
+    /// request's host, openai-python's retry rules, the default retry
+    /// budget, the route breaker on ([`Breaker::new`]), no timeouts (attempt,
+    /// connect, write, body idle), failure bodies read for at most 2 s,
+    /// final failure statuses handed back as responses, and success bodies
+    /// streamed as they arrive (whole-body mode off).
     pub fn new() -> TriageLayer {
         TriageLayer::default()
+    }
+
+    /// A layer that behaves like the official API SDKs (openai-python's
+    /// defaults), for request/response API calls:
+    ///
+    /// - final failure statuses are errors ([`errors_for_status`](Self::errors_for_status));
+    /// - whole-body mode with a 1 MiB cap ([`whole_body`](Self::whole_body)
+    ///   with [`DEFAULT_WHOLE_BODY_CAP`]): a success's body up to 1 MiB (not
+    ///   a streaming type) is read inside the attempt, so a reset or a
+    ///   truncated body is that attempt's failure and is retried, within
+    ///   the idempotency gate; larger and streaming bodies stream;
+    /// - openai-python's retries ([`RetryRules::default`]): 2 retries,
+    ///   backoff from 0.5 s doubling to 8 s with up to 25 % jitter below,
+    ///   `Retry-After` (and `retry-after-ms`) honoured up to 120 s;
+    /// - openai-python's timeouts (`httpx.Timeout(600, connect=5)`): 5 s to
+    ///   connect ([`connect_timeout`](Self::connect_timeout)), 600 s per
+    ///   attempt ([`attempt_timeout`](Self::attempt_timeout); in whole-body
+    ///   mode it covers reading the body), and 600 s for a request body
+    ///   upload or a streamed response body to make progress
+    ///   ([`write_timeout`](Self::write_timeout),
+    ///   [`body_idle_timeout`](Self::body_idle_timeout)).
+    ///
+    /// Everything else is as in [`new`](Self::new), and every setting can
+    /// be changed after. The default layer stays pass-through and
+    /// streaming; see [the type's docs](TriageLayer#two-ways-to-use-it) for
+    /// when to pick which.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    /// use tower_triage::TriageLayer;
+    /// use tower_triage::core::ErrorKind;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = service_fn(|_req: http::Request<Full<Bytes>>| async {
+    ///     let body = Full::new(Bytes::from_static(br#"{"error":{"message":"no such model","type":"invalid_request_error"}}"#));
+    ///     Ok::<_, std::io::Error>(http::Response::builder().status(404).body(body).unwrap())
+    /// });
+    /// let mut client = TriageLayer::sdk().layer(client);
+    /// let request = http::Request::get("https://api.openai.com/v1/models/nope").body(Full::new(Bytes::new())).unwrap();
+    /// let error = client.ready().await.unwrap().call(request).await.unwrap_err();
+    /// assert_eq!(error.kind(), ErrorKind::NotFound);
+    /// # }
+    /// ```
+    pub fn sdk() -> TriageLayer {
+        TriageLayer::new()
+            .errors_for_status(true)
+            .whole_body(Some(DEFAULT_WHOLE_BODY_CAP))
+            .rules(RetryRules::default())
+            .connect_timeout(Some(Duration::from_secs(5)))
+            .attempt_timeout(Some(Duration::from_secs(600)))
+            .write_timeout(Some(Duration::from_secs(600)))
+            .body_idle_timeout(Some(Duration::from_secs(600)))
     }
 
     fn config(&mut self) -> &mut Config {
@@ -158,9 +239,25 @@ impl TriageLayer {
         self
     }
 
-    /// Bounds the wait for each attempt's response head.
+    /// Bounds the wait for each attempt's response head; in whole-body
+    /// mode, for the head and the body read inside the attempt (a typed
+    /// `body` timeout at the body stage if the body is what ran late).
     pub fn attempt_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config().attempt_timeout = timeout;
+        self
+    }
+
+    /// Bounds the time each attempt may spend making its connection (DNS,
+    /// TCP, proxy and TLS together; a typed `connect` timeout at the stage
+    /// that was pending: the request never left, so it is retried for any
+    /// method). Off by default.
+    ///
+    /// The layer sees a connection being made only through the tagged
+    /// connectors of the [`connect`](crate::connect) module (feature
+    /// `hyper-util`); with another client, set the timeout on its
+    /// connector (hyper-util's `HttpConnector::set_connect_timeout`).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().connect_timeout = timeout;
         self
     }
 
@@ -234,6 +331,41 @@ impl TriageLayer {
     /// instead of handing the response back.
     pub fn errors_for_status(mut self, yes: bool) -> Self {
         self.config().errors_for_status = yes;
+        self
+    }
+
+    /// Whole-body mode, with a cap in bytes (`None`, the default, or
+    /// `Some(0)`: off). [`DEFAULT_WHOLE_BODY_CAP`] (1 MiB) is the value to
+    /// pass when in doubt.
+    ///
+    /// When on, a response with a status from 200 to 399 whose declared
+    /// size (size hint, else `Content-Length`) fits the cap and whose
+    /// `Content-Type` is not a streaming one (server-sent events, JSON
+    /// lines, gRPC, ...) is read to its end inside the attempt, bounded by
+    /// the attempt timeout and the body idle timeout. A reset, a truncation
+    /// or a stall while reading is then that attempt's failure at the
+    /// `body` stage, retried under the same rules and idempotency gate as
+    /// any other (a body failure means the request was processed: a POST
+    /// is resent only with an `Idempotency-Key` or a replay-safe profile),
+    /// and the partial bytes are dropped, never handed on. On success the
+    /// body comes as one frame (then its trailers), `Content-Length` still
+    /// valid.
+    ///
+    /// A body of unknown size that grows past the cap is not buffered
+    /// further: what was read comes first, then the rest of the stream.
+    /// Larger and streaming bodies stream as with the mode off. At most
+    /// `cap` bytes are buffered per call. [`RequestOptions::whole_body`](crate::RequestOptions::whole_body)
+    /// overrides it per request; [`Report::body_mode`](crate::Report::body_mode)
+    /// and the events' `body_mode` field say which mode applied.
+    ///
+    /// ```
+    /// use tower_triage::{DEFAULT_WHOLE_BODY_CAP, TriageLayer};
+    ///
+    /// let layer = TriageLayer::new().whole_body(Some(DEFAULT_WHOLE_BODY_CAP));
+    /// # let _ = layer;
+    /// ```
+    pub fn whole_body(mut self, cap: Option<u64>) -> Self {
+        self.config().whole_body = whole_body::cap(cap);
         self
     }
 }

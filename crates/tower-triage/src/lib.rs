@@ -60,6 +60,17 @@
 //! Final failure statuses come back as responses (with the [`Report`]) unless
 //! [`TriageLayer::errors_for_status`] turns them into errors.
 //!
+//! # Streaming or whole responses
+//!
+//! By default the layer is pass-through: bodies stream to the caller as they
+//! arrive, and a body that breaks mid-way is reported (with its byte count)
+//! but not retried, since the response was already handed over.
+//! [`TriageLayer::whole_body`] reads small success bodies inside the attempt
+//! instead, so a reset or truncated body is retried like any other failure
+//! ([`whole_body`] has the details); [`TriageLayer::sdk`] is the preset that
+//! behaves like the official API SDKs (whole bodies, failure statuses as
+//! errors, their retries and timeouts).
+//!
 //! The decisions themselves live in [`triage_core`], re-exported as
 //! [`core`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -83,6 +94,7 @@ mod report;
 mod response_body;
 mod service;
 mod transport;
+pub mod whole_body;
 
 pub use breaker::{Breaker, DiagnosisWindow};
 pub use events::TARGET;
@@ -95,3 +107,4 @@ pub use response_body::ResponseBody;
 pub use service::Triage;
 pub use transport::{StageError, TimeoutError};
 pub use triage_core as core;
+pub use whole_body::{BodyMode, DEFAULT_WHOLE_BODY_CAP};

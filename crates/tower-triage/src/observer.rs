@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use http::{Method, Uri};
-use triage_core::{Decision, Detail, Diagnosis, Evidence, Packet, Stage};
+use triage_core::{Decision, Detail, Diagnosis, Evidence, Fault, Packet, Stage};
+
+use crate::whole_body::BodyMode;
 
 /// Receives what the layer's events carry, as values. Methods run inline on
 /// the request's task: keep them cheap (count, don't block).
@@ -107,6 +109,9 @@ pub struct AttemptInfo<'a> {
     pub diagnosis: &'a Diagnosis,
     /// What the layer does next.
     pub decision: &'a Decision,
+    /// How the response body was handled (`None` when no response head
+    /// came back): [`BodyMode::Whole`] when it was read inside the attempt.
+    pub body_mode: Option<BodyMode>,
 }
 
 /// How a call ended.
@@ -119,6 +124,8 @@ pub enum Outcome<'a> {
         attempts: u32,
         /// The verdict on the last attempt.
         diagnosis: &'a Diagnosis,
+        /// Whether the body was read whole inside the attempt or streams.
+        body_mode: BodyMode,
     },
     /// The call failed with an error; the packet says why.
     Failed {
@@ -143,10 +150,14 @@ pub enum BodyOutcome {
         /// Bytes delivered.
         bytes: u64,
     },
-    /// The stream broke after this many bytes.
+    /// The stream broke after this many bytes (owner: the connection
+    /// path; stage: body). A streamed body is never retried.
     Failed {
         /// Bytes delivered before the break.
         bytes: u64,
+        /// What broke it: a reset, a close before the end (truncation), a
+        /// body idle timeout, ...
+        fault: Fault,
     },
     /// The caller dropped the body before its end, after this many bytes.
     Dropped {

@@ -1,6 +1,7 @@
 //! [`RequestOptions`]: per-request overrides of the layer's settings, carried
 //! in the request's extensions (like openai-python's `with_options`).
 
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ pub struct RequestOptions {
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
     pub(crate) breaker: Option<bool>,
+    pub(crate) whole_body: Option<Option<NonZeroU64>>,
 }
 
 impl RequestOptions {
@@ -73,6 +75,22 @@ impl RequestOptions {
     /// it is sent even on an open route, and its outcome is not recorded.
     pub fn breaker(mut self, on: bool) -> Self {
         self.breaker = Some(on);
+        self
+    }
+
+    /// Overrides the layer's whole-body mode for this request: `Some(cap)`
+    /// reads a small success body whole inside the attempt, `None` streams
+    /// it (see [`TriageLayer::whole_body`](crate::TriageLayer::whole_body)).
+    ///
+    /// ```
+    /// use tower_triage::RequestOptions;
+    ///
+    /// // A large export: stream it, even on an SDK-style layer.
+    /// let options = RequestOptions::new().whole_body(None);
+    /// # let _ = options;
+    /// ```
+    pub fn whole_body(mut self, cap: Option<u64>) -> Self {
+        self.whole_body = Some(crate::whole_body::cap(cap));
         self
     }
 

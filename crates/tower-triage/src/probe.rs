@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::rt::TokioExecutor;
@@ -661,9 +661,14 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let rules = RetryRules::default()
         .max_retries(options.max_retries)
         .deadline(Some(options.request_bound()));
+    // Whole-body mode: the body is read inside the attempt, under its
+    // timeout and the deadline, and a body that breaks is the attempt's
+    // failure (stage body). A body over the cap, or a stream, is not read:
+    // the probe keeps its bound.
     let mut layer = TriageLayer::new()
         .rules(rules)
-        .attempt_timeout(Some(options.timeout));
+        .attempt_timeout(Some(options.timeout))
+        .whole_body(Some(crate::DEFAULT_WHOLE_BODY_CAP));
     if let Some(profile) = options.profile.clone() {
         layer = layer.profile(profile);
     }
@@ -720,7 +725,8 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         Ok(response) => {
             let status = response.status();
             let info = response.report();
-            let _ = response.into_body().collect().await;
+            // Read whole already, or a stream the probe leaves unread.
+            drop(response);
             if let Some(info) = info {
                 report.diagnosis = *info.diagnosis();
                 report.attempts = info.attempts();

@@ -9,10 +9,11 @@ use http::{HeaderValue, Response};
 use triage_core::{Diagnosis, Evidence, Packet, Profile, RateInfo};
 
 use crate::response_body::ResponseBody;
+use crate::whole_body::BodyMode;
 
 /// What the layer learned about a call: attempts, the last answer's request
-/// ID and rate-limit state, its diagnosis, and the escalation packet when
-/// an attempt failed.
+/// ID and rate-limit state, its diagnosis, how its body was handled, and the
+/// escalation packet when an attempt failed.
 ///
 /// Read it with [`ReportExt::report`]. A call that needed more than one
 /// attempt, or that ended in a failure status, also carries its `Report` in
@@ -35,6 +36,7 @@ pub struct Report {
     pub(crate) rate: RateInfo,
     pub(crate) diagnosis: Diagnosis,
     pub(crate) packet: Option<Arc<Packet>>,
+    pub(crate) body_mode: BodyMode,
 }
 
 impl Report {
@@ -68,6 +70,12 @@ impl Report {
     pub fn packet(&self) -> Option<&Packet> {
         self.packet.as_deref()
     }
+
+    /// Whether the response's body was read whole inside the last attempt
+    /// ([`BodyMode::Whole`], whole-body mode) or streams as it arrives.
+    pub fn body_mode(&self) -> BodyMode {
+        self.body_mode
+    }
 }
 
 /// Reads the [`Report`] of a response that [`Triage`](crate::Triage)
@@ -93,6 +101,7 @@ impl<B> ReportExt for Response<ResponseBody<B>> {
             rate: *evidence.rate(),
             diagnosis: triage_core::classify(&evidence, profile),
             packet: None,
+            body_mode: self.body().body_mode(),
         })
     }
 }

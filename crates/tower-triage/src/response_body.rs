@@ -1,5 +1,6 @@
 //! [`ResponseBody`]: the response body handed to the caller, with every byte
-//! the layer peeked at put back in front, counted as it goes.
+//! the layer read (a failure's peek, a whole body) put back in front,
+//! counted as it goes.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::future::Future;
@@ -19,6 +21,7 @@ use crate::events;
 use crate::observer::{BodyOutcome, Observer};
 use crate::report::ProfileRef;
 use crate::transport::{TimeoutError, classify_error};
+use crate::whole_body::BodyMode;
 
 pin_project! {
     /// The body of a response returned by [`Triage`](crate::Triage).
@@ -26,17 +29,21 @@ pin_project! {
     /// A successful response's body passes through untouched (its data as
     /// [`Bytes`]). For a failure status the layer has read up to 16 KiB to
     /// classify it; those bytes come first, then the rest of the stream, so
-    /// the caller still gets every byte.
+    /// the caller still gets every byte. In whole-body mode
+    /// ([`TriageLayer::whole_body`](crate::TriageLayer::whole_body)) a
+    /// success's body was read whole inside the attempt: it comes as one
+    /// frame (then its trailers, if any), and `Content-Length` still holds.
     ///
     /// It counts what it delivers: a stream that breaks, or is dropped
     /// before its end, is reported (an event, and
     /// [`Observer::on_body`](crate::Observer::on_body)) with the bytes
-    /// received and the stage `body`.
+    /// received, the fault and the stage `body`.
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
         bytes: u64,
         done: bool,
+        mode: BodyMode,
         // Set when `is_end_stream` said so (the consumer may not poll again).
         ended: AtomicBool,
         observer: Option<Arc<dyn Observer>>,
@@ -63,7 +70,7 @@ pin_project! {
             } else {
                 BodyOutcome::Dropped { bytes: *this.bytes }
             };
-            report_body(this.observer.as_ref(), outcome);
+            report_body(this.observer.as_ref(), outcome, *this.mode);
         }
     }
 }
@@ -73,14 +80,43 @@ pin_project! {
     enum Kind<B> {
         Passthrough { #[pin] inner: B },
         Peeked { prefix: Option<Bytes>, rest: Option<Pin<Box<B>>> },
+        // Boxed: only in whole-body mode, and it keeps the body small.
+        Buffered { front: Option<Box<Front>>, rest: Option<Pin<Box<B>>> },
+    }
+}
+
+/// What a whole-body read kept: the body (or its buffered prefix), the
+/// frame that crossed the cap, the trailers; handed out in that order.
+#[derive(Debug)]
+struct Front {
+    data: Option<Bytes>,
+    crossing: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Front {
+    fn next(&mut self) -> Option<Frame<Bytes>> {
+        if let Some(data) = self.data.take().or_else(|| self.crossing.take()) {
+            return Some(Frame::data(data));
+        }
+        self.trailers.take().map(Frame::trailers)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.data.is_none() && self.crossing.is_none() && self.trailers.is_none()
+    }
+
+    fn len(&self) -> u64 {
+        let len = |b: &Option<Bytes>| b.as_ref().map_or(0, |b| b.len() as u64);
+        len(&self.data) + len(&self.crossing)
     }
 }
 
 /// The event and observer call for a body's end (complete or dropped).
-fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome) {
+fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome, mode: BodyMode) {
     match outcome {
-        BodyOutcome::Complete { bytes } => events::body_complete(bytes),
-        BodyOutcome::Dropped { bytes } => events::body_dropped(bytes),
+        BodyOutcome::Complete { bytes } => events::body_complete(bytes, mode),
+        BodyOutcome::Dropped { bytes } => events::body_dropped(bytes, mode),
         _ => {}
     }
     if let Some(observer) = observer {
@@ -93,6 +129,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
         f.debug_struct("ResponseBody")
             .field("bytes", &self.bytes)
             .field("done", &self.done)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +140,7 @@ impl<B: Body> ResponseBody<B> {
             done: inner.is_end_stream(),
             kind: Kind::Passthrough { inner },
             bytes: 0,
+            mode: BodyMode::Stream,
             ended: AtomicBool::new(false),
             observer,
             idle_timeout: None,
@@ -126,6 +164,45 @@ impl<B: Body> ResponseBody<B> {
                 rest,
             },
             bytes: 0,
+            mode: BodyMode::Stream,
+            ended: AtomicBool::new(false),
+            observer,
+            idle_timeout: None,
+            idle: None,
+            profile: None,
+            permit: None,
+        }
+    }
+
+    /// What a whole-body read kept: `data` (all of the body, or the prefix
+    /// buffered before it grew past the cap), the frame that `crossing` the
+    /// cap, the `trailers`, then `rest` of the stream (`None` when it
+    /// ended). Whole when nothing is left to stream.
+    pub(crate) fn buffered(
+        data: Bytes,
+        crossing: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+        rest: Option<Pin<Box<B>>>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> ResponseBody<B> {
+        let front = Front {
+            data: (!data.is_empty()).then_some(data),
+            crossing: crossing.filter(|c| !c.is_empty()),
+            trailers,
+        };
+        let mode = if rest.is_none() {
+            BodyMode::Whole
+        } else {
+            BodyMode::Stream
+        };
+        ResponseBody {
+            done: front.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
+            kind: Kind::Buffered {
+                front: (!front.is_empty()).then(|| Box::new(front)),
+                rest,
+            },
+            bytes: 0,
+            mode,
             ended: AtomicBool::new(false),
             observer,
             idle_timeout: None,
@@ -164,6 +241,21 @@ impl<B> ResponseBody<B> {
         self.bytes
     }
 
+    /// Whether the body was read whole inside the attempt
+    /// ([`BodyMode::Whole`]) or streams as it arrives.
+    pub fn body_mode(&self) -> BodyMode {
+        self.mode
+    }
+
+    /// Bytes read by the layer and not delivered yet.
+    pub(crate) fn buffered_len(&self) -> u64 {
+        match &self.kind {
+            Kind::Passthrough { .. } => 0,
+            Kind::Peeked { prefix, .. } => prefix.as_ref().map_or(0, |p| p.len() as u64),
+            Kind::Buffered { front, .. } => front.as_ref().map_or(0, |f| f.len()),
+        }
+    }
+
     pub(crate) fn profile(&self) -> Option<&Profile> {
         self.profile.as_deref()
     }
@@ -183,20 +275,40 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let inner = match this.kind.project() {
-            KindProj::Passthrough { inner } => inner,
+            KindProj::Passthrough { inner } => Some(inner),
             KindProj::Peeked { prefix, rest } => {
                 if let Some(bytes) = prefix.take() {
                     *this.bytes += bytes.len() as u64;
                     return Poll::Ready(Some(Ok(Frame::data(bytes))));
                 }
-                match rest {
-                    Some(body) => body.as_mut(),
-                    None => {
-                        *this.done = true;
-                        return Poll::Ready(None);
+                rest.as_mut().map(|body| body.as_mut())
+            }
+            KindProj::Buffered { front, rest } => {
+                if let Some(kept) = front.as_deref_mut() {
+                    let frame = kept.next();
+                    if kept.is_empty() {
+                        *front = None;
+                    }
+                    if let Some(frame) = frame {
+                        if let Some(data) = frame.data_ref() {
+                            *this.bytes += data.len() as u64;
+                        }
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                 }
+                rest.as_mut().map(|body| body.as_mut())
             }
+        };
+        // Nothing left to stream: the body ended with what was read.
+        let Some(inner) = inner else {
+            *this.done = true;
+            *this.permit = None;
+            report_body(
+                this.observer.as_ref(),
+                BodyOutcome::Complete { bytes: *this.bytes },
+                *this.mode,
+            );
+            return Poll::Ready(None);
         };
         let polled = inner.poll_frame(cx);
         let idle = this.idle;
@@ -232,10 +344,13 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
-                let failure = classify_error(&*error, true);
-                events::body_failed(*this.bytes, failure.fault());
+                let fault = classify_error(&*error, true).fault();
+                events::body_failed(*this.bytes, fault, *this.mode);
                 if let Some(observer) = this.observer {
-                    observer.on_body(&BodyOutcome::Failed { bytes: *this.bytes });
+                    observer.on_body(&BodyOutcome::Failed {
+                        bytes: *this.bytes,
+                        fault,
+                    });
                 }
                 Poll::Ready(Some(Err(error)))
             }
@@ -245,6 +360,7 @@ where
                 report_body(
                     this.observer.as_ref(),
                     BodyOutcome::Complete { bytes: *this.bytes },
+                    *this.mode,
                 );
                 Poll::Ready(None)
             }
@@ -258,6 +374,9 @@ where
             Kind::Peeked { prefix, rest } => {
                 prefix.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
             }
+            Kind::Buffered { front, rest } => {
+                front.is_none() && rest.as_ref().is_none_or(|r| r.is_end_stream())
+            }
         };
         if ended {
             self.ended.store(true, Ordering::Relaxed);
@@ -268,17 +387,82 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Passthrough { inner } => inner.size_hint(),
-            Kind::Peeked { prefix, rest } => {
-                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let mut hint = rest
-                    .as_ref()
-                    .map_or_else(|| SizeHint::with_exact(0), |r| r.size_hint());
-                hint.set_lower(hint.lower().saturating_add(extra));
-                if let Some(upper) = hint.upper() {
-                    hint.set_upper(upper.saturating_add(extra));
-                }
-                hint
+            Kind::Peeked { rest, .. } | Kind::Buffered { rest, .. } => {
+                with_front(self.buffered_len(), rest)
             }
         }
+    }
+}
+
+/// The size hint of `extra` bytes in front of `rest`.
+fn with_front<B: Body>(extra: u64, rest: &Option<Pin<Box<B>>>) -> SizeHint {
+    let mut hint = rest
+        .as_ref()
+        .map_or_else(|| SizeHint::with_exact(0), |r| r.size_hint());
+    // The upper bound first: `set_lower` must never pass it.
+    if let Some(upper) = hint.upper() {
+        hint.set_upper(upper.saturating_add(extra));
+    }
+    hint.set_lower(hint.lower().saturating_add(extra));
+    hint
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+
+    type Rest = Option<Pin<Box<Full<Bytes>>>>;
+
+    #[test]
+    fn bytes_read_in_front_count_in_the_size_hint() {
+        // A failure body peeked to its end (this once panicked: the lower
+        // bound was raised past the upper one).
+        let peeked = ResponseBody::peeked(Bytes::from_static(b"abc"), None as Rest, None);
+        assert_eq!(peeked.size_hint().exact(), Some(3));
+        let rest = Some(Box::pin(Full::new(Bytes::from_static(b"defg"))));
+        let peeked = ResponseBody::peeked(Bytes::from_static(b"abc"), rest, None);
+        assert_eq!(peeked.size_hint().exact(), Some(7));
+        let whole =
+            ResponseBody::buffered(Bytes::from_static(b"abc"), None, None, None as Rest, None);
+        assert_eq!(whole.size_hint().exact(), Some(3));
+        assert_eq!(whole.body_mode(), BodyMode::Whole);
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_is_one_frame_then_its_trailers() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let body = ResponseBody::buffered(
+            Bytes::from_static(b"all of it"),
+            None,
+            Some(trailers),
+            None as Rest,
+            None,
+        );
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], "0");
+        assert_eq!(&collected.to_bytes()[..], b"all of it");
+    }
+
+    #[tokio::test]
+    async fn a_spilled_body_gives_its_prefix_the_crossing_frame_and_the_rest() {
+        let rest = Some(Box::pin(Full::new(Bytes::from_static(b" rest"))));
+        let mut body = ResponseBody::buffered(
+            Bytes::from_static(b"prefix"),
+            Some(Bytes::from_static(b" crossing")),
+            None,
+            rest,
+            None,
+        );
+        assert_eq!(body.body_mode(), BodyMode::Stream);
+        assert_eq!(body.size_hint().exact(), Some(20));
+        let mut frames = Vec::new();
+        while let Some(frame) = body.frame().await {
+            frames.push(frame.unwrap().into_data().unwrap());
+        }
+        assert_eq!(frames, ["prefix", " crossing", " rest"]);
+        assert_eq!(body.bytes(), 20);
+        assert!(body.is_end_stream());
     }
 }

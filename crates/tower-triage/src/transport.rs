@@ -137,7 +137,7 @@ pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> Tr
         let stage = match t.phase {
             TimeoutPhase::Connect | TimeoutPhase::Pool => Stage::Connect,
             TimeoutPhase::Write => Stage::Write,
-            TimeoutPhase::BodyIdle => Stage::Body,
+            TimeoutPhase::BodyIdle | TimeoutPhase::Body => Stage::Body,
             _ => Stage::AwaitHeaders,
         };
         return TransportFailure::new(stage, Fault::Timeout(t.phase));

@@ -80,6 +80,7 @@ impl Observer for Record {
             Outcome::Response {
                 attempts,
                 diagnosis,
+                ..
             } => format!("response {attempts} {}", diagnosis.class()),
             Outcome::Failed { packet } => format!("failed {}", packet.outcome()),
             Outcome::Cancelled { attempts, stage } => {

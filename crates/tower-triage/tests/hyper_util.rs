@@ -247,7 +247,10 @@ impl tower_triage::Observer for Bodies {
 
 #[tokio::test]
 async fn a_body_that_breaks_mid_way_is_reported_with_its_bytes() {
-    for fault in [Misbehave::ResetMidBody, Misbehave::TruncateBody] {
+    for (fault, expected) in [
+        (Misbehave::ResetMidBody, Fault::Reset),
+        (Misbehave::TruncateBody, Fault::Closed),
+    ] {
         let (addr, accepted) = fault_server(fault).await;
         let bodies = Bodies::default();
         let connector = tower_triage::connect::tagged_connector(TestResolver::default());
@@ -269,7 +272,10 @@ async fn a_body_that_breaks_mid_way_is_reported_with_its_bytes() {
         );
         assert_eq!(
             bodies.0.lock().unwrap().clone(),
-            vec![tower_triage::BodyOutcome::Failed { bytes: 1000 }]
+            vec![tower_triage::BodyOutcome::Failed {
+                bytes: 1000,
+                fault: expected
+            }]
         );
     }
 }
@@ -300,7 +306,10 @@ async fn a_stalled_body_fails_with_the_body_idle_timeout() {
     assert_eq!(timeout.phase(), tower_triage::core::TimeoutPhase::BodyIdle);
     assert_eq!(
         bodies.0.lock().unwrap().clone(),
-        vec![tower_triage::BodyOutcome::Failed { bytes: 10 }]
+        vec![tower_triage::BodyOutcome::Failed {
+            bytes: 10,
+            fault: Fault::Timeout(tower_triage::core::TimeoutPhase::BodyIdle)
+        }]
     );
 }
 
@@ -354,6 +363,40 @@ async fn an_attempt_timeout_while_connecting_is_the_connect_stage_and_replays_a_
         error.class().to_string(),
         "transport.connect.timeout.connect"
     );
+    assert_eq!(error.attempts(), 3, "a POST that never left is replayed");
+    assert_eq!(resolver.lookups(), 3);
+}
+
+#[tokio::test]
+async fn the_connect_timeout_ends_a_hanging_connect_before_the_attempt_timeout() {
+    // The accept queue is full: connects hang. The layer's connect timeout
+    // (seen through the tagged connector) ends each attempt long before the
+    // attempt timeout would, at the connect stage; the request never left.
+    let backlog = triage_testkit::full_backlog().unwrap();
+    let resolver = TestResolver::new();
+    let connector = tower_triage::connect::tagged_connector(resolver.clone());
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = TriageLayer::new()
+        .rules(fast_rules())
+        .connect_timeout(Some(Duration::from_millis(150)))
+        .attempt_timeout(Some(Duration::from_secs(60)))
+        .layer(client);
+    let request = Request::post(format!(
+        "http://svc.test:{}/v1/charges",
+        backlog.addr().port()
+    ))
+    .body(Full::new(Bytes::from_static(b"{}")))
+    .unwrap();
+    let error = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert_eq!(error.stage(), Some(Stage::Connect), "{error}");
+    assert_eq!(
+        error.class().to_string(),
+        "transport.connect.timeout.connect"
+    );
+    let timeout = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<tower_triage::TimeoutError>())
+        .expect("the layer's typed timeout");
+    assert_eq!(timeout.to_string(), "connect timeout after 150 ms");
     assert_eq!(error.attempts(), 3, "a POST that never left is replayed");
     assert_eq!(resolver.lookups(), 3);
 }

@@ -13,7 +13,7 @@ use http::{Request, Response};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_triage::core::Owner;
+use tower_triage::core::{Fault, Owner};
 use tower_triage::{AttemptInfo, BodyOutcome, Observer, Outcome, TriageLayer};
 
 #[derive(Default)]
@@ -39,6 +39,7 @@ impl Observer for Record {
             Outcome::Response {
                 attempts,
                 diagnosis,
+                ..
             } => format!("response {attempts} {}", diagnosis.class()),
             Outcome::Failed { packet } => format!("failed {}", packet.outcome()),
             Outcome::Cancelled { attempts, stage } => format!("cancelled {attempts} {stage:?}"),
@@ -153,7 +154,10 @@ async fn a_body_that_breaks_is_reported_with_its_bytes() {
     );
     assert_eq!(
         record.0.bodies.lock().unwrap().clone(),
-        vec![BodyOutcome::Failed { bytes: 9 }]
+        vec![BodyOutcome::Failed {
+            bytes: 9,
+            fault: Fault::Reset
+        }]
     );
 }
 

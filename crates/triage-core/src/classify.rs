@@ -680,6 +680,9 @@ const fn transport_next_step(t: TransportFailure) -> &'static str {
         (_, Fault::Timeout(TimeoutPhase::BodyIdle)) => {
             "the response body stalled: check proxies and load balancers with idle timeouts, or raise the body timeout"
         }
+        (_, Fault::Timeout(TimeoutPhase::Body)) => {
+            "the whole response body did not arrive within the attempt timeout: the API or the route is slow; raise the timeout, or stream large responses"
+        }
         (_, Fault::Timeout(_)) => {
             "the total deadline passed: raise it, or find the slow attempt in the packet"
         }

@@ -93,13 +93,16 @@ pub enum TimeoutPhase {
     Headers,
     /// The response body went quiet for too long.
     BodyIdle,
+    /// A response body read whole inside the attempt (whole-body mode) did
+    /// not arrive within the attempt's timeout.
+    Body,
     /// The total deadline over every attempt and wait passed.
     Total,
 }
 
 impl TimeoutPhase {
     /// A stable, lowercase name: `pool`, `connect`, `write`, `headers`,
-    /// `body_idle`, `total`.
+    /// `body_idle`, `body`, `total`.
     pub const fn as_str(self) -> &'static str {
         match self {
             TimeoutPhase::Pool => "pool",
@@ -107,6 +110,7 @@ impl TimeoutPhase {
             TimeoutPhase::Write => "write",
             TimeoutPhase::Headers => "headers",
             TimeoutPhase::BodyIdle => "body_idle",
+            TimeoutPhase::Body => "body",
             TimeoutPhase::Total => "total",
         }
     }
@@ -337,6 +341,7 @@ mod tests {
             TransportFailure::new(Stage::AwaitHeaders, Fault::Timeout(TimeoutPhase::Headers)),
             TransportFailure::new(Stage::Body, Fault::Reset),
             TransportFailure::new(Stage::Body, Fault::Timeout(TimeoutPhase::BodyIdle)),
+            TransportFailure::new(Stage::Body, Fault::Timeout(TimeoutPhase::Body)),
         ];
         for failure in transient {
             assert!(failure.is_transient(), "{failure} should be retried");

@@ -172,6 +172,7 @@ fn check_headers(input: &[u8]) {
     );
     let _ = headers::parse_should_retry(input);
     let _ = headers::parse_count(input);
+    let _ = headers::is_streaming_media_type(input);
     if let Some(after) = RetryAfter::parse(input) {
         within_max(Some(after.delay_from(now)), "retry-after", input);
         within_max(Some(after.delay_from(UNIX_EPOCH)), "retry-after", input);

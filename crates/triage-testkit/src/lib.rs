@@ -11,6 +11,7 @@
 //! | `/status/{code}?retry_after=&retry_after_ms=&request_id=&should_retry=` | that status, JSON error, the hint headers asked for |
 //! | `/flaky/{n}/{code}` | `{code}` for the first `n` requests to this path, then 200 |
 //! | `/bytes/{n}` | 200 with `n` bytes of [`pattern_byte`], streamed |
+//! | `/flaky-body/{n}/{rst,fin}/{len}?after=&type=&chunked=1` | 200 with `len` bytes of the pattern (`content-length`, or chunked), cut after `after` bytes (default half) by a reset or a FIN (truncation) for the first `n` requests to this path, whole afterwards; `type` sets the content type (`text%2Fevent-stream`) |
 //! | `/openai/429/quota`, `/openai/429/rate`, `/openai/429/too-large`, `/openai/503/overloaded` | OpenAI's forms |
 //! | `/anthropic/429/rate`, `/anthropic/429/spend-limit`, `/anthropic/529` | Anthropic's |
 //! | `/gemini/429/per-day`, `/gemini/429/per-minute`, `/azure/429/daily`, `/aws/400/throttling`, `/github/403/rate`, `/stripe/429/lock-timeout` | the others' |

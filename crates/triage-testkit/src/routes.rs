@@ -14,6 +14,15 @@ pub(crate) enum Action {
     },
     /// Answer 200 with `n` bytes of [`pattern`](crate::pattern_byte).
     Bytes(u64),
+    /// Answer 200 with `len` bytes of the pattern, of `content_type`, with
+    /// `content-length` or chunked; when `cut` is set, stop after its
+    /// byte count with a reset or a FIN instead.
+    Body {
+        len: u64,
+        content_type: String,
+        chunked: bool,
+        cut: Option<(Cut, u64)>,
+    },
     /// Close without answering (FIN).
     FinBeforeHeaders,
     /// Reset without answering.
@@ -28,6 +37,15 @@ pub(crate) enum Action {
     SlowBody(Duration, usize),
     /// Bytes that are not HTTP, then close.
     Garbage,
+}
+
+/// How a body is cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cut {
+    /// A TCP reset (`SO_LINGER` 0).
+    Rst,
+    /// A FIN: the body ends before its declared length (truncation).
+    Fin,
 }
 
 const NGINX_PAGE: &str = "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
@@ -111,6 +129,28 @@ pub(crate) fn route(path: &str, query: &str, hit: u64) -> Action {
             _ => json(404, vec![], r#"{"error":"bad flaky route"}"#),
         },
         ["bytes", _] => Action::Bytes(number(1).unwrap_or(0)),
+        ["flaky-body", _, cut, _] => {
+            let cut = match *cut {
+                "rst" => Cut::Rst,
+                "fin" => Cut::Fin,
+                _ => return json(404, vec![], r#"{"error":"bad flaky-body route"}"#),
+            };
+            let (Some(n), Some(len)) = (number(1), number(3)) else {
+                return json(404, vec![], r#"{"error":"bad flaky-body route"}"#);
+            };
+            let after = query_value(query, "after")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(len / 2)
+                .min(len.saturating_sub(1));
+            Action::Body {
+                len,
+                content_type: query_value(query, "type")
+                    .map(|t| t.replace("%2F", "/").replace("%2B", "+"))
+                    .unwrap_or_else(|| "application/octet-stream".to_owned()),
+                chunked: query_value(query, "chunked") == Some("1"),
+                cut: (hit < n).then_some((cut, after)),
+            }
+        }
         ["openai", "429", "quota"] => json(
             429,
             vec![h("x-request-id", "req_quota_1")],
@@ -315,6 +355,45 @@ mod tests {
         assert_eq!(status, 429);
         assert!(headers.contains(&("retry-after".into(), "3".into())));
         assert!(headers.contains(&("x-request-id".into(), "abc".into())));
+    }
+
+    #[test]
+    fn flaky_bodies_are_cut_for_the_first_n_hits_then_whole() {
+        let cut = route(
+            "/flaky-body/2/rst/5000",
+            "after=100&type=text%2Fevent-stream",
+            1,
+        );
+        assert_eq!(
+            cut,
+            Action::Body {
+                len: 5000,
+                content_type: "text/event-stream".into(),
+                chunked: false,
+                cut: Some((Cut::Rst, 100)),
+            }
+        );
+        let whole = route("/flaky-body/2/fin/5000", "chunked=1", 2);
+        assert_eq!(
+            whole,
+            Action::Body {
+                len: 5000,
+                content_type: "application/octet-stream".into(),
+                chunked: true,
+                cut: None,
+            }
+        );
+        assert!(matches!(
+            route("/flaky-body/2/fin/5000", "", 0),
+            Action::Body {
+                cut: Some((Cut::Fin, 2500)),
+                ..
+            }
+        ));
+        assert!(matches!(
+            route("/flaky-body/1/boom/10", "", 0),
+            Action::Reply { status: 404, .. }
+        ));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::routes::{Action, route};
+use crate::routes::{Action, Cut, route};
 use crate::tls::{CertProblem, TestCa};
 
 /// Requests received per path.
@@ -251,6 +251,39 @@ where
             }
             stream.shutdown().await?;
         }
+        Action::Body {
+            len,
+            content_type,
+            chunked,
+            cut,
+        } => {
+            let framing = if chunked {
+                "transfer-encoding: chunked".to_owned()
+            } else {
+                format!("content-length: {len}")
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\n{framing}\r\ncontent-type: {content_type}\r\nconnection: close\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes()).await?;
+            let upto = cut.map_or(len, |(_, after)| after);
+            write_pattern(&mut stream, upto, chunked).await?;
+            match cut {
+                None => {
+                    if chunked {
+                        stream.write_all(b"0\r\n\r\n").await?;
+                    }
+                    stream.shutdown().await?;
+                }
+                Some((Cut::Fin, _)) => stream.shutdown().await?,
+                Some((Cut::Rst, _)) => {
+                    // Let the bytes arrive before the reset.
+                    stream.flush().await?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    reset(stream);
+                }
+            }
+        }
         Action::FinBeforeHeaders => stream.shutdown().await?,
         Action::RstBeforeHeaders => reset(stream),
         Action::RstMidBody(after) => {
@@ -295,6 +328,31 @@ where
                 .await?;
             stream.shutdown().await?;
         }
+    }
+    Ok(())
+}
+
+/// Writes the first `n` bytes of the pattern, in 16 KiB pieces (chunks of
+/// the chunked coding when `chunked`, without the last chunk).
+async fn write_pattern<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    n: u64,
+    chunked: bool,
+) -> io::Result<()> {
+    let mut sent = 0u64;
+    let mut piece = Vec::with_capacity(16 * 1024 + 16);
+    while sent < n {
+        let len = (n - sent).min(16 * 1024);
+        piece.clear();
+        if chunked {
+            piece.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+        }
+        piece.extend((0..len).map(|i| crate::pattern_byte(sent + i)));
+        if chunked {
+            piece.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&piece).await?;
+        sent += len;
     }
     Ok(())
 }

@@ -67,3 +67,38 @@ async fn a_closed_port_refuses_and_a_full_backlog_hangs() {
     .await;
     assert!(hang.is_err(), "the connect should still be pending");
 }
+
+#[tokio::test]
+async fn flaky_bodies_are_cut_then_whole() {
+    let upstream = Upstream::start().await.unwrap();
+    // A FIN after 1,000 of the 50,000 bytes declared: a truncated body.
+    let cut = get(&upstream, "/flaky-body/1/fin/50000?after=1000")
+        .await
+        .unwrap();
+    let body_at = cut.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(String::from_utf8_lossy(&cut[..body_at]).contains("content-length: 50000"));
+    assert_eq!(cut.len() - body_at, 1000);
+    // The next request gets all of it.
+    let whole = get(&upstream, "/flaky-body/1/fin/50000").await.unwrap();
+    let body_at = whole.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut hash = Fnv::new();
+    hash.write(&whole[body_at..]);
+    assert_eq!(hash.finish(), pattern_checksum(50_000));
+    assert_eq!(upstream.hits("/flaky-body/1/fin/50000"), 2);
+
+    // A reset: the reader gets at most the bytes sent, then an error.
+    let reset = get(&upstream, "/flaky-body/1/rst/50000?after=1000").await;
+    assert!(
+        reset.as_ref().map_or(true, |answer| answer.len() < 50_000),
+        "{:?}",
+        reset.map(|a| a.len())
+    );
+    // Chunked, whole on the second request: the last chunk ends it.
+    let _ = get(&upstream, "/flaky-body/1/fin/70000?chunked=1").await;
+    let chunked = get(&upstream, "/flaky-body/1/fin/70000?chunked=1")
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunked);
+    assert!(text.contains("transfer-encoding: chunked"));
+    assert!(chunked.ends_with(b"0\r\n\r\n"));
+}

@@ -1,5 +1,5 @@
 //! Pure, typed parsers for the header values that tell when to retry and how
-//! much quota is left.
+//! much quota is left, and whether a body is a stream ([`is_streaming_media_type`]).
 //!
 //! Every parser returns `None` ("unknown") for garbage, empty, negative,
 //! NaN, exponent, overflowing or over-long (over 256 bytes) input, and for
@@ -20,12 +20,14 @@
 
 use std::time::Duration;
 
+mod media;
 mod message;
 mod number;
 mod ratelimit;
 mod reset;
 mod retry_after;
 
+pub use media::is_streaming_media_type;
 pub use message::delay_in_message;
 pub use number::{
     parse_count, parse_delay_seconds, parse_go_duration, parse_millis, parse_proto_duration,
@@ -78,6 +80,7 @@ mod tests {
                 }
                 let _ = parse_count(b);
                 let _ = parse_should_retry(b);
+                let _ = is_streaming_media_type(b);
                 let _ = policy_entries(input).count();
             }
         }
