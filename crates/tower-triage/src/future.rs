@@ -390,6 +390,15 @@ fn watch(config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<C
         .then(|| Capture::new(attempt))
 }
 
+/// Disarms `timer` (a branch inline: assigning `None` calls the drop glue
+/// out of line even when nothing is armed, on every call).
+#[inline]
+fn clear(timer: &mut Option<Pin<Box<Sleep>>>) {
+    if timer.is_some() {
+        *timer = None;
+    }
+}
+
 /// Whether `timer` is set and has fired (registering the wake-up if not).
 fn expired(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
     timer
@@ -539,7 +548,7 @@ where
                     _ => Stage::AwaitHeaders,
                 };
                 this.state.set(State::Done);
-                *this.timer = None;
+                clear(this.timer);
                 let limit = this.started.elapsed();
                 return Poll::Ready(
                     match judge_timeout(&mut this, stage, TimeoutPhase::Total, limit) {
@@ -583,8 +592,8 @@ where
                     if let Some(watch) = this.write.as_deref_mut() {
                         watch.timer = None;
                     }
-                    *this.timer = None;
-                    *this.connect_timer = None;
+                    clear(this.timer);
+                    clear(this.connect_timer);
                     this.state.set(State::Calling { future });
                     continue;
                 }
@@ -608,7 +617,7 @@ where
                     if write_stalled && !timed_out {
                         let limit = this.write.as_ref().map(|w| w.limit).unwrap_or_default();
                         this.state.set(State::Done);
-                        *this.timer = None;
+                        clear(this.timer);
                         if let Some(watch) = this.write.as_deref_mut() {
                             watch.timer = None;
                         }
@@ -626,8 +635,8 @@ where
                             None => (Stage::AwaitHeaders, TimeoutPhase::Headers),
                         };
                         this.state.set(State::Done);
-                        *this.timer = None;
-                        *this.connect_timer = None;
+                        clear(this.timer);
+                        clear(this.connect_timer);
                         judge_timeout(&mut this, stage, phase, limit)
                     } else {
                         let (polled, connecting) =
@@ -652,8 +661,8 @@ where
                             }
                             Poll::Ready(Err(e)) => {
                                 this.state.set(State::Done);
-                                *this.timer = None;
-                                *this.connect_timer = None;
+                                clear(this.timer);
+                                clear(this.connect_timer);
                                 let e: BoxError = e.into();
                                 // Without a body that knows, a failure after the
                                 // connection is judged as awaiting the head.
@@ -666,7 +675,7 @@ where
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {
-                                *this.connect_timer = None;
+                                clear(this.connect_timer);
                                 // The far side answered: nothing to capture.
                                 *this.capture = None;
                                 let status = response.status();
@@ -687,13 +696,13 @@ where
                                         });
                                         continue;
                                     }
-                                    *this.timer = None;
+                                    clear(this.timer);
                                     this.state.set(State::Done);
                                     let observer = this.config.observer.clone();
                                     let body = ResponseBody::passthrough(body, observer);
                                     Next::Respond(success(&mut this, parts, body, BodyMode::Stream))
                                 } else {
-                                    *this.timer = None;
+                                    clear(this.timer);
                                     let (parts, body) = response.into_parts();
                                     *this.timer = Some(Box::pin(sleep(this.config.peek_timeout)));
                                     this.state.set(State::Peeking {
@@ -749,7 +758,7 @@ where
                     let parts = parts.take();
                     let rest = if *ended { None } else { body.take() };
                     let seen = buf.split().freeze();
-                    *this.timer = None;
+                    clear(this.timer);
                     this.state.set(State::Done);
                     let Some(parts) = parts else {
                         return Poll::Ready(Err(readiness_error("response lost".into())));
@@ -769,7 +778,7 @@ where
                         None => None,
                     };
                     let whole = whole.take();
-                    *this.timer = None;
+                    clear(this.timer);
                     this.state.set(State::Done);
                     let Some(whole) = whole else {
                         return Poll::Ready(Err(readiness_error("response lost".into())));
@@ -780,7 +789,7 @@ where
                     if let Some(timer) = this.timer.as_mut().map(|t| t.as_mut()) {
                         ready!(timer.poll(cx));
                     }
-                    *this.timer = None;
+                    clear(this.timer);
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -792,7 +801,7 @@ where
                         }
                     }
                     if let Poll::Ready(slot) = acquire.as_mut().poll(cx) {
-                        *this.timer = None;
+                        clear(this.timer);
                         // The semaphore is never closed.
                         *this.permit = slot.ok();
                         this.state.set(State::Ready);
@@ -801,7 +810,7 @@ where
                     if !expired(this.timer, cx) {
                         return Poll::Pending;
                     }
-                    *this.timer = None;
+                    clear(this.timer);
                     this.state.set(State::Done);
                     *this.held = None;
                     *this.attempt = 1;

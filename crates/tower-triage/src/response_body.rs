@@ -135,6 +135,7 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B: Body> ResponseBody<B> {
+    #[inline]
     pub(crate) fn passthrough(inner: B, observer: Option<Arc<dyn Observer>>) -> ResponseBody<B> {
         ResponseBody {
             done: inner.is_end_stream(),
@@ -214,12 +215,14 @@ impl<B: Body> ResponseBody<B> {
 
     /// Keeps the call's profile, for [`ReportExt`](crate::ReportExt) to
     /// read the report from the head later.
+    #[inline]
     pub(crate) fn with_profile(mut self, profile: ProfileRef) -> ResponseBody<B> {
         self.profile = Some(profile);
         self
     }
 
     /// Holds the call's pool slot until the body ends or is dropped.
+    #[inline]
     pub(crate) fn with_permit(
         mut self,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -229,6 +232,7 @@ impl<B: Body> ResponseBody<B> {
     }
 
     /// Fails the body when no frame arrives for `timeout`.
+    #[inline]
     pub(crate) fn with_idle_timeout(mut self, timeout: Option<Duration>) -> ResponseBody<B> {
         self.idle_timeout = timeout;
         self

@@ -102,6 +102,22 @@ fn bench(c: &mut Criterion) {
         .layer(inner);
     let mut retried = Retry::new(ServerErrors(2), inner);
 
+    // `TRIAGE_INSTRUCTIONS=STACK:N`: N calls of one stack and nothing
+    // else, for `valgrind --tool=callgrind --toggle-collect='*measured_calls*'`
+    // to count the instructions per call (see BENCHMARKS.md).
+    if let Ok(spec) = std::env::var("TRIAGE_INSTRUCTIONS") {
+        let (stack, n) = spec.split_once(':').unwrap_or((spec.as_str(), "10000"));
+        let n: u32 = n.parse().unwrap_or(10_000);
+        match stack {
+            "bare" => measured(&mut bare, n),
+            "triage" => measured(&mut triaged, n),
+            "triage_no_retries" => measured(&mut triaged_once, n),
+            "tower_retry" => measured(&mut retried, n),
+            other => panic!("TRIAGE_INSTRUCTIONS: no stack {other:?}"),
+        }
+        std::process::exit(0);
+    }
+
     // Under a profiler (`--profile-time`), only the benchmark runs, so
     // that instruction counts per call are not mixed with other stacks.
     let profiling = std::env::args().any(|a| a == "--profile-time");
@@ -146,6 +162,35 @@ fn report_sizes_and_allocations<A, B, C, D>(
         allocations_per_call(|| call(triaged_once)),
         allocations_per_call(|| call(retried)),
     );
+}
+
+/// `n` calls of `service`, after 100 of warm-up (the symbol callgrind
+/// counts in).
+#[inline(never)]
+fn measured<S, B>(service: &mut S, n: u32)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..100 {
+        call(service);
+    }
+    measured_calls(service, n);
+}
+
+#[inline(never)]
+fn measured_calls<S, B>(service: &mut S, n: u32)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    for _ in 0..n {
+        call(service);
+    }
 }
 
 /// One request through `service`, its body read to the end.

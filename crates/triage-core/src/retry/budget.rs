@@ -207,8 +207,13 @@ impl RetryBudget {
 
     fn epoch_of(&self, now: Instant) -> u64 {
         let origin = *self.origin.get_or_init(|| now);
-        let nanos = now.saturating_duration_since(origin).as_nanos();
-        u64::try_from(nanos / u128::from(self.slot_nanos)).unwrap_or(u64::MAX)
+        let since = now.saturating_duration_since(origin);
+        // In u64: a u128 division is a library call on the happy path (the
+        // nanoseconds fit for 584 years).
+        match u64::try_from(since.as_nanos()) {
+            Ok(nanos) => nanos / self.slot_nanos,
+            Err(_) => u64::MAX,
+        }
     }
 
     /// Moves the window forward to `epoch` (never backwards), folding the
