@@ -29,60 +29,7 @@ use tower_triage::{
     AttemptInfo, BodyMode, BodyOutcome, DEFAULT_WHOLE_BODY_CAP, Observer, Outcome, ReportExt,
     RequestOptions, ResponseBody, TriageLayer,
 };
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
-use triage_testkit::{Fnv, Resolver, Upstream, pattern_checksum};
-
-// ------------------------------------------------------------- events
-
-/// A subscriber that keeps every event as `level message field=value ...`.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<String>>>);
-
-struct Line(String);
-impl Visit for Line {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={:?}", field.name(), value));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.push_str(&format!(" {}={}", field.name(), value));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut line = Line(event.metadata().level().to_string());
-        event.record(&mut line);
-        self.0.lock().unwrap().push(line.0);
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
-}
-
-impl Capture {
-    /// The events whose text contains `needle`.
-    fn with(&self, needle: &str) -> Vec<String> {
-        let lines = self.0.lock().unwrap();
-        lines
-            .iter()
-            .filter(|l| l.contains(needle))
-            .cloned()
-            .collect()
-    }
-
-    fn all(&self) -> String {
-        self.0.lock().unwrap().join("\n")
-    }
-}
+use triage_testkit::{EventLog, Fnv, Resolver, Upstream, pattern_checksum};
 
 // ----------------------------------------------------------- observer
 
@@ -202,7 +149,7 @@ async fn frames(response: Response) -> Vec<usize> {
 
 #[tokio::test]
 async fn a_body_reset_mid_way_is_retried_and_reaches_the_caller_whole() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
@@ -249,8 +196,8 @@ async fn a_body_reset_mid_way_is_retried_and_reaches_the_caller_whole() {
         vec![BodyOutcome::Complete { bytes: 300_000 }]
     );
 
-    let retried = capture.with("attempt failed, retrying");
-    assert_eq!(retried.len(), 1, "{}", capture.all());
+    let retried = capture.matching("attempt failed, retrying");
+    assert_eq!(retried.len(), 1, "{}", capture.lines().join("\n"));
     for field in [
         "stage=body",
         "body_mode=whole",
@@ -260,13 +207,13 @@ async fn a_body_reset_mid_way_is_retried_and_reaches_the_caller_whole() {
     ] {
         assert!(retried[0].contains(field), "{field}: {}", retried[0]);
     }
-    let succeeded = capture.with("attempt succeeded");
+    let succeeded = capture.matching("attempt succeeded");
     assert!(succeeded[0].contains("body_mode=whole"), "{}", succeeded[0]);
 }
 
 #[tokio::test]
 async fn the_whole_body_that_reaches_the_caller_is_every_byte_once() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     // Declared and chunked (size unknown until the end) alike.
     for (path, query) in [
@@ -285,7 +232,7 @@ async fn the_whole_body_that_reaches_the_caller_is_every_byte_once() {
 
 #[tokio::test]
 async fn a_truncated_body_is_retried_and_reaches_the_caller_whole() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
@@ -307,7 +254,7 @@ async fn a_truncated_body_is_retried_and_reaches_the_caller_whole() {
     assert_eq!(first.fault, Some(Fault::Closed), "a truncation: {first:?}");
     assert_eq!(first.body, BodyProgress::Failed(40_000));
     assert!(first.retry);
-    let retried = capture.with("attempt failed, retrying");
+    let retried = capture.matching("attempt failed, retrying");
     assert!(
         retried[0].contains("class=transport.body.closed"),
         "{}",
@@ -317,7 +264,7 @@ async fn a_truncated_body_is_retried_and_reaches_the_caller_whole() {
 
 #[tokio::test]
 async fn a_body_over_the_cap_streams_and_its_reset_is_reported_not_retried() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
@@ -338,8 +285,8 @@ async fn a_body_over_the_cap_streams_and_its_reset_is_reported_not_retried() {
         }]
     );
     assert_eq!(watch.responses(), vec![(1, BodyMode::Stream)]);
-    let failed = capture.with("response body failed");
-    assert_eq!(failed.len(), 1, "{}", capture.all());
+    let failed = capture.matching("response body failed");
+    assert_eq!(failed.len(), 1, "{}", capture.lines().join("\n"));
     for field in [
         "bytes=100000",
         "stage=body",
@@ -349,13 +296,13 @@ async fn a_body_over_the_cap_streams_and_its_reset_is_reported_not_retried() {
     ] {
         assert!(failed[0].contains(field), "{field}: {}", failed[0]);
     }
-    let attempt = capture.with("attempt succeeded");
+    let attempt = capture.matching("attempt succeeded");
     assert!(attempt[0].contains("body_mode=stream"), "{}", attempt[0]);
 }
 
 #[tokio::test]
 async fn a_small_event_stream_streams_and_its_reset_is_not_retried() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
     let path = "/flaky-body/1/rst/5000";
@@ -376,7 +323,7 @@ async fn a_small_event_stream_streams_and_its_reset_is_not_retried() {
 
 #[tokio::test]
 async fn a_body_of_unknown_size_past_the_cap_is_handed_on_whole_as_a_stream() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
     // Chunked, 2 MiB, never cut: the layer buffers up to 1 MiB, then hands
@@ -398,7 +345,7 @@ async fn a_body_of_unknown_size_past_the_cap_is_handed_on_whole_as_a_stream() {
 
 #[tokio::test]
 async fn a_post_whose_body_fails_is_not_sent_again() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     for (path, fault) in [
@@ -430,7 +377,7 @@ async fn a_post_whose_body_fails_is_not_sent_again() {
         assert_eq!(attempts[0].body_mode, Some(BodyMode::Whole));
         assert!(watch.bodies().is_empty(), "no body reached the caller");
     }
-    let outcome = capture.with("request failed");
+    let outcome = capture.matching("request failed");
     assert!(
         outcome[0].contains("stage=body") && outcome[0].contains("body_mode=whole"),
         "{}",
@@ -440,7 +387,7 @@ async fn a_post_whose_body_fails_is_not_sent_again() {
 
 #[tokio::test]
 async fn a_post_with_an_idempotency_key_is_sent_again() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
     let path = "/flaky-body/1/rst/300000";
@@ -461,7 +408,7 @@ async fn a_post_with_an_idempotency_key_is_sent_again() {
 
 #[tokio::test]
 async fn with_the_mode_off_a_reset_body_reaches_the_caller_as_a_body_error() {
-    let capture = Capture::default();
+    let capture = EventLog::new();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
@@ -488,12 +435,12 @@ async fn with_the_mode_off_a_reset_body_reaches_the_caller_as_a_body_error() {
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].body_mode, Some(BodyMode::Stream));
     assert_eq!(attempts[0].body, BodyProgress::NotStarted);
-    assert_eq!(capture.with("response body failed").len(), 1);
+    assert_eq!(capture.matching("response body failed").len(), 1);
 }
 
 #[tokio::test]
 async fn a_request_can_turn_the_mode_on_or_off() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     // Off on the layer, on for this request: retried, whole.
     let path = "/flaky-body/1/rst/300000";
@@ -528,7 +475,7 @@ async fn a_request_can_turn_the_mode_on_or_off() {
 
 #[tokio::test]
 async fn a_stalled_body_read_whole_is_a_body_idle_timeout_of_the_attempt() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
     // Ten bytes every 2 s, against a 100 ms idle limit: every attempt stalls.
@@ -548,7 +495,7 @@ async fn a_stalled_body_read_whole_is_a_body_idle_timeout_of_the_attempt() {
 
 #[tokio::test]
 async fn the_attempt_timeout_bounds_a_body_read_whole() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let watch = Watch::default();
     // Ten bytes every 100 ms for 5 s: never idle for long, but the whole
@@ -575,7 +522,7 @@ async fn the_attempt_timeout_bounds_a_body_read_whole() {
 
 #[tokio::test]
 async fn the_sdk_preset_turns_a_final_404_into_a_typed_error() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let url = upstream.url("/status/404?request_id=req_404");
     let error = send(TriageLayer::sdk(), Method::GET, url, |_| {})
@@ -591,7 +538,7 @@ async fn the_sdk_preset_turns_a_final_404_into_a_typed_error() {
 
 #[tokio::test]
 async fn the_sdk_preset_retries_a_reset_body_and_streams_event_streams() {
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     // A reset body: read whole, retried (after the SDK's 0.5 s backoff).
     let path = "/flaky-body/1/rst/300000";
@@ -623,7 +570,7 @@ async fn the_sdk_preset_retries_a_reset_body_and_streams_event_streams() {
 async fn the_probe_reads_the_body_whole_and_names_the_body_stage() {
     use tower_triage::probe::{ProbeOptions, ProbeStage, probe};
 
-    let _guard = tracing::subscriber::set_default(Capture::default());
+    let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
     let port = upstream.addr().port();
     let options = || ProbeOptions::new().resolve("svc.test", port, [127, 0, 0, 1].into());
