@@ -21,7 +21,7 @@ use triage_core::{
 };
 
 use crate::body::TryCloneBody;
-use crate::breaker::{Admit, Breaker, connection_failure, route_of};
+use crate::breaker::{Admit, Breaker, DiagnosisWindow, connection_failure, route_of};
 use crate::capture::{self, Capture};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
@@ -115,6 +115,8 @@ pin_project! {
         attempt_started: Instant,
         // The route breaker applies to this request.
         breaker_on: bool,
+        // The diagnosis window applies to this request.
+        window_on: bool,
         // This request is the probe of its open route (its body type
         // cannot make an empty body for a probe of its own).
         trial: bool,
@@ -251,6 +253,7 @@ where
         let total = rules.as_deref().unwrap_or(&config.rules).total_deadline();
         let now = Instant::now();
         let breaker_on = config.breaker.enabled && options.and_then(|o| o.breaker).unwrap_or(true);
+        let window_on = config.window.enabled && options.and_then(|o| o.window).unwrap_or(true);
         // One atomic load while no route has a failure on record.
         let any_route = config.routes.any();
         let admit = if breaker_on && any_route {
@@ -343,7 +346,7 @@ where
         // The first attempt (or the probe) is watched when its route has an
         // open diagnosis window.
         let capture = match &state {
-            State::Calling { .. } | State::Probing { .. } if any_route => watch(
+            State::Calling { .. } | State::Probing { .. } if any_route && window_on => watch(
                 &config,
                 head.uri(),
                 now,
@@ -372,6 +375,7 @@ where
             started: now,
             attempt_started: now,
             breaker_on,
+            window_on,
             trial,
             held,
             permit,
@@ -384,9 +388,9 @@ where
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
 /// route has an open diagnosis window (one atomic load while no route has
-/// a failure on record).
+/// a failure on record). For a request the window applies to.
 fn watch(config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<Capture>> {
-    (config.window.enabled && config.routes.any() && config.routes.watching(&route_of(uri), now))
+    (config.routes.any() && config.routes.watching(&route_of(uri), now))
         .then(|| Capture::new(attempt))
 }
 
@@ -582,12 +586,16 @@ where
                     let future = this.service.call(request);
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
-                    *this.capture = watch(
-                        this.config,
-                        uri!(this),
-                        *this.attempt_started,
-                        *this.attempt,
-                    );
+                    *this.capture = if *this.window_on {
+                        watch(
+                            this.config,
+                            uri!(this),
+                            *this.attempt_started,
+                            *this.attempt,
+                        )
+                    } else {
+                        None
+                    };
                     *this.connecting = None;
                     if let Some(watch) = this.write.as_deref_mut() {
                         watch.timer = None;
@@ -983,10 +991,15 @@ fn breaker_record<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    let window = &this.config.window;
-    if !*this.breaker_on && !window.enabled {
+    if !*this.breaker_on && !*this.window_on {
         return;
     }
+    let off = DiagnosisWindow::disabled();
+    let window = if *this.window_on {
+        &this.config.window
+    } else {
+        &off
+    };
     let routes = &this.config.routes;
     if evidence.status().is_some() {
         *this.trial = false;

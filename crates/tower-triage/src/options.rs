@@ -27,6 +27,7 @@ pub struct RequestOptions {
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
     pub(crate) breaker: Option<bool>,
+    pub(crate) window: Option<bool>,
     pub(crate) whole_body: Option<Option<NonZeroU64>>,
 }
 
@@ -75,6 +76,14 @@ impl RequestOptions {
     /// it is sent even on an open route, and its outcome is not recorded.
     pub fn breaker(mut self, on: bool) -> Self {
         self.breaker = Some(on);
+        self
+    }
+
+    /// Turns the diagnosis window off (`false`) or on for this request:
+    /// off, its failures neither open a window nor are captured in one
+    /// (see [`DiagnosisWindow`](crate::DiagnosisWindow)).
+    pub fn diagnosis_window(mut self, on: bool) -> Self {
+        self.window = Some(on);
         self
     }
 

@@ -337,3 +337,61 @@ async fn a_proxys_answer_is_captured_word_for_word() {
     assert!(!text.contains("U0VDUkVULVBBU1M="), "{text}");
     assert_eq!(proxy.connects(), 2);
 }
+
+#[tokio::test]
+async fn a_request_can_keep_out_of_the_window() {
+    let events = EventLog::new();
+    let _guard = tracing::subscriber::set_default(events.clone());
+    let port = triage_testkit::closed_port().unwrap().port();
+    let client = Client::builder(TokioExecutor::new())
+        .build::<_, Full<Bytes>>(tower_triage::connect::tagged_connector(Resolver::new()));
+    let mut svc = TriageLayer::new()
+        .breaker(Breaker::disabled())
+        .rules(tower_triage::core::RetryRules::none())
+        .layer(client);
+    let url = format!("http://svc.test:{port}/");
+    let outside = || {
+        let mut request = get(&url);
+        request
+            .extensions_mut()
+            .insert(tower_triage::RequestOptions::new().diagnosis_window(false));
+        request
+    };
+
+    // Kept out: its failure opens no window.
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(outside())
+        .await
+        .unwrap_err();
+    assert_eq!(error.stage(), Some(Stage::Connect));
+    assert!(events.matching("diagnosis window open").is_empty());
+    // The next one opens it; one kept out is not captured while it is open;
+    // the one after is.
+    svc.ready()
+        .await
+        .unwrap()
+        .call(get(&url))
+        .await
+        .unwrap_err();
+    assert_eq!(events.matching("diagnosis window open").len(), 1);
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(outside())
+        .await
+        .unwrap_err();
+    assert!(error.packet().details().is_empty());
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&url))
+        .await
+        .unwrap_err();
+    assert_eq!(error.packet().details().len(), 1);
+    assert_eq!(error.packet().details()[0].window(), (1, 10));
+}
