@@ -100,6 +100,7 @@ pin_project! {
         // The connect timeout's timer, armed while a tagged connector says
         // the attempt is connecting.
         connect_timer: Option<Pin<Box<Sleep>>>,
+        connect_timeout: Option<Duration>,
         // Whole-body mode's cap (`None`: off).
         whole_body: Option<NonZeroU64>,
         service: S,
@@ -240,6 +241,9 @@ where
         let write_timeout = options
             .and_then(|o| o.write_timeout)
             .unwrap_or(config.write_timeout);
+        let connect_timeout = options
+            .and_then(|o| o.connect_timeout)
+            .unwrap_or(config.connect_timeout);
         let attempt_timeout = options
             .and_then(|o| o.attempt_timeout)
             .unwrap_or(config.attempt_timeout);
@@ -364,6 +368,7 @@ where
             body_idle_timeout,
             write: write_timeout.map(|limit| Box::new(WriteWatch { limit, timer: None })),
             connect_timer: None,
+            connect_timeout,
             whole_body,
             service,
             head,
@@ -546,6 +551,13 @@ where
                 .map(|t| t.as_mut())
                 .is_some_and(|d| d.poll(cx).is_ready());
             if passed && !matches!(this.state.as_mut().project(), StateProj::Done) {
+                let limit = this.started.elapsed();
+                // A body being read whole: judged with the head that came
+                // back and the bytes read, like any other failure of it.
+                let whole = match this.state.as_mut().project() {
+                    StateProj::Buffering { whole } => whole.take(),
+                    _ => None,
+                };
                 let stage = match this.state.as_mut().project() {
                     StateProj::Peeking { .. } | StateProj::Buffering { .. } => Stage::Body,
                     StateProj::Calling { .. } => this.connecting.unwrap_or(Stage::AwaitHeaders),
@@ -553,15 +565,16 @@ where
                 };
                 this.state.set(State::Done);
                 clear(this.timer);
-                let limit = this.started.elapsed();
-                return Poll::Ready(
-                    match judge_timeout(&mut this, stage, TimeoutPhase::Total, limit) {
-                        Next::Fail(error) => Err(error),
-                        Next::Respond(response) => Ok(response),
-                        // The total deadline is never retried.
-                        Next::Retry(_) => Err(readiness_error("deadline passed".into())),
-                    },
-                );
+                let judged = match whole {
+                    Some(whole) => read_whole(&mut this, *whole, Some(Read::Deadline(limit))),
+                    None => judge_timeout(&mut this, stage, TimeoutPhase::Total, limit),
+                };
+                return Poll::Ready(match judged {
+                    Next::Fail(error) => Err(error),
+                    Next::Respond(response) => Ok(response),
+                    // The total deadline is never retried.
+                    Next::Retry(_) => Err(readiness_error("deadline passed".into())),
+                });
             }
         }
         loop {
@@ -631,7 +644,7 @@ where
                         }
                         judge_timeout(&mut this, Stage::Write, TimeoutPhase::Write, limit)
                     } else if timed_out || connect_stalled {
-                        let limit = match (connect_stalled, this.config.connect_timeout) {
+                        let limit = match (connect_stalled, *this.connect_timeout) {
                             (true, Some(limit)) => limit,
                             _ => this.attempt_timeout.unwrap_or_default(),
                         };
@@ -652,7 +665,7 @@ where
                         *this.connecting = connecting;
                         match polled {
                             Poll::Pending => {
-                                match (connecting, this.config.connect_timeout) {
+                                match (connecting, *this.connect_timeout) {
                                     (Some(_), Some(limit)) => {
                                         let due = *this.attempt_started + limit;
                                         let timer = this
@@ -1194,6 +1207,13 @@ where
         Some(Read::Failed(error)) => (classify_error(&*error, true).fault(), error),
         Some(Read::Idle(limit)) => {
             let phase = TimeoutPhase::BodyIdle;
+            (
+                Fault::Timeout(phase),
+                Box::new(TimeoutError::new(phase, limit)),
+            )
+        }
+        Some(Read::Deadline(limit)) => {
+            let phase = TimeoutPhase::Total;
             (
                 Fault::Timeout(phase),
                 Box::new(TimeoutError::new(phase, limit)),

@@ -23,6 +23,7 @@ pub struct RequestOptions {
     pub(crate) max_retries: Option<u32>,
     pub(crate) attempt_timeout: Option<Option<Duration>>,
     pub(crate) write_timeout: Option<Option<Duration>>,
+    pub(crate) connect_timeout: Option<Option<Duration>>,
     pub(crate) body_idle_timeout: Option<Option<Duration>>,
     pub(crate) deadline: Option<Option<Duration>>,
     pub(crate) profile: Option<Arc<Profile>>,
@@ -63,6 +64,13 @@ impl RequestOptions {
     /// The total deadline over every attempt and wait (`None`: no limit).
     pub fn deadline(mut self, deadline: Option<Duration>) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Overrides the layer's connect timeout for this request (see
+    /// [`TriageLayer::connect_timeout`](crate::TriageLayer::connect_timeout)).
+    pub fn connect_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.connect_timeout = Some(timeout);
         self
     }
 

@@ -134,6 +134,8 @@ pub(crate) enum Read {
     Failed(BoxError),
     /// No frame came for the body idle timeout.
     Idle(Duration),
+    /// The call's total deadline passed, this long after it started.
+    Deadline(Duration),
 }
 
 /// A response whose body is being read whole (boxed in the call's state:

@@ -400,3 +400,58 @@ async fn the_connect_timeout_ends_a_hanging_connect_before_the_attempt_timeout()
     assert_eq!(error.attempts(), 3, "a POST that never left is replayed");
     assert_eq!(resolver.lookups(), 3);
 }
+
+#[tokio::test]
+async fn a_request_sets_its_own_connect_timeout() {
+    // No connect timeout on the layer; this request brings its own, and
+    // another request turns the layer's off for itself.
+    let backlog = triage_testkit::full_backlog().unwrap();
+    let connector = tower_triage::connect::tagged_connector(TestResolver::new());
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let url = format!("http://svc.test:{}/", backlog.addr().port());
+    let request = |timeout: Option<Duration>| {
+        let mut request = Request::get(url.as_str())
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        request.extensions_mut().insert(
+            tower_triage::RequestOptions::new()
+                .no_retries()
+                .connect_timeout(timeout),
+        );
+        request
+    };
+
+    let mut svc = TriageLayer::new()
+        .attempt_timeout(Some(Duration::from_secs(2)))
+        .layer(client.clone());
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Some(Duration::from_millis(100))))
+        .await
+        .unwrap_err();
+    let timeout = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<tower_triage::TimeoutError>())
+        .expect("the layer's typed timeout");
+    assert_eq!(timeout.to_string(), "connect timeout after 100 ms");
+
+    // The layer's 100 ms, turned off for this request: the attempt timeout
+    // (300 ms) ends it instead, still at the connect stage.
+    let mut svc = TriageLayer::new()
+        .connect_timeout(Some(Duration::from_millis(100)))
+        .attempt_timeout(Some(Duration::from_millis(300)))
+        .layer(client);
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(None))
+        .await
+        .unwrap_err();
+    assert_eq!(error.stage(), Some(Stage::Connect), "{error}");
+    let timeout = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<tower_triage::TimeoutError>())
+        .expect("the layer's typed timeout");
+    assert_eq!(timeout.to_string(), "connect timeout after 300 ms");
+}

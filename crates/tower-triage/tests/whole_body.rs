@@ -521,6 +521,34 @@ async fn the_attempt_timeout_bounds_a_body_read_whole() {
 }
 
 #[tokio::test]
+async fn the_total_deadline_during_a_body_read_whole_keeps_the_head() {
+    let _guard = tracing::subscriber::set_default(EventLog::new());
+    let upstream = Upstream::start().await.unwrap();
+    let watch = Watch::default();
+    let path = "/fault/slow-body";
+    let url = upstream.url(&format!("{path}?ms=100&chunks=50"));
+    let layer = whole(&watch)
+        .rules(RetryRules::default().deadline(Some(Duration::from_millis(400))))
+        .attempt_timeout(Some(Duration::from_secs(30)));
+    let error = send(layer, Method::GET, url, |_| {}).await.unwrap_err();
+    // The 200 came back; the deadline passed while its body was read.
+    assert_eq!(error.status(), Some(http::StatusCode::OK), "{error}");
+    assert_eq!(error.stage(), Some(Stage::Body), "{error}");
+    let timeout = std::error::Error::source(&error)
+        .and_then(|e| e.downcast_ref::<tower_triage::TimeoutError>())
+        .expect("the layer's typed timeout");
+    assert_eq!(timeout.phase(), TimeoutPhase::Total);
+    assert_eq!(error.attempts(), 1);
+    assert_eq!(upstream.hits(path), 1);
+    let attempts = watch.attempts();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(
+        matches!(attempts[0].body, BodyProgress::Failed(n) if n > 0),
+        "{attempts:?}"
+    );
+}
+
+#[tokio::test]
 async fn the_sdk_preset_turns_a_final_404_into_a_typed_error() {
     let _guard = tracing::subscriber::set_default(EventLog::new());
     let upstream = Upstream::start().await.unwrap();
