@@ -429,7 +429,7 @@ impl<C> Service<Uri> for ProxyLine<C>
 where
     C: Service<Uri>,
 {
-    type Response = Shown<C::Response>;
+    type Response = ProxyStream<C::Response>;
     type Error = C::Error;
     type Future = ProxyLineFuture<C::Future>;
 
@@ -457,11 +457,11 @@ impl<F, T, E> Future for ProxyLineFuture<F>
 where
     F: Future<Output = Result<T, E>>,
 {
-    type Output = Result<Shown<T>, E>;
+    type Output = Result<ProxyStream<T>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let connected = ready!(self.project().inner.poll(cx));
-        Poll::Ready(connected.map(|inner| Shown {
+        Poll::Ready(connected.map(|inner| ProxyStream {
             inner,
             // Watched only while a diagnosis window captures the attempt.
             line: capture::on().then(Vec::new),
@@ -469,10 +469,11 @@ where
     }
 }
 
-/// A connection whose first line is shown to a diagnosis window's capture
-/// (see [`ProxyLine`]); otherwise the connection itself.
+/// A connection to a proxy, whose first line (the answer to `CONNECT`) is
+/// shown to a diagnosis window's capture (see [`ProxyLine`]); otherwise the
+/// connection itself.
 #[derive(Debug)]
-pub struct Shown<T> {
+pub struct ProxyStream<T> {
     inner: T,
     // The first line so far, while it is watched.
     line: Option<Vec<u8>>,
@@ -481,7 +482,7 @@ pub struct Shown<T> {
 /// At most this much of a proxy's first line is kept.
 const MAX_LINE: usize = 256;
 
-impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Shown<T> {
+impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for ProxyStream<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -514,7 +515,7 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for Shown<T> {
     }
 }
 
-impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Shown<T> {
+impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for ProxyStream<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -545,7 +546,7 @@ impl<T: hyper::rt::Write + Unpin> hyper::rt::Write for Shown<T> {
 }
 
 impl<T: hyper_util::client::legacy::connect::Connection>
-    hyper_util::client::legacy::connect::Connection for Shown<T>
+    hyper_util::client::legacy::connect::Connection for ProxyStream<T>
 {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         self.inner.connected()

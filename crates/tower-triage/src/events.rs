@@ -186,9 +186,6 @@ pub(crate) fn route(
             refused,
         } => route_recovered(route, outage, refused),
         RouteEvent::Detail { route, detail: d } => detail(route, d),
-        // A variant added later without an event of its own.
-        #[allow(unreachable_patterns)]
-        _ => {}
     }
     if let Some(observer) = observer {
         observer.on_route(event);
