@@ -54,7 +54,10 @@
 //!
 //! - `hyper-util` (default): [`connect`], stage tagging for hyper-util's
 //!   legacy `Client`.
-//! - `rustls`: a tagged HTTPS connector (rustls, ring provider, system roots).
+//! - `rustls`: a tagged HTTPS connector (rustls, ring provider, system
+//!   roots) that shows the server's certificate to a diagnosis window, and
+//!   the `probe` module.
+//! - `serde`: JSON for the probe's report and the packet.
 //!
 //! Request bodies must say whether they can be sent again: see [`body`].
 //! Final failure statuses come back as responses (with the [`Report`]) unless
@@ -70,6 +73,21 @@
 //! ([`whole_body`] has the details); [`TriageLayer::sdk`] is the preset that
 //! behaves like the official API SDKs (whole bodies, failure statuses as
 //! errors, their retries and timeouts).
+//!
+//! # When the connection path fails
+//!
+//! Two things are on by default, per route (scheme, host and port):
+//! - The [`Breaker`] opens a route after a failure that no retry can fix (a
+//!   DNS name that does not exist, an untrusted certificate, a proxy that
+//!   refuses), or after 5 connection failures in a row. While the route is
+//!   open, requests fail at once with the cached diagnosis, and a
+//!   verification probe closes the route once the far side answers.
+//! - The [`DiagnosisWindow`] watches the next failures on a route after its
+//!   first one, for 10 failures or 5 minutes. It records when each stage
+//!   ended, DNS answers, the server's certificate, a proxy's status line and
+//!   the error chain, in DEBUG events and in the packet.
+//!
+//! The [`Observer`] sees both as values ([`RouteEvent`]).
 //!
 //! The decisions themselves live in [`triage_core`], re-exported as
 //! [`core`].
