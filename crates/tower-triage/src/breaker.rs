@@ -217,7 +217,19 @@ pub(crate) fn route_of(uri: &Uri) -> String {
     key.push_str(host);
     key.make_ascii_lowercase();
     key.push(':');
-    key.push_str(&port.to_string());
+    // The port's digits without a string of their own.
+    let mut digits = [0u8; 5];
+    let mut n = port;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    key.extend(digits[at..].iter().map(|&d| char::from(d)));
     key
 }
 
@@ -534,6 +546,9 @@ mod tests {
         );
         assert_eq!(key("http://svc.test:8080/x?y"), "http://svc.test:8080");
         assert_eq!(key("http://svc.test/"), "http://svc.test:80");
+        assert_eq!(key("http://svc.test:0/"), "http://svc.test:0");
+        assert_eq!(key("http://svc.test:65535/"), "http://svc.test:65535");
+        assert_eq!(key("http://[::1]:9/"), "http://[::1]:9");
     }
 
     #[test]

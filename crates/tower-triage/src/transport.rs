@@ -144,7 +144,13 @@ pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> Tr
     }
     let text: Vec<String> = links
         .iter()
-        .map(|e| e.to_string().to_ascii_lowercase())
+        .map(|e| {
+            // One allocation per link, lowercased in place.
+            let mut text = String::with_capacity(96);
+            let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{e}"));
+            text.make_ascii_lowercase();
+            text
+        })
         .collect();
     let said = |needle: &str| text.iter().any(|t| t.contains(needle));
     let kind = links

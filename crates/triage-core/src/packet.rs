@@ -308,7 +308,10 @@ pub(crate) fn chain_texts(error: &(dyn StdError + 'static)) -> Vec<String> {
         if chain.len() >= MAX_CHAIN {
             break;
         }
-        let text = err.to_string();
+        // Sized for a typical message: `to_string` would grow it from 8
+        // bytes, reallocating three or four times.
+        let mut text = String::with_capacity(96);
+        let _ = fmt::Write::write_fmt(&mut text, format_args!("{err}"));
         let clean = match redact::text(&text) {
             // Nothing to scrub: keep the string made already.
             std::borrow::Cow::Borrowed(_) => capped_owned(text),

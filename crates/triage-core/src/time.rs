@@ -231,13 +231,33 @@ fn split(t: SystemTime) -> (u64, u32, u32, u64, u32) {
 /// Writes `2026-11-22T18:42:32.123Z`.
 pub(crate) fn write_rfc3339_millis(t: SystemTime, f: &mut impl fmt::Write) -> fmt::Result {
     let (year, month, day, secs, millis) = split(t);
-    write!(
-        f,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    if year > 9999 {
+        return write!(
+            f,
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+    }
+    // By hand: every failure's packet stamps its time, and the formatting
+    // machinery costs ten times as much for these fixed-width digits.
+    let mut out = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            out[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, secs / 3600);
+    put(14, 2, secs / 60 % 60);
+    put(17, 2, secs % 60);
+    put(20, 3, u64::from(millis));
+    // Only ASCII digits and punctuation were written.
+    f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
 }
 
 /// `2026-11-22T18:42:32.123Z` (times before 1970 print as the epoch).
@@ -344,6 +364,19 @@ mod tests {
             prop_assert_eq!(parse_rfc3339(&format_rfc3339_millis(t)), Some(t));
             let (y, m, d) = civil_from_days(secs / DAY);
             prop_assert_eq!(days_from_civil(y as u32, m, d), Some(secs / DAY));
+        }
+
+        #[test]
+        fn stamps_match_the_formatting_machinery(secs in 0u64..400_000_000_000, millis in 0u64..1000) {
+            let t = at(secs) + Duration::from_millis(millis);
+            let (year, month, day, rest, ms) = split(t);
+            let expected = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+                rest / 3600,
+                rest / 60 % 60,
+                rest % 60
+            );
+            prop_assert_eq!(format_rfc3339_millis(t), expected);
         }
 
         #[test]
