@@ -27,8 +27,11 @@
 //!   every response and `Error::attempts()` of every error;
 //! - **upstream**: the requests the `Upstream` read (`total_hits()`), plus
 //!   the connects to the closed port, which no server sees (counted by a
-//!   wrapper around the connector). Per route too: each fixed path's
-//!   `hits(path)`, the flaky paths together, the closed port's connects.
+//!   wrapper around the connector), less the route breaker's probes of it
+//!   (counted by an `Observer`: once the route opens, the breaker probes
+//!   it every second or so, and a probe is no request's attempt). Per
+//!   route too: each fixed path's `hits(path)`, the flaky paths together,
+//!   the closed port's connects.
 //!
 //! Each request has a total deadline (`RetryRules::deadline`, 1 s); no call
 //! may take longer than that plus 250 ms of slack. RSS (`VmRSS`) is read
@@ -252,7 +255,21 @@ impl<C: Service<Uri>> Service<Uri> for CountClosed<C> {
 type Connector = CountClosed<TagConnect<HttpConnector<TagResolver<Resolver>>>>;
 type Svc = Triage<Client<Connector, Full<Bytes>>>;
 
-fn service(closed_port: u16, connects: Arc<AtomicU64>) -> Svc {
+/// Counts the route breaker's verification probes that failed: once the
+/// closed port's route opens, the breaker probes it (`HEAD /`, every 1 s and
+/// backing off); each probe is a connect that no request's report counts.
+#[derive(Debug, Clone, Default)]
+struct Probes(Arc<AtomicU64>);
+
+impl tower_triage::Observer for Probes {
+    fn on_route(&self, event: &tower_triage::RouteEvent<'_>) {
+        if let tower_triage::RouteEvent::ProbeFailed { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn service(closed_port: u16, connects: Arc<AtomicU64>, probes: Probes) -> Svc {
     let connector = CountClosed {
         inner: tower_triage::connect::tagged_connector(Resolver::new()),
         closed_port,
@@ -270,6 +287,7 @@ fn service(closed_port: u16, connects: Arc<AtomicU64>) -> Svc {
     TriageLayer::new()
         .rules(rules)
         .body_idle_timeout(Some(Duration::from_secs(1)))
+        .observer(probes)
         .layer(client)
 }
 
@@ -520,7 +538,8 @@ async fn run(total: u64, smoke: bool, events: &EventCounts) -> bool {
     let upstream = Upstream::start().await.expect("upstream");
     let closed: SocketAddr = triage_testkit::closed_port().expect("closed port");
     let closed_connects = Arc::new(AtomicU64::new(0));
-    let svc = service(closed.port(), Arc::clone(&closed_connects));
+    let probes = Probes::default();
+    let svc = service(closed.port(), Arc::clone(&closed_connects), probes.clone());
     let mark = |share: f64| ((total as f64 * share) as u64).max(1);
     let shared = Arc::new(Shared {
         upstream_port: upstream.addr().port(),
@@ -558,7 +577,10 @@ async fn run(total: u64, smoke: bool, events: &EventCounts) -> bool {
     let requests: u64 = stats.kinds.iter().map(|k| k.requests).sum();
     let by_reports: u64 = stats.kinds.iter().map(|k| k.attempts).sum();
     let by_events = events.attempts.load(Ordering::Relaxed);
-    let closed_attempts = closed_connects.load(Ordering::Relaxed);
+    // The breaker's probes of the closed port's route are connects but
+    // no request's attempts.
+    let probed = probes.0.load(Ordering::Relaxed);
+    let closed_attempts = closed_connects.load(Ordering::Relaxed) - probed;
     let hits = upstream.total_hits();
     let by_upstream = hits + closed_attempts;
     let max_call = stats
@@ -586,7 +608,7 @@ async fn run(total: u64, smoke: bool, events: &EventCounts) -> bool {
     );
     println!();
     println!(
-        "RSS taken after {} requests (warm-up), {} and {requests}.",
+        "RSS taken after {} requests (warm-up), {} and {requests}. The closed port's connects exclude the route breaker's {probed} verification probe(s).",
         shared.marks[0], shared.marks[1]
     );
     println!();
