@@ -30,6 +30,12 @@ struct Row {
     method: Method,
     profile: &'static Profile,
     lesson: &'static str,
+    /// Whole-body mode on the layer.
+    whole: bool,
+    /// Sent twice through one layer, the second shown: with the route
+    /// breaker on (`Some(true)`) or off (`Some(false)`, so the diagnosis
+    /// window captures the second).
+    again: Option<bool>,
 }
 
 fn row(
@@ -44,12 +50,31 @@ fn row(
         method: Method::GET,
         profile,
         lesson,
+        whole: false,
+        again: None,
+    }
+}
+
+fn tls(name: &'static str, problem: CertProblem, lesson: &'static str) -> Row {
+    Row {
+        target: Target::Tls(problem),
+        ..row(name, "/ok", Profile::generic(), lesson)
     }
 }
 
 impl Row {
     fn post(mut self) -> Self {
         self.method = Method::POST;
+        self
+    }
+
+    fn whole(mut self) -> Self {
+        self.whole = true;
+        self
+    }
+
+    fn again(mut self, breaker: bool) -> Self {
+        self.again = Some(breaker);
         self
     }
 }
@@ -183,25 +208,32 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
             "Cloudflare 526: the route's origin certificate is wrong; retrying will not fix it",
         ),
         Row {
-            name: "name not found",
             target: Target::Url("http://api.nowhere.invalid/v1".into()),
-            method: Method::GET,
-            profile: g,
-            lesson: "DNS says the name does not exist: a wrong base URL; one attempt, no retry",
+            ..row(
+                "name not found",
+                "/",
+                g,
+                "DNS says the name does not exist: a wrong base URL; one attempt, no retry",
+            )
         },
         Row {
-            name: "connection refused",
             target: Target::Url(format!("http://svc.test:{closed_port}/v1")),
-            method: Method::POST,
-            profile: g,
-            lesson: "nothing listens there; nothing was sent, so even a POST is retried, a bounded number of times",
+            ..row(
+                "connection refused",
+                "/",
+                g,
+                "nothing listens there; nothing was sent, so even a POST is retried, a bounded number of times",
+            )
+            .post()
         },
         Row {
-            name: "connect timeout",
             target: Target::Url(format!("http://svc.test:{backlog_port}/v1")),
-            method: Method::GET,
-            profile: g,
-            lesson: "the host never accepted the connection: the connect stage timed out (check egress rules)",
+            ..row(
+                "connect timeout",
+                "/",
+                g,
+                "the host never accepted the connection: the connect stage timed out (check egress rules)",
+            )
         },
         row(
             "reset before headers",
@@ -215,26 +247,24 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
             g,
             "no response head within the attempt timeout: a typed headers timeout, retried",
         ),
+        tls(
+            "TLS unknown CA",
+            CertProblem::UnknownIssuer,
+            "the certificate chain is not trusted here: check the CA bundle; never retried",
+        ),
+        tls(
+            "TLS expired certificate",
+            CertProblem::Expired,
+            "an expired certificate (or a wrong clock): never retried",
+        ),
         Row {
-            name: "TLS unknown CA",
-            target: Target::Tls(CertProblem::UnknownIssuer),
-            method: Method::GET,
-            profile: g,
-            lesson: "the certificate chain is not trusted here: check the CA bundle; never retried",
-        },
-        Row {
-            name: "TLS expired certificate",
-            target: Target::Tls(CertProblem::Expired),
-            method: Method::GET,
-            profile: g,
-            lesson: "an expired certificate (or a wrong clock): never retried",
-        },
-        Row {
-            name: "proxy wants credentials",
             target: Target::Proxy(ProxyBehavior::AuthRequired),
-            method: Method::GET,
-            profile: g,
-            lesson: "407 from the proxy: the proxy hop owns it, never the API",
+            ..row(
+                "proxy wants credentials",
+                "/ok",
+                g,
+                "407 from the proxy: the proxy hop owns it, never the API",
+            )
         },
         row(
             "body cut mid-way",
@@ -242,6 +272,25 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
             g,
             "the head arrived, then the body broke: reported with the bytes received",
         ),
+        row(
+            "body cut, read whole",
+            "/flaky-body/1/rst/30000?after=4000",
+            g,
+            "whole-body mode (TriageLayer::whole_body, sdk()): the break is the attempt's, retried; the caller gets all 30000 bytes",
+        )
+        .whole(),
+        tls(
+            "TLS unknown CA, again",
+            CertProblem::UnknownIssuer,
+            "the route breaker opened at the first failure: the next request fails at once, nothing sent, until a probe gets through",
+        )
+        .again(true),
+        tls(
+            "diagnosis window",
+            CertProblem::UnknownIssuer,
+            "after a route's first failure, the next ones are captured in detail (breaker off here to show it)",
+        )
+        .again(false),
     ]
 }
 
@@ -256,12 +305,18 @@ async fn send(
     row: &Row,
     upstream: &Upstream,
 ) -> Result<(Result<Seen, Error>, Option<String>), BoxError> {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut request = Request::builder().method(row.method.clone());
-    let layer = TriageLayer::new()
+    let mut layer = TriageLayer::new()
         .profile(row.profile.clone())
         .rules(rules())
         .attempt_timeout(Some(Duration::from_millis(1000)));
+    if row.whole {
+        layer = layer.whole_body(Some(tower_triage::DEFAULT_WHOLE_BODY_CAP));
+    }
+    if row.again == Some(false) {
+        layer = layer.breaker(tower_triage::Breaker::disabled());
+    }
     let body = Full::new(Bytes::from_static(b"{}"));
     // Each target builds its own client; keep the servers alive until the end.
     let (result, _guard): (
@@ -301,7 +356,14 @@ async fn send(
             let connector = tower_triage::connect::https_connector_with(Resolver::new(), roots)?;
             let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
             let mut svc = layer.layer(client);
-            request = request.uri(tls.url("/ok"));
+            let url = tls.url("/ok");
+            if row.again.is_some() {
+                let first = Request::get(url.as_str()).body(body.clone())?;
+                let _ = svc.ready().await?.call(first).await;
+                // The second is timed on its own.
+                started = Instant::now();
+            }
+            request = request.uri(url);
             (
                 svc.ready().await?.call(request.body(body)?).await,
                 Box::new(tls),
@@ -324,6 +386,18 @@ async fn send(
         }
     };
     let mut note = None;
+    if let Err(error) = &result {
+        if let Some(route) = error.packet().route_open() {
+            note = Some(format!(
+                "refused in {:.1} µs without a connection; the route opened at {} and has refused {} request(s)",
+                started.elapsed().as_secs_f64() * 1e6,
+                route.first_seen(),
+                route.refused()
+            ));
+        } else if let Some(detail) = error.packet().details().first() {
+            note = Some(format!("captured: {detail}"));
+        }
+    }
     let seen = match result {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -342,6 +416,12 @@ async fn send(
             let Some(report) = report else {
                 return Err("a response without a report".into());
             };
+            if row.whole && note.is_none() {
+                note = Some(format!(
+                    "delivered whole: {bytes} bytes, after {} attempt(s)",
+                    report.attempts()
+                ));
+            }
             let d = report.diagnosis();
             Ok(Seen {
                 status: Some(status),
@@ -427,7 +507,7 @@ pub(crate) async fn run() -> Result<String, BoxError> {
                 )
             }
         };
-        let decision = if note.is_some() {
+        let decision = if note.as_deref().is_some_and(|n| n.starts_with("body broke")) {
             "body failed".to_owned()
         } else {
             decision
@@ -450,7 +530,7 @@ pub(crate) async fn run() -> Result<String, BoxError> {
     }
     writeln!(
         out,
-        "\n{} classes in {:.1} s; upstream saw {} requests. Run `triage tour` again any time; nothing left this machine.",
+        "\n{} cases in {:.1} s; upstream saw {} requests. Run `triage tour` again any time; nothing left this machine.",
         rows(0, 0).len(),
         started.elapsed().as_secs_f64(),
         upstream.total_hits()

@@ -43,6 +43,12 @@ fn the_tour_shows_every_failure_class() {
         "transport.tls.certificate.expired",
         "transport.proxy.proxy_auth_required",
         "body broke after 4000 bytes",
+        // Whole-body mode, the route breaker and the diagnosis window.
+        "delivered whole: 30000 bytes, after 2 attempt(s)",
+        "route_open",
+        "without a connection; the route opened at",
+        "captured: attempt #1 (window 1/10): dns ok",
+        "peer certificate subject \"CN=svc.test\"",
     ] {
         assert!(text.contains(class), "{class} missing from:\n{text}");
     }
