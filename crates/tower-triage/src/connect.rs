@@ -310,7 +310,9 @@ pub fn https_connector_with<R>(
 /// rustls with the ring provider, trusting `roots`, through a verifier
 /// that shows the server's certificate to a diagnosis window's capture.
 #[cfg(feature = "rustls")]
-fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, rustls::Error> {
+pub(crate) fn tls_config(
+    roots: rustls::RootCertStore,
+) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::clone(&provider))
         .with_safe_default_protocol_versions()?;

@@ -35,6 +35,7 @@ use triage_core::{
     TransportFailure, redact,
 };
 
+use crate::capture::{self, Capture};
 use crate::layer::TriageLayer;
 use crate::report::ReportExt;
 use crate::transport::classify_error;
@@ -587,13 +588,9 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     };
     if https {
         let t = Instant::now();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.with_root_certificates(roots.clone())
-                    .with_no_client_auth()
-            });
+        // The connectors' verifier, which shows the server's certificate to
+        // a capture: the report names what the server presented.
+        let config = crate::connect::tls_config(roots.clone());
         let (Ok(config), Ok(name)) = (config, ServerName::try_from(host.clone())) else {
             return finish(
                 report,
@@ -605,7 +602,20 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             );
         };
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        match tokio::time::timeout(limit, connector.connect(name, stream)).await {
+        let mut capture = Some(Capture::new(0));
+        let mut handshake = std::pin::pin!(connector.connect(name, stream));
+        let shaken = tokio::time::timeout(
+            limit,
+            std::future::poll_fn(|cx| capture::scope(&mut capture, || handshake.as_mut().poll(cx))),
+        )
+        .await;
+        // `; certificate subject "…" issued by "…" valid …`, when the server
+        // showed one.
+        let presented = capture
+            .map(|c| c.into_detail())
+            .and_then(|d| d.peer().map(|p| format!("; certificate {p}")))
+            .unwrap_or_default();
+        match shaken {
             Ok(Ok(tls)) => {
                 let version = tls
                     .get_ref()
@@ -616,7 +626,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                     stage: ProbeStage::Tls,
                     ok: true,
                     elapsed: t.elapsed(),
-                    detail: format!("handshake done ({version})"),
+                    detail: format!("handshake done ({version}){presented}"),
                 });
             }
             Ok(Err(e)) => {
@@ -638,7 +648,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                     report,
                     ProbeStage::Tls,
                     t,
-                    redact::text(&e.to_string()).into_owned(),
+                    format!("{}{presented}", redact::text(&e.to_string())),
                     failure(Stage::Tls, fault),
                     started,
                 );

@@ -206,6 +206,11 @@ async fn connection_faults_name_their_stage() {
         text.contains("transport.tls.certificate.unknown_issuer"),
         "{text}"
     );
+    // What the server presented, read from its certificate.
+    assert!(
+        text.contains("certificate subject \"CN=svc.test\" issued by \"CN=another test CA\""),
+        "{text}"
+    );
 
     // Proxy: credentials required.
     let upstream = Upstream::start().await.unwrap();
