@@ -602,3 +602,103 @@ pub fn proxied_https_connector<R>(
         .wrap_connector(proxied_connector(resolver, proxy, authorization));
     Ok(StageLayer::new(Stage::Tls).layer(https))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{self, Capture};
+
+    /// A connection that answers `text`, `step` bytes per read.
+    struct Trickle {
+        text: &'static [u8],
+        step: usize,
+    }
+
+    impl hyper::rt::Read for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            mut buf: hyper::rt::ReadBufCursor<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let n = self.step.min(self.text.len()).min(buf.remaining());
+            buf.put_slice(&self.text[..n]);
+            self.text = &self.text[n..];
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Reads `stream` to its end in reads of up to 7 bytes, inside a
+    /// capture; what was read, and the captured detail.
+    fn read_all(stream: &mut ProxyStream<Trickle>) -> (Vec<u8>, triage_core::Detail) {
+        let mut capture = Some(Capture::new(1));
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let mut raw = [0u8; 7];
+            let mut buf = hyper::rt::ReadBuf::new(&mut raw);
+            let polled = capture::scope(&mut capture, || {
+                hyper::rt::Read::poll_read(Pin::new(&mut *stream), &mut cx, buf.unfilled())
+            });
+            assert!(matches!(polled, Poll::Ready(Ok(()))));
+            if buf.filled().is_empty() {
+                break;
+            }
+            out.extend_from_slice(buf.filled());
+        }
+        let detail = capture
+            .map(|c| c.into_detail())
+            .unwrap_or_else(|| triage_core::Detail::new(0));
+        (out, detail)
+    }
+
+    #[test]
+    fn a_proxys_first_line_is_seen_whatever_the_reads_and_every_byte_passes() {
+        const ANSWER: &[u8] =
+            b"HTTP/1.1 403 Forbidden by policy\r\nContent-Length: 0\r\n\r\nAFTER THE HEAD";
+        for step in [1, 2, 3, 5, 8, 64, 4096] {
+            let mut stream = ProxyStream {
+                inner: Trickle { text: ANSWER, step },
+                line: Some(Vec::new()),
+            };
+            let (read, detail) = read_all(&mut stream);
+            assert_eq!(read, ANSWER, "step {step}");
+            assert_eq!(
+                detail.proxy_status(),
+                Some("HTTP/1.1 403 Forbidden by policy"),
+                "step {step}"
+            );
+            assert!(stream.line.is_none(), "still watching after the line");
+        }
+    }
+
+    #[test]
+    fn a_line_that_never_ends_is_kept_bounded() {
+        static ENDLESS: [u8; 4096] = [b'x'; 4096];
+        let mut stream = ProxyStream {
+            inner: Trickle {
+                text: &ENDLESS,
+                step: 100,
+            },
+            line: Some(Vec::new()),
+        };
+        let (read, detail) = read_all(&mut stream);
+        assert_eq!(read.len(), ENDLESS.len());
+        let line = detail.proxy_status().unwrap_or_default();
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert!(line.starts_with("xxxx"));
+    }
+
+    #[test]
+    fn unwatched_connections_pass_through() {
+        let mut stream = ProxyStream {
+            inner: Trickle {
+                text: b"HTTP/1.1 200 OK\r\n\r\n",
+                step: 4,
+            },
+            line: None,
+        };
+        let (read, detail) = read_all(&mut stream);
+        assert_eq!(read, b"HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!(detail.proxy_status(), None);
+    }
+}
