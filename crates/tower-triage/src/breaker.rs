@@ -1,6 +1,7 @@
 //! [`Breaker`]: the route breaker, and the state of the routes.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -216,20 +217,8 @@ pub(crate) fn route_of(uri: &Uri) -> String {
     key.push_str("://");
     key.push_str(host);
     key.make_ascii_lowercase();
-    key.push(':');
-    // The port's digits without a string of their own.
-    let mut digits = [0u8; 5];
-    let mut n = port;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    key.extend(digits[at..].iter().map(|&d| char::from(d)));
+    // Written into the key: no string of its own for the port.
+    let _ = write!(key, ":{port}");
     key
 }
 
@@ -355,8 +344,8 @@ impl Routes {
     }
 
     /// An attempt on `route` failed with `diagnosis`: counts it for the
-    /// `breaker` (when it applies to the request) and opens a diagnosis
-    /// `window` if none was yet; `packet` makes the packet to keep if the
+    /// `breaker` and opens a diagnosis `window` if none was yet (each when
+    /// it applies to the request); `packet` makes the packet to keep if the
     /// route opens now.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn failed(
@@ -367,7 +356,7 @@ impl Routes {
         packet: impl FnOnce() -> Packet,
         now: Instant,
         breaker: Option<&Breaker>,
-        window: &DiagnosisWindow,
+        window: Option<&DiagnosisWindow>,
     ) -> Recorded {
         let mut recorded = Recorded::default();
         if connection_failure(diagnosis).is_none() {
@@ -383,7 +372,8 @@ impl Routes {
             self.tracked.fetch_add(1, Ordering::AcqRel);
             Route::default()
         });
-        if window.enabled && matches!(state.window, Window::Unused) {
+        let window = window.filter(|w| w.enabled);
+        if let Some(window) = window.filter(|_| matches!(state.window, Window::Unused)) {
             state.window = Window::Open {
                 until: now + window.duration,
                 failures: window.failures,
@@ -516,12 +506,6 @@ mod tests {
     use super::*;
     use triage_core::{Profile, Stage, TransportFailure, classify};
 
-    const OFF: DiagnosisWindow = DiagnosisWindow {
-        enabled: false,
-        failures: 10,
-        duration: Duration::from_secs(300),
-    };
-
     fn diagnosis(stage: Stage, fault: Fault) -> (Diagnosis, Evidence) {
         let evidence = Evidence::from_transport(TransportFailure::new(stage, fault));
         (classify(&evidence, Profile::generic()), evidence)
@@ -567,7 +551,7 @@ mod tests {
                     packet,
                     now,
                     Some(&breaker),
-                    &OFF,
+                    None,
                 )
                 .opened;
             assert!(!opened, "opened after {n} resets");
@@ -583,7 +567,7 @@ mod tests {
                     packet,
                     now,
                     Some(&breaker),
-                    &OFF
+                    None
                 )
                 .opened
         );
@@ -595,7 +579,7 @@ mod tests {
         );
         assert!(
             routes
-                .failed("t", &cert, &evidence, packet, now, Some(&breaker), &OFF)
+                .failed("t", &cert, &evidence, packet, now, Some(&breaker), None)
                 .opened
         );
         let Admit::Refuse(error) = routes.admit("t", now) else {
@@ -617,7 +601,7 @@ mod tests {
         let (dns, evidence) = diagnosis(Stage::Dns, Fault::NameNotFound);
         assert!(
             routes
-                .failed("d", &dns, &evidence, packet, now, Some(&breaker), &OFF)
+                .failed("d", &dns, &evidence, packet, now, Some(&breaker), None)
                 .opened
         );
         assert!(matches!(routes.admit("d", now), Admit::Refuse(_)));
@@ -656,7 +640,7 @@ mod tests {
                 packet,
                 now,
                 Some(&breaker),
-                &OFF,
+                None,
             );
         }
         assert_eq!(routes.states().len(), MAX_ROUTES);
@@ -683,7 +667,7 @@ mod tests {
                     packet,
                     now,
                     Some(&breaker),
-                    &OFF
+                    None
                 )
                 .opened
         );
@@ -700,13 +684,13 @@ mod tests {
         let (reset, evidence) = diagnosis(Stage::Connect, Fault::Refused);
         // No failure yet: nothing watched.
         assert!(!routes.watching("w", now));
-        let first = routes.failed("w", &reset, &evidence, packet, now, None, &window);
+        let first = routes.failed("w", &reset, &evidence, packet, now, None, Some(&window));
         assert!(first.window && !first.opened, "{first:?}");
         assert!(routes.watching("w", now));
         // A second failure does not open another window.
         assert!(
             !routes
-                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
                 .window
         );
         assert_eq!(routes.captured("w"), Some((1, 2)));
@@ -716,14 +700,14 @@ mod tests {
         assert_eq!(routes.captured("w"), None);
         assert!(
             !routes
-                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
                 .window
         );
         // The route works again: the next outage gets a window of its own.
         routes.reached("w", now, None);
         assert!(
             routes
-                .failed("w", &reset, &evidence, packet, now, None, &window)
+                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
                 .window
         );
         // Which closes by time too.
@@ -734,7 +718,7 @@ mod tests {
         let (cancelled, evidence) = diagnosis(Stage::Connect, Fault::Cancelled);
         assert!(
             !routes
-                .failed("c", &cancelled, &evidence, packet, now, None, &window)
+                .failed("c", &cancelled, &evidence, packet, now, None, Some(&window))
                 .window
         );
         assert!(!routes.watching("c", now));

@@ -112,6 +112,6 @@ pub(crate) fn peer(der: &[u8]) {
 
 /// A proxy answered `CONNECT` with `line`.
 #[cfg(feature = "hyper-util")]
-pub(crate) fn proxy_status(line: &str) {
-    with(|c| c.detail.set_proxy_status(line));
+pub(crate) fn proxy_status(line: &[u8]) {
+    with(|c| c.detail.set_proxy_status(&String::from_utf8_lossy(line)));
 }

@@ -128,9 +128,7 @@ where
             crate::transport::connect_pending(stage);
         }
         let answered = ready!(polled);
-        if capture::on() {
-            capture::stage_ended(stage, answered.is_ok());
-        }
+        capture::stage_ended(stage, answered.is_ok());
         Poll::Ready(match answered {
             Ok(inner) => Ok(Answers { inner }),
             Err(e) => Err(StageError::new(stage, e)),
@@ -151,9 +149,7 @@ impl<I: Iterator<Item = SocketAddr>> Iterator for Answers<I> {
     fn next(&mut self) -> Option<SocketAddr> {
         let addr = self.inner.next()?;
         // The connector reads the answers in the poll that got them.
-        if capture::on() {
-            capture::answer(addr);
-        }
+        capture::answer(addr);
         Some(addr)
     }
 
@@ -262,9 +258,7 @@ where
             crate::transport::connect_pending(stage);
         }
         let connected = ready!(polled);
-        if capture::on() {
-            capture::stage_ended(stage, connected.is_ok());
-        }
+        capture::stage_ended(stage, connected.is_ok());
         Poll::Ready(connected.map_err(|e| tag(stage, e.into())))
     }
 }
@@ -349,9 +343,7 @@ impl rustls::client::danger::ServerCertVerifier for ShowingVerifier {
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         // The handshake runs inside the attempt's poll.
-        if capture::on() {
-            capture::peer(end_entity.as_ref());
-        }
+        capture::peer(end_entity.as_ref());
         self.inner
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
@@ -507,9 +499,7 @@ impl<T: hyper::rt::Read + Unpin> hyper::rt::Read for ProxyStream<T> {
             line.extend_from_slice(&read[..take]);
             if end.is_some() || line.len() >= MAX_LINE || read.is_empty() {
                 if let Some(line) = this.line.take() {
-                    if capture::on() {
-                        capture::proxy_status(&String::from_utf8_lossy(&line));
-                    }
+                    capture::proxy_status(&line);
                 }
             }
         }

@@ -21,7 +21,7 @@ use triage_core::{
 };
 
 use crate::body::TryCloneBody;
-use crate::breaker::{Admit, Breaker, DiagnosisWindow, connection_failure, route_of};
+use crate::breaker::{Admit, Breaker, connection_failure, route_of};
 use crate::capture::{self, Capture};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
@@ -350,7 +350,9 @@ where
         // The first attempt (or the probe) is watched when its route has an
         // open diagnosis window.
         let capture = match &state {
-            State::Calling { .. } | State::Probing { .. } if any_route && window_on => watch(
+            // (No route with a failure on record: nothing to look up.)
+            State::Calling { .. } | State::Probing { .. } if any_route => watch(
+                window_on,
                 &config,
                 head.uri(),
                 now,
@@ -393,9 +395,9 @@ where
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
 /// route has an open diagnosis window (one atomic load while no route has
-/// a failure on record). For a request the window applies to.
-fn watch(config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<Capture>> {
-    (config.routes.any() && config.routes.watching(&route_of(uri), now))
+/// a failure on record), for a request the window applies to (`on`).
+fn watch(on: bool, config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<Capture>> {
+    (on && config.routes.any() && config.routes.watching(&route_of(uri), now))
         .then(|| Capture::new(attempt))
 }
 
@@ -599,16 +601,13 @@ where
                     let future = this.service.call(request);
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
-                    *this.capture = if *this.window_on {
-                        watch(
-                            this.config,
-                            uri!(this),
-                            *this.attempt_started,
-                            *this.attempt,
-                        )
-                    } else {
-                        None
-                    };
+                    *this.capture = watch(
+                        *this.window_on,
+                        this.config,
+                        uri!(this),
+                        *this.attempt_started,
+                        *this.attempt,
+                    );
                     *this.connecting = None;
                     if let Some(watch) = this.write.as_deref_mut() {
                         watch.timer = None;
@@ -1007,12 +1006,7 @@ fn breaker_record<S, B, R>(
     if !*this.breaker_on && !*this.window_on {
         return;
     }
-    let off = DiagnosisWindow::disabled();
-    let window = if *this.window_on {
-        &this.config.window
-    } else {
-        &off
-    };
+    let window = this.window_on.then_some(&this.config.window);
     let routes = &this.config.routes;
     if evidence.status().is_some() {
         *this.trial = false;
@@ -1059,6 +1053,7 @@ fn breaker_record<S, B, R>(
         events::route(this.config.observer.as_ref(), &event);
     }
     if recorded.window {
+        let window = &this.config.window;
         events::window_opened(&route, window, diagnosis, error.map(|e| &**e as _));
     }
 }
@@ -1153,13 +1148,7 @@ where
         return Response::from_parts(parts, body.with_profile(this.profile.clone()));
     }
     let now = Instant::now();
-    let mut evidence = Evidence::from_response(
-        parts.status,
-        &parts.headers,
-        this.profile,
-        wall_clock_for(this.profile),
-    )
-    .with_elapsed(now.saturating_duration_since(*this.attempt_started));
+    let mut evidence = success_evidence(this, &parts, now);
     if body_mode == BodyMode::Whole {
         evidence.set_body(BodyProgress::Complete(body.buffered_len()));
     }
@@ -1205,43 +1194,45 @@ where
             return Next::Respond(success(this, parts, body, BodyMode::Stream));
         }
         Some(Read::Failed(error)) => (classify_error(&*error, true).fault(), error),
-        Some(Read::Idle(limit)) => {
-            let phase = TimeoutPhase::BodyIdle;
-            (
-                Fault::Timeout(phase),
-                Box::new(TimeoutError::new(phase, limit)),
-            )
-        }
-        Some(Read::Deadline(limit)) => {
-            let phase = TimeoutPhase::Total;
-            (
-                Fault::Timeout(phase),
-                Box::new(TimeoutError::new(phase, limit)),
-            )
-        }
-        None => {
-            let (phase, limit) = (TimeoutPhase::Body, this.attempt_timeout.unwrap_or_default());
-            (
-                Fault::Timeout(phase),
-                Box::new(TimeoutError::new(phase, limit)),
-            )
-        }
+        Some(Read::Idle(limit)) => timed_out(TimeoutPhase::BodyIdle, limit),
+        Some(Read::Deadline(limit)) => timed_out(TimeoutPhase::Total, limit),
+        None => timed_out(TimeoutPhase::Body, this.attempt_timeout.unwrap_or_default()),
     };
     // The head came back, then the body broke: the evidence keeps both,
     // and the partial bytes go with `whole`, never to the caller.
     let now = Instant::now();
-    let parts = &whole.parts;
-    let mut evidence = Evidence::from_response(
+    let mut evidence = success_evidence(this, &whole.parts, now);
+    evidence.set_transport(TransportFailure::new(Stage::Body, fault));
+    evidence.set_body(BodyProgress::Failed(bytes));
+    drop(whole);
+    judge_evidence(this, evidence, error, Some(BodyMode::Whole), now)
+}
+
+/// The evidence of a success status's head that arrived for the attempt
+/// (the wall clock read only when the profile writes absolute resets).
+fn success_evidence<S, B, R>(
+    this: &Projection<'_, S, B, R>,
+    parts: &http::response::Parts,
+    now: Instant,
+) -> Evidence
+where
+    S: Service<Request<B>>,
+{
+    Evidence::from_response(
         parts.status,
         &parts.headers,
         this.profile,
         wall_clock_for(this.profile),
     )
-    .with_elapsed(now.saturating_duration_since(*this.attempt_started));
-    evidence.set_transport(TransportFailure::new(Stage::Body, fault));
-    evidence.set_body(BodyProgress::Failed(bytes));
-    drop(whole);
-    judge_evidence(this, evidence, error, Some(BodyMode::Whole), now)
+    .with_elapsed(now.saturating_duration_since(*this.attempt_started))
+}
+
+/// A timeout of `phase` after `limit`: its fault, and its typed error.
+fn timed_out(phase: TimeoutPhase, limit: Duration) -> (Fault, BoxError) {
+    (
+        Fault::Timeout(phase),
+        Box::new(TimeoutError::new(phase, limit)),
+    )
 }
 
 /// The event and observer call of a call that fails with an error.
@@ -1333,8 +1324,8 @@ where
     S: Service<Request<B>>,
     B: TryCloneBody,
 {
-    let failure = TransportFailure::new(stage, Fault::Timeout(phase));
-    judge_transport(this, failure, Box::new(TimeoutError::new(phase, limit)))
+    let (fault, error) = timed_out(phase, limit);
+    judge_transport(this, TransportFailure::new(stage, fault), error)
 }
 
 #[allow(clippy::too_many_arguments)]

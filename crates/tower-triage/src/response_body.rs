@@ -135,20 +135,37 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
 }
 
 impl<B: Body> ResponseBody<B> {
+    /// A body of `kind`, nothing delivered yet.
     #[inline]
-    pub(crate) fn passthrough(inner: B, observer: Option<Arc<dyn Observer>>) -> ResponseBody<B> {
+    fn new(
+        kind: Kind<B>,
+        done: bool,
+        mode: BodyMode,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> ResponseBody<B> {
         ResponseBody {
-            done: inner.is_end_stream(),
-            kind: Kind::Passthrough { inner },
-            bytes: 0,
-            mode: BodyMode::Stream,
-            ended: AtomicBool::new(false),
+            kind,
+            done,
+            mode,
             observer,
+            bytes: 0,
+            ended: AtomicBool::new(false),
             idle_timeout: None,
             idle: None,
             profile: None,
             permit: None,
         }
+    }
+
+    #[inline]
+    pub(crate) fn passthrough(inner: B, observer: Option<Arc<dyn Observer>>) -> ResponseBody<B> {
+        let done = inner.is_end_stream();
+        ResponseBody::new(
+            Kind::Passthrough { inner },
+            done,
+            BodyMode::Stream,
+            observer,
+        )
     }
 
     /// `prefix` was read already; `rest` is the remaining stream (`None` when
@@ -158,21 +175,14 @@ impl<B: Body> ResponseBody<B> {
         rest: Option<Pin<Box<B>>>,
         observer: Option<Arc<dyn Observer>>,
     ) -> ResponseBody<B> {
-        ResponseBody {
-            done: prefix.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
-            kind: Kind::Peeked {
-                prefix: (!prefix.is_empty()).then_some(prefix),
-                rest,
-            },
-            bytes: 0,
-            mode: BodyMode::Stream,
-            ended: AtomicBool::new(false),
+        let done = prefix.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream());
+        let prefix = (!prefix.is_empty()).then_some(prefix);
+        ResponseBody::new(
+            Kind::Peeked { prefix, rest },
+            done,
+            BodyMode::Stream,
             observer,
-            idle_timeout: None,
-            idle: None,
-            profile: None,
-            permit: None,
-        }
+        )
     }
 
     /// What a whole-body read kept: `data` (all of the body, or the prefix
@@ -196,21 +206,9 @@ impl<B: Body> ResponseBody<B> {
         } else {
             BodyMode::Stream
         };
-        ResponseBody {
-            done: front.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream()),
-            kind: Kind::Buffered {
-                front: (!front.is_empty()).then(|| Box::new(front)),
-                rest,
-            },
-            bytes: 0,
-            mode,
-            ended: AtomicBool::new(false),
-            observer,
-            idle_timeout: None,
-            idle: None,
-            profile: None,
-            permit: None,
-        }
+        let done = front.is_empty() && rest.as_ref().is_none_or(|r| r.is_end_stream());
+        let front = (!front.is_empty()).then(|| Box::new(front));
+        ResponseBody::new(Kind::Buffered { front, rest }, done, mode, observer)
     }
 
     /// Keeps the call's profile, for [`ReportExt`](crate::ReportExt) to

@@ -257,9 +257,9 @@ async fn a_run_of_connection_failures_opens_the_route() {
     );
 }
 
-/// Every route event, as the observer sees it.
-#[derive(Default)]
-struct RouteLog(Mutex<Vec<String>>);
+/// Every route event, as the observer sees it (clones share the log).
+#[derive(Clone, Default)]
+struct RouteLog(Arc<Mutex<Vec<String>>>);
 
 impl tower_triage::Observer for RouteLog {
     fn on_route(&self, event: &tower_triage::RouteEvent<'_>) {
@@ -294,15 +294,9 @@ async fn the_observer_sees_a_route_open_fail_its_probe_and_recover() {
     roots.add(good.ca_der().to_vec().into()).unwrap();
     let connector = tower_triage::connect::https_connector_with(Resolver::new(), roots).unwrap();
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let log = Arc::new(RouteLog::default());
-    struct Shared(Arc<RouteLog>);
-    impl tower_triage::Observer for Shared {
-        fn on_route(&self, event: &tower_triage::RouteEvent<'_>) {
-            self.0.on_route(event);
-        }
-    }
+    let log = RouteLog::default();
     let mut svc = TriageLayer::new()
-        .observer(Shared(Arc::clone(&log)))
+        .observer(log.clone())
         .breaker(Breaker::new().probe_backoff(Duration::from_millis(20), Duration::from_millis(40)))
         .layer(client);
     let url = format!("https://svc.test:{}/ok", switch.addr.port());
