@@ -28,11 +28,10 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, Uri};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -42,6 +41,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_triage::connect::{TagConnect, TagResolver};
 use tower_triage::core::{Backoff, RetryBudget, RetryRules, Stage};
 use tower_triage::{Breaker, Report, ReportExt, TriageLayer};
+use triage_bench::CountConnects;
 use triage_testkit::{Resolver, Upstream};
 
 /// Logical requests in full mode.
@@ -55,38 +55,17 @@ const FIXED_RETRIES: u32 = 2;
 /// Target: upstream requests per logical request with the defaults.
 const TARGET: f64 = 1.25;
 
-/// A connector that counts the connects it is asked for.
-#[derive(Debug, Clone)]
-struct CountConnects<C> {
-    inner: C,
-    calls: Arc<AtomicU64>,
-}
-
-impl<C: Service<Uri>> Service<Uri> for CountConnects<C> {
-    type Response = C::Response;
-    type Error = C::Error;
-    type Future = C::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> C::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.call(uri)
-    }
-}
-
 /// The tagged connector over the testkit resolver, counted.
 type Connector = CountConnects<TagConnect<HttpConnector<TagResolver<Resolver>>>>;
 
 /// A hyper-util client over the tagged connector, with its own resolver and
 /// connect counter.
 fn client(resolver: Resolver, connects: Arc<AtomicU64>) -> Client<Connector, Full<Bytes>> {
-    let connector = CountConnects {
-        inner: tower_triage::connect::tagged_connector(resolver),
-        calls: connects,
-    };
+    let connector = CountConnects::new(
+        tower_triage::connect::tagged_connector(resolver),
+        None,
+        connects,
+    );
     Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector)
 }
 

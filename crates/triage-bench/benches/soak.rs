@@ -48,11 +48,10 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Uri};
+use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -61,6 +60,7 @@ use tower::{Layer, Service, ServiceExt};
 use tower_triage::connect::{TagConnect, TagResolver};
 use tower_triage::core::{Backoff, RetryRules};
 use tower_triage::{ReportExt, RequestOptions, Triage, TriageLayer};
+use triage_bench::CountConnects;
 use triage_testkit::{Resolver, Upstream};
 
 /// Requests in full mode.
@@ -228,31 +228,7 @@ impl tracing::Subscriber for CountEvents {
 
 /// The tagged connector, counting the connects to the closed port (no
 /// server sees those attempts).
-#[derive(Debug, Clone)]
-struct CountClosed<C> {
-    inner: C,
-    closed_port: u16,
-    connects: Arc<AtomicU64>,
-}
-
-impl<C: Service<Uri>> Service<Uri> for CountClosed<C> {
-    type Response = C::Response;
-    type Error = C::Error;
-    type Future = C::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), C::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: Uri) -> C::Future {
-        if uri.port_u16() == Some(self.closed_port) {
-            self.connects.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.call(uri)
-    }
-}
-
-type Connector = CountClosed<TagConnect<HttpConnector<TagResolver<Resolver>>>>;
+type Connector = CountConnects<TagConnect<HttpConnector<TagResolver<Resolver>>>>;
 type Svc = Triage<Client<Connector, Full<Bytes>>>;
 
 /// Counts the route breaker's verification probes that failed: once the
@@ -270,11 +246,11 @@ impl tower_triage::Observer for Probes {
 }
 
 fn service(closed_port: u16, connects: Arc<AtomicU64>, probes: Probes) -> Svc {
-    let connector = CountClosed {
-        inner: tower_triage::connect::tagged_connector(Resolver::new()),
-        closed_port,
+    let connector = CountConnects::new(
+        tower_triage::connect::tagged_connector(Resolver::new()),
+        Some(closed_port),
         connects,
-    };
+    );
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     // The backoff is shortened (2 ms doubling to 10 ms, instead of 0.5 s to
     // 8 s) to exercise the retry machinery many times over in a short run,

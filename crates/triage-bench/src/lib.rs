@@ -77,3 +77,43 @@ impl<B, E> Policy<Request<Full<Bytes>>, Response<B>, E> for ServerErrors {
         Some(clone)
     }
 }
+
+/// A connector that counts the connects it is asked for: every one, or
+/// only those to `port`.
+#[derive(Debug, Clone)]
+pub struct CountConnects<C> {
+    inner: C,
+    port: Option<u16>,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<C> CountConnects<C> {
+    /// Counts `inner`'s connects (to `port` only, when given) into `calls`.
+    pub fn new(
+        inner: C,
+        port: Option<u16>,
+        calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> CountConnects<C> {
+        CountConnects { inner, port, calls }
+    }
+}
+
+impl<C: tower::Service<http::Uri>> tower::Service<http::Uri> for CountConnects<C> {
+    type Response = C::Response;
+    type Error = C::Error;
+    type Future = C::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), C::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> C::Future {
+        if self.port.is_none_or(|port| uri.port_u16() == Some(port)) {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.call(uri)
+    }
+}
