@@ -33,6 +33,15 @@ async fn untrusting_client() -> (TlsUpstream, Https) {
     (upstream, client)
 }
 
+/// Sends `request` through `svc`; the error it must end with.
+async fn failing<S>(svc: &mut S, request: Request<Full<Bytes>>) -> tower_triage::core::Error
+where
+    S: Service<Request<Full<Bytes>>, Error = tower_triage::core::Error>,
+    S::Response: std::fmt::Debug,
+{
+    svc.ready().await.unwrap().call(request).await.unwrap_err()
+}
+
 /// Each stage mark of `detail`: the stage, and whether it worked.
 fn stages(detail: &Detail) -> Vec<(Stage, bool)> {
     detail
@@ -62,13 +71,7 @@ async fn the_failures_after_the_first_are_captured_in_detail_then_capture_stops(
     );
 
     // The first failure opens the window; it has no detail of its own.
-    let first = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let first = failing(&mut svc, get(&url)).await;
     assert_eq!(first.stage(), Some(Stage::Tls));
     assert!(first.packet().details().is_empty());
     let opened = events.matching("diagnosis window open");
@@ -82,13 +85,7 @@ async fn the_failures_after_the_first_are_captured_in_detail_then_capture_stops(
 
     // The next two are watched from their first byte.
     for n in 1..=2u32 {
-        let error = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(get(&url))
-            .await
-            .unwrap_err();
+        let error = failing(&mut svc, get(&url)).await;
         assert_eq!(error.stage(), Some(Stage::Tls));
         let details = error.packet().details();
         assert_eq!(details.len(), 1, "request {n}: {:?}", error.packet());
@@ -139,13 +136,7 @@ async fn the_failures_after_the_first_are_captured_in_detail_then_capture_stops(
     assert!(closed[0].contains("closed_by=failures"), "{}", closed[0]);
 
     // Spent: the outage goes on, and nothing more is captured.
-    let later = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let later = failing(&mut svc, get(&url)).await;
     assert_eq!(later.stage(), Some(Stage::Tls));
     assert!(later.packet().details().is_empty());
     assert_eq!(events.matching("diagnosis detail").len(), 2);
@@ -180,13 +171,7 @@ async fn a_retry_is_watched_and_a_window_closes_after_its_time() {
     // A refused connection is retried: the first attempt opens the window,
     // the retries are captured in the same packet.
     let mut svc = layer(DiagnosisWindow::new());
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, get(&url)).await;
     assert_eq!(error.stage(), Some(Stage::Connect));
     assert_eq!(error.attempts(), 3);
     let details = error.packet().details();
@@ -212,13 +197,7 @@ async fn a_retry_is_watched_and_a_window_closes_after_its_time() {
 
     // A window of no time closes before it captures anything.
     let mut svc = layer(DiagnosisWindow::new().duration(Duration::ZERO));
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, get(&url)).await;
     assert_eq!(error.attempts(), 3);
     assert!(error.packet().details().is_empty(), "{:?}", error.packet());
     let closed = events.matching("closed_by=time");
@@ -227,13 +206,7 @@ async fn a_retry_is_watched_and_a_window_closes_after_its_time() {
     // Off: nothing is captured, no window event.
     let before = events.matching("diagnosis window open").len();
     let mut svc = layer(DiagnosisWindow::disabled());
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, get(&url)).await;
     assert!(error.packet().details().is_empty());
     assert_eq!(events.matching("diagnosis window open").len(), before);
 }
@@ -248,34 +221,16 @@ async fn an_open_routes_probes_are_captured_and_its_refusals_carry_them() {
     let url = format!("https://svc.test:{}/", upstream.addr().port());
 
     // The route opens (and the window with it) at the first failure.
-    let first = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let first = failing(&mut svc, get(&url)).await;
     assert_eq!(first.stage(), Some(Stage::Tls));
-    let refused = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let refused = failing(&mut svc, get(&url)).await;
     assert_eq!(refused.stop(), Stop::RouteOpen);
     assert!(refused.packet().details().is_empty());
 
     // After the probe's wait, a request sends the probe; it fails, is
     // captured, and the refusals from then on carry its detail.
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let after_probe = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let after_probe = failing(&mut svc, get(&url)).await;
     assert_eq!(after_probe.stop(), Stop::RouteOpen);
     let details = after_probe.packet().details();
     assert_eq!(details.len(), 1, "{:?}", after_probe.packet());
@@ -310,10 +265,10 @@ async fn a_proxys_answer_is_captured_word_for_word() {
         .layer(client);
     let url = "http://api.test:8080/v1";
 
-    let first = svc.ready().await.unwrap().call(get(url)).await.unwrap_err();
+    let first = failing(&mut svc, get(url)).await;
     assert_eq!(first.stage(), Some(Stage::Proxy));
     assert!(first.packet().details().is_empty());
-    let second = svc.ready().await.unwrap().call(get(url)).await.unwrap_err();
+    let second = failing(&mut svc, get(url)).await;
     let details = second.packet().details();
     assert_eq!(details.len(), 1, "{:?}", second.packet());
     assert_eq!(details[0].proxy_status(), Some("HTTP/1.1 403 Refused"));
@@ -359,39 +314,16 @@ async fn a_request_can_keep_out_of_the_window() {
     };
 
     // Kept out: its failure opens no window.
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(outside())
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, outside()).await;
     assert_eq!(error.stage(), Some(Stage::Connect));
     assert!(events.matching("diagnosis window open").is_empty());
     // The next one opens it; one kept out is not captured while it is open;
     // the one after is.
-    svc.ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    failing(&mut svc, get(&url)).await;
     assert_eq!(events.matching("diagnosis window open").len(), 1);
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(outside())
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, outside()).await;
     assert!(error.packet().details().is_empty());
-    let error = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(get(&url))
-        .await
-        .unwrap_err();
+    let error = failing(&mut svc, get(&url)).await;
     assert_eq!(error.packet().details().len(), 1);
     assert_eq!(error.packet().details()[0].window(), (1, 10));
 }
