@@ -5,8 +5,8 @@
 //!
 //! The slot is filled only for the poll of an attempt whose route has an
 //! open window (see [`DiagnosisWindow`](crate::DiagnosisWindow)); otherwise
-//! each tagged future pays one thread-local read per poll, and only while
-//! a connection is being made.
+//! each writer finds it empty at the cost of one thread-local read, and
+//! only while a connection is being made. Every writer looks for itself.
 
 use std::cell::RefCell;
 
