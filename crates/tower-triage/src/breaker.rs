@@ -13,14 +13,22 @@ use triage_core::{Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, Timeou
 /// The route breaker: prove the route, then reopen the workload.
 ///
 /// A route is a scheme, host and port seen by one layer (so one client,
-/// one proxy setting). After a failure of the connection path that no retry
-/// can fix — a DNS name that does not exist, a certificate this client
-/// does not trust, a proxy that wants credentials or refuses the tunnel, a
-/// proxy that is not there, TLS spoken to a plain port — or after a run of
-/// connection failures of any kind (5 by default), the route *opens*:
+/// one proxy setting). After a failure of the connection path that is
+/// proven permanent — the closed list of
+/// [`TransportFailure::is_permanent`](triage_core::TransportFailure::is_permanent):
+/// a DNS name that does not exist, a certificate this client does not
+/// trust, TLS spoken to a plain port, a proxy that wants credentials,
+/// refuses the tunnel or is not there — or after a run of connection
+/// failures of any other kind (5 by default), the route *opens*:
 /// every further request on it fails at once with the diagnosis and packet
 /// of the failure that opened it, stamped with when that was and how many
 /// requests were refused, without a DNS lookup, a connection or a handshake.
+///
+/// **The fail-safe rule.** An error the layer does not recognise (class
+/// `transport.<stage>.unknown`) is never a permanent verdict: it only counts
+/// toward the run, like a reset or a timeout, and a healthy answer on the
+/// route forgets the run. Nothing outside the closed list opens a route on
+/// one failure.
 ///
 /// While it is open, a verification probe (by default `HEAD /` on the
 /// route; see [`Breaker::probe`]) is sent through the same client, one at a
@@ -78,7 +86,7 @@ impl Default for Breaker {
 }
 
 impl Breaker {
-    /// The defaults: on; opens after a failure no retry can fix or after 5
+    /// The defaults: on; opens after a failure proven permanent or after 5
     /// connection failures in a row; probes with `HEAD /`, 1 s after opening,
     /// then backing off to 60 s.
     pub fn new() -> Breaker {
@@ -388,7 +396,12 @@ impl Routes {
             return recorded;
         }
         state.consecutive = state.consecutive.saturating_add(1);
-        let permanent = !diagnosis.is_retryable();
+        // The fail-safe rule: only a failure proven permanent opens the
+        // route at once; any other (an unknown one included) only counts.
+        let permanent = diagnosis
+            .class()
+            .transport()
+            .is_some_and(|t| t.is_permanent());
         if !permanent && state.consecutive < breaker.consecutive {
             return recorded;
         }
@@ -591,6 +604,142 @@ mod tests {
         // A status from the far side closes the route and forgets it.
         assert!(routes.reached("t", now, None).is_some());
         assert!(matches!(routes.admit("t", now), Admit::Pass));
+    }
+
+    /// Every stage and fault the layer can name, for the fail-safe
+    /// property.
+    fn every_failure() -> Vec<TransportFailure> {
+        use triage_core::CertificateProblem as C;
+        let stages = [
+            Stage::Dns,
+            Stage::Connect,
+            Stage::Proxy,
+            Stage::Tls,
+            Stage::Write,
+            Stage::AwaitHeaders,
+            Stage::Body,
+        ];
+        let mut faults = vec![
+            Fault::NameNotFound,
+            Fault::ResolverFailed,
+            Fault::Refused,
+            Fault::Unreachable,
+            Fault::Reset,
+            Fault::Closed,
+            Fault::TlsProtocol,
+            Fault::TlsHandshake,
+            Fault::ProxyAuthRequired,
+            Fault::ProxyRejected,
+            Fault::Protocol,
+            Fault::Cancelled,
+            Fault::Unsent,
+            Fault::StreamRefused,
+            Fault::StreamReset,
+            Fault::SlowDown,
+            Fault::Unknown,
+        ];
+        for phase in [
+            TimeoutPhase::Pool,
+            TimeoutPhase::Connect,
+            TimeoutPhase::Write,
+            TimeoutPhase::Headers,
+            TimeoutPhase::BodyIdle,
+            TimeoutPhase::Body,
+            TimeoutPhase::Total,
+        ] {
+            faults.push(Fault::Timeout(phase));
+        }
+        for problem in [
+            C::UnknownIssuer,
+            C::WrongName,
+            C::Expired,
+            C::NotYetValid,
+            C::Revoked,
+            C::BadSignature,
+            C::Other,
+        ] {
+            faults.push(Fault::Certificate(problem));
+        }
+        stages
+            .iter()
+            .flat_map(|&stage| {
+                faults
+                    .iter()
+                    .map(move |&fault| TransportFailure::new(stage, fault))
+            })
+            .collect()
+    }
+
+    /// The closed list, written out apart from the code it checks.
+    fn on_the_closed_list(failure: TransportFailure) -> bool {
+        matches!(
+            (failure.stage(), failure.fault()),
+            (_, Fault::NameNotFound)
+                | (_, Fault::Certificate(_))
+                | (_, Fault::TlsProtocol)
+                | (_, Fault::ProxyAuthRequired)
+                | (_, Fault::ProxyRejected)
+                | (Stage::Proxy, Fault::Refused | Fault::Unreachable)
+        )
+    }
+
+    proptest::proptest! {
+        /// No class outside the closed list opens a route on one failure,
+        /// whatever came before it on other routes; every class on it does.
+        #[test]
+        fn only_the_closed_list_opens_a_route_on_one_failure(
+            failure in proptest::sample::select(every_failure()),
+            earlier in proptest::collection::vec(proptest::sample::select(every_failure()), 0..4),
+        ) {
+            let routes = Routes::default();
+            let breaker = Breaker::new();
+            let now = Instant::now();
+            for (n, other) in earlier.iter().enumerate() {
+                let evidence = Evidence::from_transport(*other);
+                let diagnosis = classify(&evidence, Profile::generic());
+                let route = format!("other{n}");
+                routes.failed(&route, &diagnosis, &evidence, packet, now, Some(&breaker), None);
+            }
+            let evidence = Evidence::from_transport(failure);
+            let diagnosis = classify(&evidence, Profile::generic());
+            let opened = routes
+                .failed("r", &diagnosis, &evidence, packet, now, Some(&breaker), None)
+                .opened;
+            proptest::prop_assert_eq!(opened, on_the_closed_list(failure), "{}", failure);
+            proptest::prop_assert_eq!(
+                matches!(routes.admit("r", now), Admit::Refuse(_)),
+                opened
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_error_counts_toward_the_run_and_a_healthy_answer_forgets_it() {
+        let routes = Routes::default();
+        let breaker = Breaker::new();
+        let now = Instant::now();
+        let (unknown, evidence) = diagnosis(Stage::AwaitHeaders, Fault::Unknown);
+        assert!(
+            unknown.is_retryable(),
+            "an unknown error is not 'not retryable'"
+        );
+        for _ in 0..4 {
+            let recorded =
+                routes.failed("u", &unknown, &evidence, packet, now, Some(&breaker), None);
+            assert!(!recorded.opened);
+        }
+        routes.reached("u", now, None);
+        for _ in 0..4 {
+            let recorded =
+                routes.failed("u", &unknown, &evidence, packet, now, Some(&breaker), None);
+            assert!(!recorded.opened, "the run starts again after an answer");
+        }
+        assert!(
+            routes
+                .failed("u", &unknown, &evidence, packet, now, Some(&breaker), None)
+                .opened,
+            "the fifth in a row opens it"
+        );
     }
 
     #[test]

@@ -285,7 +285,9 @@ pub type HttpsTagged<R> =
     TagConnect<hyper_rustls::HttpsConnector<TagConnect<HttpConnector<TagResolver<R>>>>>;
 
 /// A tagged HTTPS (and HTTP) connector over `resolver`, trusting `roots`
-/// (rustls with the ring provider, HTTP/1.1).
+/// (rustls with the ring provider). It offers HTTP/1.1, and with the
+/// `http2` feature h2 too, through ALPN (the server picks; hyper-util's
+/// client then speaks what was negotiated).
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub fn https_connector_with<R>(
@@ -293,11 +295,13 @@ pub fn https_connector_with<R>(
     roots: rustls::RootCertStore,
 ) -> Result<HttpsTagged<R>, rustls::Error> {
     let config = tls_config(roots)?;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(tagged_connector(resolver));
+        .enable_http1();
+    #[cfg(feature = "http2")]
+    let builder = builder.enable_http2();
+    let https = builder.wrap_connector(tagged_connector(resolver));
     Ok(StageLayer::new(Stage::Tls).layer(https))
 }
 

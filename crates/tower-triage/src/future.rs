@@ -197,7 +197,7 @@ fn random() -> f64 {
 
 /// The error for an inner service that failed to become ready.
 pub(crate) fn readiness_error(error: BoxError) -> Error {
-    let failure = TransportFailure::new(Stage::Connect, Fault::Other);
+    let failure = TransportFailure::new(Stage::Connect, Fault::Unknown);
     let evidence = Evidence::from_transport(failure);
     let profile = Profile::generic();
     let diagnosis = classify(&evidence, profile);
@@ -691,7 +691,7 @@ where
                                     .as_ref()
                                     .and_then(TryCloneBody::fully_sent)
                                     .unwrap_or(true);
-                                let failure = classify_error(&*e, sent);
+                                let failure = classify_error(&*e, sent, connecting);
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {
@@ -867,7 +867,8 @@ where
                         }
                         Err(e) => {
                             let e: BoxError = e.into();
-                            let evidence = Evidence::from_transport(classify_error(&*e, true));
+                            let evidence =
+                                Evidence::from_transport(classify_error(&*e, true, None));
                             let diagnosis = classify(&evidence, this.profile);
                             let routes = &this.config.routes;
                             let observer = this.config.observer.as_ref();
@@ -1193,7 +1194,7 @@ where
             let body = ResponseBody::buffered(prefix, Some(crossing), None, Some(rest), observer);
             return Next::Respond(success(this, parts, body, BodyMode::Stream));
         }
-        Some(Read::Failed(error)) => (classify_error(&*error, true).fault(), error),
+        Some(Read::Failed(error)) => (classify_error(&*error, true, None).fault(), error),
         Some(Read::Idle(limit)) => timed_out(TimeoutPhase::BodyIdle, limit),
         Some(Read::Deadline(limit)) => timed_out(TimeoutPhase::Total, limit),
         None => timed_out(TimeoutPhase::Body, this.attempt_timeout.unwrap_or_default()),

@@ -31,8 +31,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tower::{Layer, Service, ServiceExt};
 use triage_core::{
-    CertificateProblem, Class, Diagnosis, Fault, Owner, Packet, Profile, RetryRules, Stage,
-    TransportFailure, redact,
+    Class, Diagnosis, Fault, Owner, Packet, Profile, RetryRules, Stage, TransportFailure, redact,
 };
 
 use crate::capture::{self, Capture};
@@ -350,26 +349,13 @@ fn failure(stage: Stage, fault: Fault) -> Diagnosis {
     triage_core::classify(&evidence, Profile::generic())
 }
 
-fn io_fault(error: &std::io::Error, timeout: triage_core::TimeoutPhase) -> Fault {
-    match error.kind() {
-        std::io::ErrorKind::ConnectionRefused => Fault::Refused,
-        std::io::ErrorKind::TimedOut => Fault::Timeout(timeout),
-        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => Fault::Reset,
-        std::io::ErrorKind::UnexpectedEof => Fault::Closed,
-        std::io::ErrorKind::NetworkUnreachable | std::io::ErrorKind::HostUnreachable => {
-            Fault::Unreachable
-        }
-        _ => Fault::Other,
-    }
-}
-
 /// Runs the same-path test for `url`.
 pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let started = Instant::now();
     let mut report = ProbeReport {
         url: redact::uri(&url),
         stages: Vec::new(),
-        diagnosis: failure(Stage::Connect, Fault::Other),
+        diagnosis: failure(Stage::Connect, Fault::Unknown),
         status: None,
         request_id: None,
         packet: None,
@@ -417,13 +403,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         {
             Ok(Ok(found)) => found.collect(),
             Ok(Err(e)) => {
-                let fault = if e.to_string().to_ascii_lowercase().contains("not known")
-                    || e.kind() == std::io::ErrorKind::NotFound
-                {
-                    Fault::NameNotFound
-                } else {
-                    Fault::ResolverFailed
-                };
+                let fault = classify_error(&e, false, Some(Stage::Dns)).fault();
                 return finish(
                     report,
                     ProbeStage::Dns,
@@ -484,7 +464,10 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                 ProbeStage::Connect,
                 t,
                 format!("{}: {e}", addrs[0]),
-                failure(tcp_stage, io_fault(&e, connect_phase)),
+                failure(
+                    tcp_stage,
+                    classify_error(&e, false, Some(tcp_stage)).fault(),
+                ),
                 started,
             );
         }
@@ -538,7 +521,10 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                     ProbeStage::Proxy,
                     t,
                     e.to_string(),
-                    failure(Stage::Proxy, io_fault(&e, connect_phase)),
+                    failure(
+                        Stage::Proxy,
+                        classify_error(&e, false, Some(Stage::Proxy)).fault(),
+                    ),
                     started,
                 );
             }
@@ -597,7 +583,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                 ProbeStage::Tls,
                 t,
                 "invalid TLS setup or host name".into(),
-                failure(Stage::Tls, Fault::Other),
+                failure(Stage::Tls, Fault::Unknown),
                 started,
             );
         };
@@ -630,20 +616,8 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                 });
             }
             Ok(Err(e)) => {
-                let failure_seen = classify_error(&e, false);
-                let fault = match failure_seen.fault() {
-                    Fault::Certificate(p) => Fault::Certificate(p),
-                    _ if e.to_string().contains("InvalidContentType")
-                        || e.to_string().contains("corrupt message") =>
-                    {
-                        Fault::TlsProtocol
-                    }
-                    Fault::Reset | Fault::Closed => Fault::TlsHandshake,
-                    _ if e.to_string().contains("invalid peer certificate") => {
-                        Fault::Certificate(CertificateProblem::Other)
-                    }
-                    _ => Fault::TlsHandshake,
-                };
+                // The same judgement as the layer's, at the TLS stage.
+                let fault = classify_error(&e, false, Some(Stage::Tls)).fault();
                 return finish(
                     report,
                     ProbeStage::Tls,
@@ -694,7 +668,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             ProbeStage::Http,
             t,
             "invalid request".into(),
-            failure(Stage::Write, Fault::Other),
+            failure(Stage::Write, Fault::Unknown),
             started,
         );
     };
@@ -725,7 +699,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                     ProbeStage::Http,
                     t,
                     e.to_string(),
-                    failure(Stage::Tls, Fault::Other),
+                    failure(Stage::Tls, Fault::Unknown),
                     started,
                 );
             }

@@ -346,7 +346,7 @@ where
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
-                let fault = classify_error(&*error, true).fault();
+                let fault = classify_error(&*error, true, None).fault();
                 events::body_failed(*this.bytes, fault, *this.mode);
                 if let Some(observer) = this.observer {
                     observer.on_body(&BodyOutcome::Failed {

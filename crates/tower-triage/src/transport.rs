@@ -3,16 +3,17 @@
 //!
 //! hyper and hyper-util do not expose the failing stage as data, so this
 //! walks the error chain — descending into `io::Error::get_ref()`, which
-//! `io::Error::source()` skips — and reads, in order of trust: a
-//! [`TimeoutPhase`] timeout that this crate raised itself, `io::ErrorKind`s,
-//! and as a last resort the stable parts of the error messages of
-//! hyper-util's connector (`dns error`, `tcp connect error`) and rustls
-//! (`invalid peer certificate: …`).
+//! `io::Error::source()` skips — downcasts each link to the types it knows
+//! (this crate's own timeouts and stage tags, tower's and tokio's `Elapsed`,
+//! `io::Error`, hyper's and hyper-util's errors, h2's and rustls's), reads
+//! its text only for what no type says, and leaves the judgement to
+//! [`triage_core::detect`], which the probe shares.
 
 use std::error::Error as StdError;
 use std::io;
 
-use triage_core::{BoxError, CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
+use triage_core::detect::Signals;
+use triage_core::{BoxError, Stage, TimeoutPhase, TransportFailure};
 
 /// A timeout raised by this crate, naming its phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -130,200 +131,180 @@ pub(crate) fn chain<'a>(error: &'a (dyn StdError + 'static)) -> Vec<&'a (dyn Std
 
 /// Classifies an inner client's error; `sent` says whether the request body
 /// was fully handed over (after which a failure is in the await-headers
-/// stage rather than the write stage).
-pub(crate) fn classify_error(error: &(dyn StdError + 'static), sent: bool) -> TransportFailure {
-    let links = chain(error);
-    if let Some(t) = links.iter().find_map(|e| e.downcast_ref::<TimeoutError>()) {
-        let stage = match t.phase {
-            TimeoutPhase::Connect | TimeoutPhase::Pool => Stage::Connect,
-            TimeoutPhase::Write => Stage::Write,
-            TimeoutPhase::BodyIdle | TimeoutPhase::Body => Stage::Body,
-            _ => Stage::AwaitHeaders,
-        };
-        return TransportFailure::new(stage, Fault::Timeout(t.phase));
+/// stage rather than the write stage), `pending` which connection stage a
+/// tagged connector reported in progress when it failed.
+///
+/// Each link is downcast first (see [`note_typed`]); its text is read only
+/// for what no type says, and the judgement is `triage_core::detect`'s.
+pub(crate) fn classify_error(
+    error: &(dyn StdError + 'static),
+    sent: bool,
+    pending: Option<Stage>,
+) -> TransportFailure {
+    let mut signals = Signals::new();
+    signals.note_pending(pending);
+    let mut text = Capped::default();
+    for link in chain(error) {
+        note_typed(&mut signals, link);
+        text.0.clear();
+        let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{link}"));
+        signals.read_text(&text.0);
     }
-    let text: Vec<String> = links
-        .iter()
-        .map(|e| {
-            // One allocation per link, lowercased in place.
-            let mut text = String::with_capacity(96);
-            let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{e}"));
-            text.make_ascii_lowercase();
-            text
-        })
-        .collect();
-    let said = |needle: &str| text.iter().any(|t| t.contains(needle));
-    let kind = links
-        .iter()
-        .find_map(|e| e.downcast_ref::<io::Error>())
-        .map(io::Error::kind);
-    if let Some(tagged) = links
-        .iter()
-        .rev()
-        .find_map(|e| e.downcast_ref::<StageError>())
+    signals.failure(sent)
+}
+
+/// A link's text, at most [`Capped::LIMIT`] bytes of it (a hostile or huge
+/// message is not read whole).
+#[derive(Default)]
+struct Capped(String);
+
+impl Capped {
+    const LIMIT: usize = 512;
+}
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = Capped::LIMIT.saturating_sub(self.0.len());
+        if room == 0 {
+            return Err(std::fmt::Error);
+        }
+        let mut end = s.len().min(room);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.0.push_str(&s[..end]);
+        Ok(())
+    }
+}
+
+/// What the types of one link say: triage's own timeouts and stage tags,
+/// tower's and tokio's `Elapsed`, `io::ErrorKind`, and (with their
+/// features) hyper's predicates, hyper-util's `is_connect` and tunnel
+/// errors, h2's reasons and rustls's errors.
+fn note_typed(signals: &mut Signals, link: &(dyn StdError + 'static)) {
+    if let Some(timeout) = link.downcast_ref::<TimeoutError>() {
+        signals.note_own_timeout(timeout.phase);
+    } else if let Some(tagged) = link.downcast_ref::<StageError>() {
+        signals.note_tag(tagged.stage());
+    } else if link.is::<tower::timeout::error::Elapsed>()
+        || link.is::<tokio::time::error::Elapsed>()
     {
-        return tagged_failure(tagged.stage(), kind, &text);
+        signals.note_elapsed();
+    } else if let Some(io) = link.downcast_ref::<io::Error>() {
+        signals.note_io(io.kind());
+    } else {
+        #[cfg(feature = "hyper-util")]
+        typed::hyper(signals, link);
+        #[cfg(feature = "http2")]
+        typed::h2(signals, link);
+        #[cfg(feature = "rustls")]
+        typed::rustls(signals, link);
+    }
+}
+
+/// The downcasts to the client crates' error types.
+mod typed {
+    #[cfg(feature = "hyper-util")]
+    use std::error::Error as StdError;
+
+    #[cfg(feature = "hyper-util")]
+    use triage_core::detect::{HyperSignal, ProxySignal, Signals};
+
+    /// hyper-util's tunnel error: its type is private, but it can be named
+    /// through the `Service` impl that returns it.
+    #[cfg(feature = "hyper-util")]
+    type TunnelError = <hyper_util::client::legacy::connect::proxy::Tunnel<
+        hyper_util::client::legacy::connect::HttpConnector,
+    > as tower::Service<http::Uri>>::Error;
+
+    #[cfg(feature = "hyper-util")]
+    pub(super) fn hyper(signals: &mut Signals, link: &(dyn StdError + 'static)) {
+        if let Some(e) = link.downcast_ref::<hyper::Error>() {
+            let signal = if e.is_canceled() {
+                HyperSignal::Canceled
+            } else if e.is_closed() {
+                HyperSignal::ChannelClosed
+            } else if e.is_incomplete_message() {
+                HyperSignal::IncompleteMessage
+            } else if e.is_parse() {
+                HyperSignal::Parse
+            } else if e.is_timeout() {
+                HyperSignal::Timeout
+            } else if e.is_body_write_aborted() {
+                HyperSignal::BodyWriteAborted
+            } else if e.is_user() {
+                HyperSignal::User
+            } else if e.is_shutdown() {
+                HyperSignal::Shutdown
+            } else {
+                // Io, Body, BodyWrite, Http2: the next link says more.
+                return;
+            };
+            signals.note_hyper(signal);
+        } else if let Some(e) = link.downcast_ref::<hyper_util::client::legacy::Error>() {
+            if e.is_connect() {
+                signals.note_connect_error();
+            }
+        } else if let Some(e) = link.downcast_ref::<TunnelError>() {
+            signals.note_proxy(match e {
+                TunnelError::ProxyAuthRequired => ProxySignal::AuthRequired,
+                TunnelError::TunnelUnsuccessful => ProxySignal::Rejected,
+                TunnelError::ConnectFailed(_) => ProxySignal::ConnectFailed,
+                TunnelError::TunnelUnexpectedEof => ProxySignal::Closed,
+                _ => ProxySignal::Other,
+            });
+        }
     }
 
-    let connecting = said("tcp connect error") || said("client error (connect)");
-    if said("dns error") || said("failed to lookup address") {
-        let fault = if said("name or service not known")
-            || said("nodename nor servname")
-            || said("nxdomain")
-            || said("no such host")
-        {
-            Fault::NameNotFound
-        } else {
-            Fault::ResolverFailed
+    #[cfg(feature = "http2")]
+    pub(super) fn h2(signals: &mut Signals, link: &(dyn StdError + 'static)) {
+        use triage_core::detect::H2Signal;
+        if let Some(e) = link.downcast_ref::<h2::Error>() {
+            if let Some(io) = e.get_io() {
+                signals.note_io(io.kind());
+            }
+            signals.note_h2(
+                H2Signal::new(e.reason().map(u32::from))
+                    .go_away(e.is_go_away())
+                    .reset(e.is_reset())
+                    .remote(e.is_remote()),
+            );
+        }
+    }
+
+    #[cfg(feature = "rustls")]
+    pub(super) fn rustls(signals: &mut Signals, link: &(dyn StdError + 'static)) {
+        use rustls::{CertificateError, Error};
+        use triage_core::CertificateProblem;
+        use triage_core::detect::TlsSignal;
+        let Some(e) = link.downcast_ref::<Error>() else {
+            return;
         };
-        return TransportFailure::new(Stage::Dns, fault);
-    }
-    if said("proxy authorization required") {
-        return TransportFailure::new(Stage::Proxy, Fault::ProxyAuthRequired);
-    }
-    if said("tunnel error") {
-        return TransportFailure::new(Stage::Proxy, Fault::ProxyRejected);
-    }
-    if let Some(problem) = certificate_problem(&text) {
-        return TransportFailure::new(Stage::Tls, Fault::Certificate(problem));
-    }
-    if said("invalidcontenttype") || said("received corrupt message") {
-        return TransportFailure::new(Stage::Tls, Fault::TlsProtocol);
-    }
-    if said("tls handshake eof") {
-        return TransportFailure::new(Stage::Tls, Fault::TlsHandshake);
-    }
-    let after_connect = if sent {
-        Stage::AwaitHeaders
-    } else {
-        Stage::Write
-    };
-    match kind {
-        Some(io::ErrorKind::ConnectionRefused) => {
-            TransportFailure::new(Stage::Connect, Fault::Refused)
-        }
-        Some(
-            io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::AddrNotAvailable,
-        ) => TransportFailure::new(Stage::Connect, Fault::Unreachable),
-        Some(io::ErrorKind::TimedOut) if connecting => {
-            TransportFailure::new(Stage::Connect, Fault::Timeout(TimeoutPhase::Connect))
-        }
-        Some(io::ErrorKind::TimedOut) => {
-            TransportFailure::new(after_connect, Fault::Timeout(TimeoutPhase::Headers))
-        }
-        Some(io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
-            TransportFailure::new(
-                if connecting {
-                    Stage::Connect
-                } else {
-                    after_connect
-                },
-                Fault::Reset,
-            )
-        }
-        Some(io::ErrorKind::BrokenPipe) => TransportFailure::new(Stage::Write, Fault::Reset),
-        Some(io::ErrorKind::UnexpectedEof) => TransportFailure::new(after_connect, Fault::Closed),
-        _ if said("connection closed before message completed") || said("incomplete message") => {
-            TransportFailure::new(after_connect, Fault::Closed)
-        }
-        _ if said("error parsing") || said("invalid http") => {
-            TransportFailure::new(Stage::AwaitHeaders, Fault::Protocol)
-        }
-        _ if connecting => TransportFailure::new(Stage::Connect, Fault::Other),
-        _ => TransportFailure::new(after_connect, Fault::Other),
-    }
-}
-
-/// The fault at a stage named by a tag.
-fn tagged_failure(stage: Stage, kind: Option<io::ErrorKind>, text: &[String]) -> TransportFailure {
-    let said = |needle: &str| text.iter().any(|t| t.contains(needle));
-    let io_fault = |timeout: TimeoutPhase| match kind {
-        Some(io::ErrorKind::ConnectionRefused) => Some(Fault::Refused),
-        Some(
-            io::ErrorKind::NetworkUnreachable
-            | io::ErrorKind::HostUnreachable
-            | io::ErrorKind::AddrNotAvailable,
-        ) => Some(Fault::Unreachable),
-        Some(io::ErrorKind::TimedOut) => Some(Fault::Timeout(timeout)),
-        Some(
-            io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::BrokenPipe,
-        ) => Some(Fault::Reset),
-        Some(io::ErrorKind::UnexpectedEof) => Some(Fault::Closed),
-        _ => None,
-    };
-    let fault = match stage {
-        Stage::Dns => {
-            if matches!(kind, Some(io::ErrorKind::NotFound))
-                || said("name or service not known")
-                || said("nodename nor servname")
-                || said("nxdomain")
-                || said("no such host")
-                || said("no address associated")
-            {
-                Fault::NameNotFound
-            } else if matches!(kind, Some(io::ErrorKind::TimedOut)) {
-                Fault::Timeout(TimeoutPhase::Connect)
-            } else {
-                Fault::ResolverFailed
-            }
-        }
-        Stage::Proxy => {
-            if said("proxy authorization required") {
-                Fault::ProxyAuthRequired
-            } else if let Some(fault) = io_fault(TimeoutPhase::Connect) {
-                fault
-            } else {
-                Fault::ProxyRejected
-            }
-        }
-        Stage::Tls => {
-            if let Some(problem) = certificate_problem(text) {
-                Fault::Certificate(problem)
-            } else if said("invalidcontenttype") || said("corrupt message") {
-                Fault::TlsProtocol
-            } else {
-                match io_fault(TimeoutPhase::Connect) {
-                    None | Some(Fault::Closed | Fault::Reset) => Fault::TlsHandshake,
-                    Some(other) => other,
+        signals.note_tls(match e {
+            Error::InvalidCertificate(problem) => TlsSignal::Certificate(match problem {
+                CertificateError::UnknownIssuer => CertificateProblem::UnknownIssuer,
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => CertificateProblem::WrongName,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    CertificateProblem::Expired
                 }
-            }
-        }
-        _ => io_fault(TimeoutPhase::Connect).unwrap_or(Fault::Other),
-    };
-    TransportFailure::new(stage, fault)
-}
-
-/// rustls's "invalid peer certificate: …" texts, in both the plain and the
-/// `…Context` forms.
-fn certificate_problem(text: &[String]) -> Option<CertificateProblem> {
-    let line = text
-        .iter()
-        .find(|t| t.contains("invalid peer certificate"))?;
-    let problem = if line.contains("unknownissuer") || line.contains("unknown issuer") {
-        CertificateProblem::UnknownIssuer
-    } else if line.contains("notvalidforname") || line.contains("not valid for name") {
-        CertificateProblem::WrongName
-    } else if line.contains("expired") {
-        CertificateProblem::Expired
-    } else if line.contains("notvalidyet") || line.contains("not valid yet") {
-        CertificateProblem::NotYetValid
-    } else if line.contains("revoked") {
-        CertificateProblem::Revoked
-    } else if line.contains("badsignature") || line.contains("bad signature") {
-        CertificateProblem::BadSignature
-    } else {
-        CertificateProblem::Other
-    };
-    Some(problem)
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    CertificateProblem::NotYetValid
+                }
+                CertificateError::Revoked => CertificateProblem::Revoked,
+                CertificateError::BadSignature => CertificateProblem::BadSignature,
+                _ => CertificateProblem::Other,
+            }),
+            Error::InvalidMessage(_) => TlsSignal::NotTls,
+            _ => TlsSignal::Handshake,
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use triage_core::{CertificateProblem, Fault};
 
     #[derive(Debug)]
     struct Wrap(&'static str, Option<Box<dyn StdError + Send + Sync>>);
@@ -352,7 +333,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            classify_error(&refused, false),
+            classify_error(&refused, false, None),
             TransportFailure::new(Stage::Connect, Fault::Refused)
         );
 
@@ -364,7 +345,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            classify_error(&timeout, false),
+            classify_error(&timeout, false, None),
             TransportFailure::new(Stage::Connect, Fault::Timeout(TimeoutPhase::Connect))
         );
 
@@ -376,7 +357,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            classify_error(&dns, false),
+            classify_error(&dns, false, None),
             TransportFailure::new(Stage::Dns, Fault::NameNotFound)
         );
 
@@ -388,11 +369,11 @@ mod tests {
             ),
         );
         assert_eq!(
-            classify_error(&reset, true),
+            classify_error(&reset, true, None),
             TransportFailure::new(Stage::AwaitHeaders, Fault::Reset)
         );
         assert_eq!(
-            classify_error(&reset, false),
+            classify_error(&reset, false, None),
             TransportFailure::new(Stage::Write, Fault::Reset)
         );
 
@@ -401,7 +382,7 @@ mod tests {
             Wrap("connection closed before message completed", None),
         );
         assert_eq!(
-            classify_error(&closed, true),
+            classify_error(&closed, true, None),
             TransportFailure::new(Stage::AwaitHeaders, Fault::Closed)
         );
     }
@@ -413,7 +394,7 @@ mod tests {
         let inner = io::Error::new(io::ErrorKind::InvalidData, rustls_like);
         let outer = wrap("client error (Connect)", io::Error::other(inner));
         assert_eq!(
-            classify_error(&outer, false),
+            classify_error(&outer, false, None),
             TransportFailure::new(
                 Stage::Tls,
                 Fault::Certificate(CertificateProblem::UnknownIssuer)
@@ -424,9 +405,58 @@ mod tests {
             None,
         ));
         assert_eq!(
-            classify_error(&expired, false),
+            classify_error(&expired, false, None),
             TransportFailure::new(Stage::Tls, Fault::Certificate(CertificateProblem::Expired))
         );
+    }
+
+    #[test]
+    fn a_tower_timeout_inside_is_a_timeout_of_its_stage() {
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        let waiting = classify_error(&*elapsed, true, None);
+        assert_eq!(
+            waiting,
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Timeout(TimeoutPhase::Headers))
+        );
+        assert!(waiting.is_transient() && !waiting.is_permanent());
+        // Fired while a tagged connector was still connecting.
+        assert_eq!(
+            classify_error(&*elapsed, true, Some(Stage::Connect)),
+            TransportFailure::new(Stage::Connect, Fault::Timeout(TimeoutPhase::Connect))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tokio_timeout_inside_is_a_timeout_too() {
+        let elapsed = tokio::time::timeout(std::time::Duration::ZERO, std::future::pending::<()>())
+            .await
+            .unwrap_err();
+        let wrapped = wrap("client error (SendRequest)", elapsed);
+        assert_eq!(
+            classify_error(&wrapped, true, None),
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Timeout(TimeoutPhase::Headers))
+        );
+    }
+
+    #[test]
+    fn an_error_nobody_recognises_is_unknown_and_retried() {
+        let strange = wrap(
+            "client error (SendRequest)",
+            Wrap("the flux capacitor", None),
+        );
+        let failure = classify_error(&strange, true, None);
+        assert_eq!(
+            failure,
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Unknown)
+        );
+        assert!(failure.is_transient() && !failure.is_permanent());
+    }
+
+    #[test]
+    fn a_huge_message_is_read_only_in_part() {
+        let huge: &'static str = Box::leak("x".repeat(100_000).into_boxed_str());
+        let failure = classify_error(&Wrap(huge, None), true, None);
+        assert_eq!(failure.fault(), Fault::Unknown);
     }
 
     #[test]
@@ -436,7 +466,7 @@ mod tests {
             millis: 10,
         };
         assert_eq!(
-            classify_error(&t, true),
+            classify_error(&t, true, None),
             TransportFailure::new(Stage::AwaitHeaders, Fault::Timeout(TimeoutPhase::Headers))
         );
         assert_eq!(t.to_string(), "headers timeout after 10 ms");
@@ -449,7 +479,7 @@ mod tests {
             Wrap("tunnel error: proxy authorization required", None),
         );
         assert_eq!(
-            classify_error(&e, false),
+            classify_error(&e, false, None),
             TransportFailure::new(Stage::Proxy, Fault::ProxyAuthRequired)
         );
         let e = wrap(
@@ -457,7 +487,7 @@ mod tests {
             Wrap("tunnel error: unsuccessful", None),
         );
         assert_eq!(
-            classify_error(&e, false),
+            classify_error(&e, false, None),
             TransportFailure::new(Stage::Proxy, Fault::ProxyRejected)
         );
     }

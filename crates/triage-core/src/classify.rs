@@ -173,7 +173,7 @@ pub fn classify(evidence: &Evidence, profile: &Profile) -> Diagnosis {
     let Some(status) = evidence.status() else {
         // Nothing came back and nothing was recorded: treat it as a lost answer.
         return classify_transport(
-            TransportFailure::new(Stage::AwaitHeaders, Fault::Other),
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Unknown),
             false,
         );
     };
@@ -216,11 +216,17 @@ fn classify_transport(failure: TransportFailure, answered: bool) -> Diagnosis {
     let replay = match failure.stage() {
         _ if answered => Replay::Processed,
         Stage::Body => Replay::Processed,
-        Stage::Write | Stage::AwaitHeaders => Replay::Ambiguous,
-        Stage::Dns | Stage::Connect | Stage::Proxy | Stage::Tls => Replay::NotProcessed,
+        _ if !failure.request_may_have_left() => Replay::NotProcessed,
+        _ => Replay::Ambiguous,
+    };
+    // HTTP/2's ENHANCE_YOUR_CALM: the server answered on the connection,
+    // asking for less load; the path to it works.
+    let owner = match failure.fault() {
+        Fault::SlowDown => Owner::Server,
+        _ => Owner::ConnectionPath,
     };
     Diagnosis::new(
-        Owner::ConnectionPath,
+        owner,
         Class::Transport(failure),
         replay,
         failure.is_transient(),
@@ -694,6 +700,21 @@ const fn transport_next_step(t: TransportFailure) -> &'static str {
         }
         (_, Fault::Protocol) => {
             "the peer did not answer with valid HTTP: check the scheme, port and any proxy in between"
+        }
+        (_, Fault::Unsent) => {
+            "the connection ended before the request was sent: it was not processed; retry, and test the route if it repeats"
+        }
+        (_, Fault::StreamRefused) => {
+            "the server refused the HTTP/2 stream before processing it: safe to send again; if it repeats, the server is shedding load or draining"
+        }
+        (_, Fault::StreamReset) => {
+            "the server reset the HTTP/2 stream after the request went out: retry idempotent calls, and check the server's logs if it repeats"
+        }
+        (_, Fault::SlowDown) => {
+            "the server asked for less load (HTTP/2 ENHANCE_YOUR_CALM): back off and lower concurrency"
+        }
+        (_, Fault::Unknown) => {
+            "an error this layer does not recognise: it was retried only as far as it was safe; read the error chain, and test the route from this runtime (triage probe)"
         }
         (_, Fault::Cancelled) => {
             "the caller cancelled the request before it finished; nothing to fix unless that was unexpected"

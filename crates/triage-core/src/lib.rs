@@ -58,6 +58,7 @@
 pub mod body;
 mod classify;
 mod detail;
+pub mod detect;
 mod error;
 mod evidence;
 pub mod gateway;

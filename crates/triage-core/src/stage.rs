@@ -189,12 +189,29 @@ pub enum Fault {
     ProxyAuthRequired,
     /// The proxy refused to open the tunnel (another non-2xx answer to `CONNECT`).
     ProxyRejected,
-    /// The peer sent something that is not valid HTTP.
+    /// The peer sent something that is not valid HTTP (or HTTP/2).
     Protocol,
     /// The caller dropped the request before it finished.
     Cancelled,
-    /// Anything else.
-    Other,
+    /// The connection ended before the request was written, and the client
+    /// gave the request back unsent (hyper's `is_canceled`): provably not
+    /// processed.
+    Unsent,
+    /// HTTP/2: the server refused the stream before processing it
+    /// (`REFUSED_STREAM`, or a graceful `GOAWAY` that left this stream out):
+    /// provably not processed, safe to send again whatever the method
+    /// (RFC 9113 §8.7).
+    StreamRefused,
+    /// HTTP/2: the server reset the stream (`RST_STREAM`) with another code
+    /// after the request went out: it may have been processed.
+    StreamReset,
+    /// HTTP/2 `ENHANCE_YOUR_CALM`: the server asks for less load.
+    SlowDown,
+    /// An error this crate does not recognise. Never a permanent verdict:
+    /// it gets the bounded retry of the transient stages when nothing was
+    /// sent, the idempotency gate otherwise, and it only counts toward the
+    /// route breaker's run of failures.
+    Unknown,
 }
 
 impl Fault {
@@ -216,7 +233,11 @@ impl Fault {
             Fault::ProxyRejected => "proxy_rejected",
             Fault::Protocol => "protocol",
             Fault::Cancelled => "cancelled",
-            Fault::Other => "other",
+            Fault::Unsent => "unsent",
+            Fault::StreamRefused => "stream_refused",
+            Fault::StreamReset => "stream_reset",
+            Fault::SlowDown => "slow_down",
+            Fault::Unknown => "unknown",
         }
     }
 }
@@ -256,26 +277,60 @@ impl TransportFailure {
         self.fault
     }
 
-    /// Whether the request can have reached the server (see
-    /// [`Stage::request_may_have_left`]).
+    /// Whether the request can have reached the server: not before the
+    /// connection is up (see [`Stage::request_may_have_left`]), nor when the
+    /// evidence proves it was not processed ([`Fault::Unsent`],
+    /// [`Fault::StreamRefused`]).
     pub const fn request_may_have_left(&self) -> bool {
-        self.stage.request_may_have_left()
+        !matches!(self.fault, Fault::Unsent | Fault::StreamRefused)
+            && self.stage.request_may_have_left()
+    }
+
+    /// Whether this failure is *proven permanent*: the one closed list of
+    /// diagnoses on which the route breaker opens a route at once.
+    ///
+    /// - a name that does not exist ([`Fault::NameNotFound`]);
+    /// - a refused certificate ([`Fault::Certificate`]);
+    /// - TLS spoken to a peer that does not speak it ([`Fault::TlsProtocol`]);
+    /// - a proxy that wants credentials, refuses the tunnel, or is not there
+    ///   (refused or unreachable at the [`Stage::Proxy`] hop).
+    ///
+    /// Everything else — an [`Fault::Unknown`] error included — is not: it
+    /// only counts toward the breaker's run of consecutive failures. This is
+    /// the fail-safe rule: an error the layer does not recognise never
+    /// refuses healthy traffic by itself.
+    pub const fn is_permanent(&self) -> bool {
+        matches!(
+            (self.stage, self.fault),
+            (
+                _,
+                Fault::NameNotFound
+                    | Fault::Certificate(_)
+                    | Fault::TlsProtocol
+                    | Fault::ProxyAuthRequired
+                    | Fault::ProxyRejected,
+            ) | (Stage::Proxy, Fault::Refused | Fault::Unreachable)
+        )
     }
 
     /// Whether trying again can help.
     ///
     /// Transient: a refused, reset or closed connection, a timeout while
     /// connecting or waiting, a resolver that did not answer, a handshake cut
-    /// off mid-way. Never transient: a name that does not exist, a refused
-    /// certificate, a peer that does not speak TLS, anything at the proxy hop
-    /// except a dropped connection (a blocked proxy stays blocked), a protocol
-    /// error, the caller's own cancellation, and the total deadline.
+    /// off mid-way, an HTTP/2 stream refused or reset, a request the
+    /// connection never sent, and an [`Fault::Unknown`] error (the
+    /// idempotency gate still applies when the request may have left).
+    /// Never transient: a name that does not exist, a refused certificate, a
+    /// peer that does not speak TLS, anything at the proxy hop except a
+    /// dropped connection or an unknown error (a blocked proxy stays
+    /// blocked), a protocol error, the caller's own cancellation, and the
+    /// total deadline.
     pub const fn is_transient(&self) -> bool {
         match (self.stage, self.fault) {
             (_, Fault::Cancelled | Fault::Timeout(TimeoutPhase::Total | TimeoutPhase::Pool)) => {
                 false
             }
-            (Stage::Proxy, Fault::Reset | Fault::Closed) => true,
+            (Stage::Proxy, Fault::Reset | Fault::Closed | Fault::Unknown) => true,
             (Stage::Proxy, _) => false,
             (
                 _,
@@ -284,8 +339,7 @@ impl TransportFailure {
                 | Fault::TlsProtocol
                 | Fault::ProxyAuthRequired
                 | Fault::ProxyRejected
-                | Fault::Protocol
-                | Fault::Other,
+                | Fault::Protocol,
             ) => false,
             (
                 _,
@@ -295,7 +349,12 @@ impl TransportFailure {
                 | Fault::Timeout(_)
                 | Fault::Reset
                 | Fault::Closed
-                | Fault::TlsHandshake,
+                | Fault::TlsHandshake
+                | Fault::Unsent
+                | Fault::StreamRefused
+                | Fault::StreamReset
+                | Fault::SlowDown
+                | Fault::Unknown,
             ) => true,
         }
     }
@@ -346,6 +405,55 @@ mod tests {
         for failure in transient {
             assert!(failure.is_transient(), "{failure} should be retried");
         }
+    }
+
+    #[test]
+    fn only_the_closed_list_is_permanent() {
+        let permanent = [
+            TransportFailure::new(Stage::Dns, Fault::NameNotFound),
+            TransportFailure::new(Stage::Tls, Fault::Certificate(CertificateProblem::Other)),
+            TransportFailure::new(Stage::Tls, Fault::TlsProtocol),
+            TransportFailure::new(Stage::Proxy, Fault::ProxyAuthRequired),
+            TransportFailure::new(Stage::Proxy, Fault::ProxyRejected),
+            TransportFailure::new(Stage::Proxy, Fault::Refused),
+            TransportFailure::new(Stage::Proxy, Fault::Unreachable),
+        ];
+        for failure in permanent {
+            assert!(failure.is_permanent(), "{failure} is on the list");
+        }
+        let not = [
+            TransportFailure::new(Stage::Connect, Fault::Unknown),
+            TransportFailure::new(Stage::Proxy, Fault::Unknown),
+            TransportFailure::new(Stage::Tls, Fault::Unknown),
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Protocol),
+            TransportFailure::new(Stage::Connect, Fault::Refused),
+            TransportFailure::new(Stage::Proxy, Fault::Timeout(TimeoutPhase::Connect)),
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Timeout(TimeoutPhase::Headers)),
+        ];
+        for failure in not {
+            assert!(!failure.is_permanent(), "{failure} is not proven permanent");
+        }
+    }
+
+    #[test]
+    fn unknown_errors_are_retried_and_unsent_requests_did_not_leave() {
+        for stage in [
+            Stage::Connect,
+            Stage::Proxy,
+            Stage::Write,
+            Stage::AwaitHeaders,
+        ] {
+            assert!(TransportFailure::new(stage, Fault::Unknown).is_transient());
+        }
+        assert!(!TransportFailure::new(Stage::Write, Fault::Unsent).request_may_have_left());
+        assert!(
+            !TransportFailure::new(Stage::AwaitHeaders, Fault::StreamRefused)
+                .request_may_have_left()
+        );
+        assert!(
+            TransportFailure::new(Stage::AwaitHeaders, Fault::StreamReset).request_may_have_left()
+        );
+        assert_eq!(Fault::Unknown.as_str(), "unknown");
     }
 
     #[test]

@@ -490,7 +490,11 @@ fn transport_evidence(bytes: &mut Bytes<'_>) -> Evidence {
         Fault::ProxyRejected,
         Fault::Protocol,
         Fault::Cancelled,
-        Fault::Other,
+        Fault::Unsent,
+        Fault::StreamRefused,
+        Fault::StreamReset,
+        Fault::SlowDown,
+        Fault::Unknown,
     ];
     let stage = STAGES[usize::from(bytes.byte()) % STAGES.len()];
     let fault = faults[usize::from(bytes.byte()) % faults.len()];

@@ -23,6 +23,11 @@
 //!
 //! Every answer closes its connection; hits are counted per path.
 //!
+//! With the `http2` feature, `H2Upstream` serves HTTP/2 (h2c, or TLS with
+//! ALPN `h2`) and produces HTTP/2 faults on demand: `RST_STREAM` with any
+//! reason, `GOAWAY` below or above the stream, closes and resets mid-stream
+//! (`H2Fault`); the docs of `src/h2.rs` tabulate what a hyper client observes.
+//!
 //! # Example
 //!
 //! ```
@@ -36,12 +41,16 @@
 #![forbid(unsafe_code)]
 
 mod events;
+#[cfg(feature = "http2")]
+mod h2;
 mod net;
 mod proxy;
 mod routes;
 mod tls;
 mod upstream;
 
+#[cfg(feature = "http2")]
+pub use crate::h2::{H2Fault, H2Upstream};
 pub use events::EventLog;
 pub use net::{Backlog, Resolver, closed_port, full_backlog};
 pub use proxy::{Proxy, ProxyBehavior};

@@ -48,6 +48,14 @@ impl TestCa {
 
     /// A TLS acceptor whose certificate has `problem`.
     pub(crate) fn acceptor(&self, problem: CertProblem) -> Result<TlsAcceptor, BoxError> {
+        Ok(TlsAcceptor::from(Arc::new(self.server_config(problem)?)))
+    }
+
+    /// The server configuration behind [`TestCa::acceptor`] (no ALPN).
+    pub(crate) fn server_config(
+        &self,
+        problem: CertProblem,
+    ) -> Result<rustls::ServerConfig, BoxError> {
         let other;
         let issuer_ca = if problem == CertProblem::UnknownIssuer {
             other = TestCa::new("another test CA")?;
@@ -77,6 +85,6 @@ impl TestCa {
                 vec![cert.der().clone(), issuer_ca.der.clone()],
                 PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )?;
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok(config)
     }
 }

@@ -15,28 +15,28 @@ use crate::tls::{CertProblem, TestCa};
 
 /// Requests received per path.
 #[derive(Debug, Clone, Default)]
-struct Hits(Arc<Mutex<HashMap<String, u64>>>);
+pub(crate) struct Hits(Arc<Mutex<HashMap<String, u64>>>);
 
 impl Hits {
     /// Counts a hit and returns how many came before it.
-    fn count(&self, path: &str) -> u64 {
+    pub(crate) fn count(&self, path: &str) -> u64 {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(path.to_owned()).or_insert(0);
         *n += 1;
         *n - 1
     }
 
-    fn get(&self, path: &str) -> u64 {
+    pub(crate) fn get(&self, path: &str) -> u64 {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(path).copied().unwrap_or(0)
     }
 
-    fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         map.values().sum()
     }
 
-    fn reset(&self) {
+    pub(crate) fn reset(&self) {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
