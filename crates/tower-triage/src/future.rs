@@ -1146,6 +1146,7 @@ where
                 this.config.observer.as_ref(),
             );
         }
+        crate::report::mark(&mut parts.extensions, this.profile, body_mode);
         return Response::from_parts(parts, body.with_profile(this.profile.clone()));
     }
     let now = Instant::now();
@@ -1157,6 +1158,7 @@ where
     breaker_record(this, &evidence, &diagnosis, None, now);
     let report = report(this, &evidence, diagnosis, body_mode);
     let body = if first {
+        crate::report::mark(&mut parts.extensions, this.profile, body_mode);
         body.with_profile(this.profile.clone())
     } else {
         parts.extensions.insert(report);

@@ -16,6 +16,7 @@
 //! | `/h2/close` | a clean close (FIN; over TLS `close_notify` first) after the request headers, no response, no `GOAWAY` |
 //! | `/h2/rst-tcp` | a TCP reset (`SO_LINGER` 0, then close) after the request headers |
 //! | `/h2/slow?ms=N` | waits `N` ms (default 1000), then 200 like `/ok` |
+//! | `/h2/rst-mid-body` | 200 declaring 100,000 bytes, 1,000 sent, then `RST_STREAM(INTERNAL_ERROR)` |
 //! | anything else | 404 with a JSON error |
 //!
 //! Hits are counted per path (without the query) when the request's
@@ -355,6 +356,9 @@ where
             Act::Reply(wait, reply) => {
                 answers.spawn(answer(body, respond, wait, reply));
             }
+            Act::CutBody => {
+                answers.spawn(cut_body(respond));
+            }
             Act::Fault(fault) => match fault.reset_reason() {
                 Some(reason) => respond.send_reset(reason),
                 None => return end_connection(fault, conn, (respond, body), tap, socket).await,
@@ -453,6 +457,8 @@ enum Act {
     Reply(Option<Duration>, Reply),
     /// A fault.
     Fault(H2Fault),
+    /// A 200 whose body is cut by `RST_STREAM(INTERNAL_ERROR)`.
+    CutBody,
 }
 
 /// A whole response.
@@ -514,6 +520,7 @@ fn route(path: &str, query: &str, hit: u64) -> Act {
             (Ok(_), Some(_)) => reply(ok(hit)),
             _ => reply(error(404, r#"{"error":"bad flaky route"}"#)),
         },
+        ["h2", "rst-mid-body"] => Act::CutBody,
         ["h2", "slow"] => {
             let ms = query_value(query, "ms")
                 .and_then(|v| v.parse().ok())
@@ -528,6 +535,23 @@ fn route(path: &str, query: &str, hit: u64) -> Act {
                 Act::Fault,
             ),
         _ => reply(error(404, r#"{"error":"no such route"}"#)),
+    }
+}
+
+/// A 200 that declares 100,000 bytes, sends 1,000, then resets the stream.
+async fn cut_body(mut respond: SendResponse<Bytes>) {
+    let Ok(response) = Response::builder()
+        .status(200)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", "100000")
+        .body(())
+    else {
+        return;
+    };
+    if let Ok(mut stream) = respond.send_response(response, false) {
+        let _ = stream.send_data(Bytes::from(vec![b'x'; 1000]), false);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.send_reset(Reason::INTERNAL_ERROR);
     }
 }
 
