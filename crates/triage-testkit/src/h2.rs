@@ -100,7 +100,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::tls::{CertProblem, TestCa};
+use crate::tls::CertProblem;
 use crate::upstream::Hits;
 
 /// An HTTP/2 fault of [`H2Upstream`], served at [`H2Fault::path`] and by
@@ -220,7 +220,13 @@ impl H2Upstream {
     /// Starts an h2c server (HTTP/2 with prior knowledge, no TLS) on
     /// 127.0.0.1, on a free port.
     pub async fn start() -> io::Result<H2Upstream> {
-        H2Upstream::listen(None, Vec::new()).await
+        H2Upstream::listen(TcpListener::bind(("127.0.0.1", 0)).await?, None, Vec::new())
+    }
+
+    /// Starts an h2c server on `listener` (non-blocking; e.g. a
+    /// [`RefusingPort`](crate::RefusingPort) that now listens).
+    pub fn start_on(listener: std::net::TcpListener) -> io::Result<H2Upstream> {
+        H2Upstream::listen(TcpListener::from_std(listener)?, None, Vec::new())
     }
 
     /// Starts an HTTP/2 server over TLS with a certificate for `svc.test`
@@ -228,15 +234,36 @@ impl H2Upstream {
     /// served: a connection that negotiates anything else is closed after
     /// the handshake.
     pub async fn start_tls(problem: CertProblem) -> io::Result<H2Upstream> {
-        let ca = TestCa::new("triage test CA").map_err(io::Error::other)?;
+        H2Upstream::start_tls_on(
+            std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))?,
+            problem,
+        )
+    }
+
+    /// Starts the TLS server of [`start_tls`](Self::start_tls) on
+    /// `listener` (non-blocking). Every TLS upstream of the testkit is
+    /// signed by one CA per process, so a client built before trusts it.
+    pub fn start_tls_on(
+        listener: std::net::TcpListener,
+        problem: CertProblem,
+    ) -> io::Result<H2Upstream> {
+        let ca = crate::tls::shared_ca().map_err(io::Error::other)?;
         let mut config = ca.server_config(problem).map_err(io::Error::other)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        H2Upstream::listen(Some(acceptor), ca.der().to_vec()).await
+        H2Upstream::listen(
+            TcpListener::from_std(listener)?,
+            Some(acceptor),
+            ca.der().to_vec(),
+        )
     }
 
-    async fn listen(acceptor: Option<TlsAcceptor>, ca: Vec<u8>) -> io::Result<H2Upstream> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+    fn listen(
+        listener: TcpListener,
+        acceptor: Option<TlsAcceptor>,
+        ca: Vec<u8>,
+    ) -> io::Result<H2Upstream> {
         let addr = listener.local_addr()?;
         let hits = Hits::default();
         let connections = Arc::new(AtomicU64::new(0));

@@ -52,9 +52,9 @@ mod upstream;
 #[cfg(feature = "http2")]
 pub use crate::h2::{H2Fault, H2Upstream};
 pub use events::EventLog;
-pub use net::{Backlog, Resolver, closed_port, full_backlog};
+pub use net::{Backlog, RefusingPort, Resolver, closed_port, full_backlog, refusing_port};
 pub use proxy::{Proxy, ProxyBehavior};
-pub use tls::CertProblem;
+pub use tls::{CertProblem, ca_der};
 pub use upstream::{TlsUpstream, Upstream};
 
 /// Byte `i` of the `/bytes/{n}` body.

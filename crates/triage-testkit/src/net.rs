@@ -18,6 +18,42 @@ pub fn closed_port() -> io::Result<SocketAddr> {
     listener.local_addr()
 }
 
+/// A port that refuses connections (its socket is bound but does not
+/// listen) until [`RefusingPort::listen`] makes it a listener: the same
+/// address first refuses, then serves, as a restarted service does.
+#[derive(Debug)]
+pub struct RefusingPort {
+    addr: SocketAddr,
+    socket: Socket,
+}
+
+impl RefusingPort {
+    /// The address that refuses.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts listening on the same address (non-blocking, ready for
+    /// `Upstream::start_on` and the like).
+    pub fn listen(self) -> io::Result<TcpListener> {
+        self.socket.listen(128)?;
+        let listener: TcpListener = self.socket.into();
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+}
+
+/// A port on 127.0.0.1 that refuses connections until it listens.
+pub fn refusing_port() -> io::Result<RefusingPort> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    let addr = socket
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an inet socket"))?;
+    Ok(RefusingPort { addr, socket })
+}
+
 /// A listener whose accept queue is full, so that new connections hang
 /// until their connect timeout. Keep it alive while testing.
 #[derive(Debug)]

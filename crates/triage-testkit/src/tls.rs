@@ -30,6 +30,22 @@ pub(crate) struct TestCa {
     der: CertificateDer<'static>,
 }
 
+/// The CA of every upstream's certificate ("triage test CA"), made once per
+/// process: a client that trusts it trusts every upstream started later.
+pub(crate) fn shared_ca() -> Result<&'static TestCa, BoxError> {
+    static CA: std::sync::OnceLock<Result<TestCa, String>> = std::sync::OnceLock::new();
+    CA.get_or_init(|| TestCa::new("triage test CA").map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| e.clone().into())
+}
+
+/// The DER of the CA that signs every TLS upstream's certificate (one per
+/// process; [`CertProblem::UnknownIssuer`] upstreams use another): what a
+/// client built before its upstreams trusts.
+pub fn ca_der() -> std::io::Result<&'static [u8]> {
+    shared_ca().map(TestCa::der).map_err(std::io::Error::other)
+}
+
 impl TestCa {
     pub(crate) fn new(name: &str) -> Result<TestCa, BoxError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::routes::{Action, Cut, route};
-use crate::tls::{CertProblem, TestCa};
+use crate::tls::CertProblem;
 
 /// Requests received per path.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +63,16 @@ impl Drop for Upstream {
 impl Upstream {
     /// Starts the server on 127.0.0.1, on a free port.
     pub async fn start() -> io::Result<Upstream> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Upstream::serve(TcpListener::bind(("127.0.0.1", 0)).await?)
+    }
+
+    /// Starts the server on `listener` (non-blocking; e.g. a
+    /// [`RefusingPort`](crate::RefusingPort) that now listens).
+    pub fn start_on(listener: std::net::TcpListener) -> io::Result<Upstream> {
+        Upstream::serve(TcpListener::from_std(listener)?)
+    }
+
+    fn serve(listener: TcpListener) -> io::Result<Upstream> {
         let addr = listener.local_addr()?;
         let hits = Hits::default();
         let counter = hits.clone();
@@ -130,7 +139,7 @@ impl Drop for TlsUpstream {
 impl TlsUpstream {
     /// Starts the server with a certificate that has `problem`.
     pub async fn start(problem: CertProblem) -> io::Result<TlsUpstream> {
-        let ca = TestCa::new("triage test CA").map_err(io::Error::other)?;
+        let ca = crate::tls::shared_ca().map_err(io::Error::other)?;
         let acceptor = ca.acceptor(problem).map_err(io::Error::other)?;
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
