@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use http::{Method, Uri};
 use tokio::time::Instant;
-use triage_core::{Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, TimeoutPhase};
+use triage_core::{
+    Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, TimeoutPhase, TransportFailure,
+};
 
 /// The route breaker: prove the route, then reopen the workload.
 ///
@@ -259,6 +261,9 @@ struct Route {
     consecutive: u32,
     open: Option<Open>,
     window: Window,
+    /// The latest known failure at a connection stage, and when it was
+    /// judged.
+    last: Option<(Instant, TransportFailure)>,
 }
 
 /// A route's diagnosis window.
@@ -330,25 +335,20 @@ impl Routes {
 
     /// What a request on `route` may do now.
     pub(crate) fn admit(&self, route: &str, now: Instant) -> Admit {
-        let mut states = self.states();
-        let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) else {
-            return Admit::Pass;
-        };
-        if !open.probing && now >= open.next_probe {
-            open.probing = true;
-            return Admit::Probe;
+        {
+            let mut states = self.states();
+            let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) else {
+                return Admit::Pass;
+            };
+            if !open.probing && now >= open.next_probe {
+                open.probing = true;
+                return Admit::Probe;
+            }
         }
-        open.refused += 1;
-        let packet = open
-            .packet
-            .refused_by_route(open.opened, open.refused, SystemTime::now());
-        Admit::Refuse(Box::new(Error::new(
-            open.diagnosis,
-            Stop::RouteOpen,
-            &open.evidence,
-            packet,
-            None,
-        )))
+        match self.refuse_if_open(route) {
+            Some(error) => Admit::Refuse(error),
+            None => Admit::Pass,
+        }
     }
 
     /// An attempt on `route` failed with `diagnosis`: counts it for the
@@ -380,6 +380,15 @@ impl Routes {
             self.tracked.fetch_add(1, Ordering::AcqRel);
             Route::default()
         });
+        // A known failure of the connection itself, for the requests that
+        // waited for it (see `shared_connect_failure`).
+        if let Some(failure) = diagnosis
+            .class()
+            .transport()
+            .filter(|f| !f.request_may_have_left() && f.fault() != Fault::Unknown)
+        {
+            state.last = Some((now, failure));
+        }
         let window = window.filter(|w| w.enabled);
         if let Some(window) = window.filter(|_| matches!(state.window, Window::Unused)) {
             state.window = Window::Open {
@@ -418,6 +427,38 @@ impl Routes {
         });
         recorded.opened = true;
         recorded
+    }
+
+    /// A request about to retry on `route`: refused like a new request when
+    /// the route opened meanwhile (without handing it the probe).
+    pub(crate) fn refuse_if_open(&self, route: &str) -> Option<Box<Error>> {
+        let mut states = self.states();
+        let open = states.get_mut(route)?.open.as_mut()?;
+        open.refused += 1;
+        let packet = open
+            .packet
+            .refused_by_route(open.opened, open.refused, SystemTime::now());
+        Some(Box::new(Error::new(
+            open.diagnosis,
+            Stop::RouteOpen,
+            &open.evidence,
+            packet,
+            None,
+        )))
+    }
+
+    /// The failure of a connection on `route` judged at or after `since`
+    /// at a connection stage (DNS, connect, proxy, TLS): what an attempt
+    /// that waited for another request's connection (hyper-util's pool
+    /// shares one HTTP/2 connect) failed of.
+    pub(crate) fn shared_connect_failure(
+        &self,
+        route: &str,
+        since: Instant,
+    ) -> Option<TransportFailure> {
+        let states = self.states();
+        let (at, failure) = states.get(route)?.last?;
+        (at >= since).then_some(failure)
     }
 
     /// Whether an attempt on `route` starting `now` is to be watched (its

@@ -29,7 +29,7 @@ use crate::observer::{AttemptInfo, Outcome, RouteEvent};
 use crate::options::RequestOptions;
 use crate::report::{ProfileRef, Report};
 use crate::response_body::ResponseBody;
-use crate::transport::{TimeoutError, classify_error, watch_connect};
+use crate::transport::{SharedConnectError, TimeoutError, classify_error, watch_connect};
 use crate::whole_body::{self, BodyMode, Read, Whole};
 
 /// The request's method, from the kept head.
@@ -692,6 +692,7 @@ where
                                     .and_then(TryCloneBody::fully_sent)
                                     .unwrap_or(true);
                                 let failure = classify_error(&*e, sent, connecting);
+                                let (failure, e) = shared_connect(&this, failure, e);
                                 judge_transport(&mut this, failure, e)
                             }
                             Poll::Ready(Ok(response)) => {
@@ -810,6 +811,16 @@ where
                         ready!(timer.poll(cx));
                     }
                     clear(this.timer);
+                    // The route may have opened while this request waited
+                    // (another request's failure was proven permanent): the
+                    // retry is refused like a new request.
+                    if *this.breaker_on && this.config.routes.any() {
+                        let route = route_of(uri!(this));
+                        if let Some(error) = this.config.routes.refuse_if_open(&route) {
+                            this.state.set(State::Refused { error: Some(error) });
+                            continue;
+                        }
+                    }
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -1265,6 +1276,36 @@ where
     let evidence = Evidence::from_transport(failure)
         .with_elapsed(now.saturating_duration_since(*this.attempt_started));
     judge_evidence(this, evidence, error, None, now)
+}
+
+/// An attempt whose connect failed in a way nothing recognises
+/// (`connect: unknown`) may have waited for another request's connection:
+/// hyper-util's pool shares one HTTP/2 connect among the requests to a
+/// route, and tells the waiters only that their checkout was cancelled.
+/// When this layer judged a failure of the connection on the same route
+/// since this attempt started, that failure is this attempt's too, and the
+/// error says so.
+fn shared_connect<S, B, R>(
+    this: &Projection<'_, S, B, R>,
+    failure: TransportFailure,
+    error: BoxError,
+) -> (TransportFailure, BoxError)
+where
+    S: Service<Request<B>>,
+{
+    if failure != TransportFailure::new(Stage::Connect, Fault::Unknown) || !this.config.routes.any()
+    {
+        return (failure, error);
+    }
+    let route = route_of(uri!(this));
+    match this
+        .config
+        .routes
+        .shared_connect_failure(&route, *this.attempt_started)
+    {
+        Some(shared) => (shared, Box::new(SharedConnectError::new(shared, error))),
+        None => (failure, error),
+    }
 }
 
 /// A failed attempt with its `error`: retried, or the call's error.

@@ -74,6 +74,37 @@ impl StdError for StageError {
     }
 }
 
+/// The connection an attempt waited for, made by another request on the
+/// same route (hyper-util's pool shares an HTTP/2 connect), failed with
+/// `failure`; the attempt's own error (a cancelled checkout) is the source.
+#[derive(Debug)]
+pub(crate) struct SharedConnectError {
+    failure: TransportFailure,
+    source: BoxError,
+}
+
+impl SharedConnectError {
+    pub(crate) fn new(failure: TransportFailure, source: BoxError) -> SharedConnectError {
+        SharedConnectError { failure, source }
+    }
+}
+
+impl std::fmt::Display for SharedConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the connection this request waited for failed ({})",
+            self.failure
+        )
+    }
+}
+
+impl StdError for SharedConnectError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 thread_local! {
     /// While an attempt's future is polled (see [`watch_connect`]): the
     /// connection stage that a tagged resolver or connector left pending in
