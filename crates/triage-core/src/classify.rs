@@ -565,7 +565,9 @@ fn is_overloaded(status: StatusCode, said: &Said<'_>, evidence: &Evidence) -> bo
     }
 }
 
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
+/// Whether `haystack` contains `needle`, ASCII case-insensitively (no
+/// allocation); shared with the error texts of [`crate::detect`].
+pub(crate) fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
     let (h, n) = (haystack.as_bytes(), needle.as_bytes());
     if n.is_empty() {
         return true;

@@ -45,6 +45,7 @@
 
 use std::io;
 
+use crate::classify::contains_ignore_ascii_case;
 use crate::stage::{CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
 
 /// What hyper's `Error` predicates say (`is_canceled`, `is_closed`, ...).
@@ -288,7 +289,7 @@ impl Signals {
     /// `tcp connect error`), and for errors of clients this crate cannot
     /// downcast. Matched case-insensitively, without allocating.
     pub fn read_text(&mut self, text: &str) {
-        let has = |needle: &str| contains_ignore_case(text, needle);
+        let has = |needle: &str| contains_ignore_ascii_case(text, needle);
         let mut bits = 0;
         let mut set = |yes: bool, bit: u32| {
             if yes {
@@ -537,7 +538,7 @@ fn io_fault(kind: io::ErrorKind) -> Option<Fault> {
 /// rustls's "invalid peer certificate: …" texts, in both the plain and the
 /// `…Context` forms.
 fn certificate_problem(text: &str) -> Option<CertificateProblem> {
-    let has = |needle: &str| contains_ignore_case(text, needle);
+    let has = |needle: &str| contains_ignore_ascii_case(text, needle);
     if !has("invalid peer certificate") {
         return None;
     }
@@ -556,11 +557,6 @@ fn certificate_problem(text: &str) -> Option<CertificateProblem> {
     } else {
         CertificateProblem::Other
     })
-}
-
-fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    n.is_empty() || h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
 }
 
 #[cfg(test)]
