@@ -196,6 +196,8 @@ impl Said {
     const CALM: u32 = 1 << 11;
     const STREAM_RESET: u32 = 1 << 12;
     const TIMED_OUT: u32 = 1 << 13;
+    const GOAWAY: u32 = 1 << 14;
+    const GRACEFUL: u32 = 1 << 15;
 
     fn has(self, bit: u32) -> bool {
         self.0 & bit != 0
@@ -331,9 +333,17 @@ impl Signals {
             has("operation was canceled") || has("client error (canceled)"),
             Said::CANCELED,
         );
+        // h2's texts, for a client whose h2 errors this crate cannot
+        // downcast (without the `http2` feature): `stream error received:
+        // <reason>`, `connection error received: <reason>`.
         set(has("refused stream"), Said::REFUSED_STREAM);
-        set(has("enhance your calm"), Said::CALM);
+        set(
+            has("enhance your calm") || has("excessive load generating"),
+            Said::CALM,
+        );
         set(has("stream error received"), Said::STREAM_RESET);
+        set(has("connection error received"), Said::GOAWAY);
+        set(has("not a result of an error"), Said::GRACEFUL);
         set(
             has("timed out") || has("deadline has elapsed") || has("request timeout"),
             Said::TIMED_OUT,
@@ -500,12 +510,14 @@ impl Signals {
             return Fault::Closed;
         }
         let said = self.said;
-        if said.has(Said::REFUSED_STREAM) {
+        if said.has(Said::REFUSED_STREAM) || (said.has(Said::GOAWAY) && said.has(Said::GRACEFUL)) {
             Fault::StreamRefused
         } else if said.has(Said::CALM) {
             Fault::SlowDown
         } else if said.has(Said::STREAM_RESET) {
             Fault::StreamReset
+        } else if said.has(Said::GOAWAY) {
+            Fault::Reset
         } else if said.has(Said::CANCELED) {
             Fault::Unsent
         } else if said.has(Said::INCOMPLETE) {
@@ -731,6 +743,31 @@ mod tests {
             s.read_text("refused stream");
         });
         assert_eq!(typed.fault(), Fault::Closed);
+    }
+
+    #[test]
+    fn h2_texts_when_its_types_cannot_be_read() {
+        let text = |t: &str| judged(true, |s| s.read_text(t)).fault();
+        assert_eq!(
+            text("stream error received: refused stream before processing any application logic"),
+            Fault::StreamRefused
+        );
+        assert_eq!(
+            text("stream error received: detected excessive load generating behavior"),
+            Fault::SlowDown
+        );
+        assert_eq!(
+            text("stream error received: unexpected internal error encountered"),
+            Fault::StreamReset
+        );
+        assert_eq!(
+            text("connection error received: not a result of an error"),
+            Fault::StreamRefused
+        );
+        assert_eq!(
+            text("connection error received: unexpected internal error encountered"),
+            Fault::Reset
+        );
     }
 
     #[test]
