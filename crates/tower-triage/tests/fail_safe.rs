@@ -15,7 +15,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_triage::core::{Backoff, Fault, Owner, RetryRules, Stage, Stop};
@@ -81,10 +81,21 @@ async fn a_tower_timeout_inside_the_layer_is_a_retried_timeout_not_a_refusal() {
     assert_eq!(upstream.hits("/ok"), 3);
 }
 
-/// A raw server: each of the first `resets` connections is read once and
-/// then reset (RST); later ones are served by hyper, over HTTP/2 when `h2`
-/// (prior knowledge), else HTTP/1.1. Counts connections.
-async fn reset_then_serve(resets: u32, h2: bool) -> (SocketAddr, Arc<AtomicU32>) {
+/// How the first connections of [`faulty_then_serve`] end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Read once, then reset (RST).
+    Reset,
+    /// Close at once, before any request: over HTTP/2 after the server's
+    /// SETTINGS and a graceful `GOAWAY` that processed no stream (a server
+    /// draining), over HTTP/1 with a FIN.
+    Close,
+}
+
+/// A raw server: each of the first `faulty` connections ends as `ending`
+/// says; later ones are served by hyper, over HTTP/2 when `h2` (prior
+/// knowledge), else HTTP/1.1. Counts connections.
+async fn faulty_then_serve(faulty: u32, ending: Ending, h2: bool) -> (SocketAddr, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicU32::new(0));
@@ -96,11 +107,31 @@ async fn reset_then_serve(resets: u32, h2: bool) -> (SocketAddr, Arc<AtomicU32>)
             };
             let n = count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
-                if n < resets {
+                if n < faulty {
                     let mut buf = [0u8; 4096];
-                    let _ = stream.read(&mut buf).await;
-                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-                    drop(stream);
+                    match ending {
+                        Ending::Reset => {
+                            let _ = stream.read(&mut buf).await;
+                            let _ =
+                                socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        }
+                        Ending::Close => {
+                            if h2 {
+                                // SETTINGS (empty), then GOAWAY(last stream 0, NO_ERROR).
+                                let mut frames = vec![0, 0, 0, 4, 0, 0, 0, 0, 0];
+                                frames.extend_from_slice(&[0, 0, 8, 7, 0, 0, 0, 0, 0]);
+                                frames.extend_from_slice(&[0; 8]);
+                                let _ = stream.write_all(&frames).await;
+                            }
+                            let _ = stream.shutdown().await;
+                            // Drain until the client closes, so that the close
+                            // stays a FIN.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                                while let Ok(1..) = stream.read(&mut buf).await {}
+                            })
+                            .await;
+                        }
+                    }
                     return;
                 }
                 let service = hyper::service::service_fn(|_req| async {
@@ -135,8 +166,8 @@ struct Verdict {
     healthy_after: bool,
 }
 
-async fn reset_verdict(h2: bool) -> (Verdict, Fault) {
-    let (addr, accepted) = reset_then_serve(3, h2).await;
+async fn verdict_of(ending: Ending, h2: bool) -> (Verdict, Fault) {
+    let (addr, accepted) = faulty_then_serve(3, ending, h2).await;
     let mut builder = Client::builder(TokioExecutor::new());
     builder.http2_only(h2);
     let client = builder.build::<_, Full<Bytes>>(tower_triage::connect::http_connector());
@@ -161,17 +192,26 @@ async fn reset_verdict(h2: bool) -> (Verdict, Fault) {
 }
 
 /// Repro 2: hyper-util with `http2_only(true)` (h2c) against a peer that
-/// resets the connection. Over HTTP/1 the same server is an await-headers
-/// reset, retried; over h2c hyper-util says `client error (Canceled)`, which
-/// is now known as a request given back unsent: retried for any method, and
-/// the route stays closed. The same verdict as HTTP/1's.
+/// closes the connection before any request (after a graceful `GOAWAY`, as
+/// a draining server does). hyper gives the request back unsent and
+/// hyper-util says `client error (Canceled)` (or h2 fails the stream with
+/// the `GOAWAY`): it was classed `other`, not retried, and opened the route.
+/// Over HTTP/1 the same server is a connection closed before the request
+/// was sent or answered, retried. Now the h2c request is known to be unsent (or refused), is
+/// retried for any method, and the route stays closed: HTTP/1's verdict.
 #[tokio::test]
-async fn an_h2c_reset_gets_the_same_verdict_as_over_http1() {
-    let (http1, http1_fault) = reset_verdict(false).await;
-    assert_eq!(http1_fault, Fault::Reset);
-    let (h2c, h2c_fault) = reset_verdict(true).await;
+async fn an_h2c_close_before_any_request_gets_the_same_verdict_as_over_http1() {
+    let (http1, http1_fault) = verdict_of(Ending::Close, false).await;
+    // hyper's HTTP/1 client gives the request back too when the connection
+    // closed before it was written (or reads the close as an incomplete
+    // answer).
     assert!(
-        matches!(h2c_fault, Fault::Unsent | Fault::Reset | Fault::Closed),
+        matches!(http1_fault, Fault::Closed | Fault::Unsent),
+        "{http1_fault:?}"
+    );
+    let (h2c, h2c_fault) = verdict_of(Ending::Close, true).await;
+    assert!(
+        matches!(h2c_fault, Fault::Unsent | Fault::StreamRefused),
         "{h2c_fault:?}"
     );
     assert_eq!(h2c, http1);
@@ -184,6 +224,16 @@ async fn an_h2c_reset_gets_the_same_verdict_as_over_http1() {
             healthy_after: true,
         }
     );
+}
+
+/// The same for a peer that resets the connection once it has read.
+#[tokio::test]
+async fn an_h2c_reset_gets_the_same_verdict_as_over_http1() {
+    let (http1, http1_fault) = verdict_of(Ending::Reset, false).await;
+    assert_eq!(http1_fault, Fault::Reset);
+    let (h2c, h2c_fault) = verdict_of(Ending::Reset, true).await;
+    assert_eq!(h2c_fault, Fault::Reset);
+    assert_eq!(h2c, http1);
 }
 
 /// An error no layer could recognise, from any client: unknown, retried,
