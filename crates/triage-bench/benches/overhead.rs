@@ -75,14 +75,18 @@ fn answer() -> Response<Full<Bytes>> {
 /// response's extensions (`HttpInfo`), stood in for by a value of the same
 /// size.
 #[derive(Clone, Copy)]
-struct ConnInfo([u8; 32]);
+struct ConnInfo {
+    _addresses: [u8; 32],
+}
 
 /// `answer()` with an extension, as a hyper-util or reqwest response has:
 /// the layer marks a first-try success there (for `Report::of`), which
 /// costs no allocation once the map exists.
 fn answer_with_extensions() -> Response<Full<Bytes>> {
     let mut response = answer();
-    response.extensions_mut().insert(ConnInfo([0; 32]));
+    response.extensions_mut().insert(ConnInfo {
+        _addresses: [0; 32],
+    });
     response
 }
 

@@ -357,10 +357,17 @@ impl Signals {
     /// The connection stage the failure happened in, if it happened while
     /// connecting.
     fn connecting(&self) -> Option<Stage> {
+        // A certificate is only ever checked in the handshake; any other
+        // TLS error can come from a live connection too (an alert, a record
+        // that does not decrypt), after the request may have left, so it
+        // names the TLS stage only when the client says it was connecting.
+        let handshake = self
+            .tls
+            .filter(|t| matches!(t, TlsSignal::Certificate(_)) || self.connect_error);
         self.tag
             .or(self.pending)
             .or(self.proxy.map(|_| Stage::Proxy))
-            .or(self.tls.map(|_| Stage::Tls))
+            .or(handshake.map(|_| Stage::Tls))
             .or((self.said.has(Said::DNS)).then_some(Stage::Dns))
             .or(
                 (self.said.has(Said::TUNNEL) || self.said.has(Said::PROXY_AUTH))
@@ -373,12 +380,14 @@ impl Signals {
             .then_some(Stage::Connect))
     }
 
-    /// A refusal or a missing route happens only while connecting, whatever
-    /// client reports it.
+    /// A refusal, or an address that cannot be bound, happens only while
+    /// connecting, whatever client reports it. (A missing route can also
+    /// end a live connection: that needs the client to say it was
+    /// connecting.)
     fn refused_or_unreachable(&self) -> bool {
         matches!(
-            self.io.and_then(io_fault),
-            Some(Fault::Refused | Fault::Unreachable)
+            self.io,
+            Some(io::ErrorKind::ConnectionRefused | io::ErrorKind::AddrNotAvailable)
         )
     }
 
@@ -697,6 +706,35 @@ mod tests {
             TransportFailure::new(Stage::Connect, Fault::Refused)
         );
         assert!(!refused.request_may_have_left());
+    }
+
+    #[test]
+    fn a_tls_error_on_a_live_connection_is_not_the_handshake() {
+        // An alert or a bad record after the request left: not provably
+        // unsent, so not the TLS stage.
+        let live = judged(true, |s| s.note_tls(TlsSignal::Handshake));
+        assert_eq!(
+            live,
+            TransportFailure::new(Stage::AwaitHeaders, Fault::Unknown)
+        );
+        assert!(live.request_may_have_left());
+        // The same while connecting is a handshake failure.
+        let connecting = judged(true, |s| {
+            s.note_connect_error();
+            s.note_tls(TlsSignal::Handshake);
+        });
+        assert_eq!(
+            connecting,
+            TransportFailure::new(Stage::Tls, Fault::TlsHandshake)
+        );
+        // A refused certificate is only ever the handshake's.
+        let cert = judged(true, |s| {
+            s.note_tls(TlsSignal::Certificate(CertificateProblem::Expired))
+        });
+        assert_eq!(cert.stage(), Stage::Tls);
+        // A missing route on a live connection is not a connect failure.
+        let unreachable = judged(true, |s| s.note_io(io::ErrorKind::HostUnreachable));
+        assert_eq!(unreachable.stage(), Stage::AwaitHeaders);
     }
 
     #[test]
