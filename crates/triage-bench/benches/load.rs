@@ -267,6 +267,10 @@ fn args() -> Args {
 fn main() {
     let args = args();
     let _ = tracing::subscriber::set_global_default(Discard);
+    // Built with the workspace, reqwest has rustls without a provider (the
+    // composition matrix asks for it): give the process one. The loopback
+    // comparison itself is plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
