@@ -335,20 +335,25 @@ impl Routes {
 
     /// What a request on `route` may do now.
     pub(crate) fn admit(&self, route: &str, now: Instant) -> Admit {
-        {
-            let mut states = self.states();
-            let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) else {
-                return Admit::Pass;
-            };
-            if !open.probing && now >= open.next_probe {
-                open.probing = true;
-                return Admit::Probe;
-            }
+        let mut states = self.states();
+        let Some(open) = states.get_mut(route).and_then(|r| r.open.as_mut()) else {
+            return Admit::Pass;
+        };
+        if !open.probing && now >= open.next_probe {
+            open.probing = true;
+            return Admit::Probe;
         }
-        match self.refuse_if_open(route) {
-            Some(error) => Admit::Refuse(error),
-            None => Admit::Pass,
-        }
+        open.refused += 1;
+        let packet = open
+            .packet
+            .refused_by_route(open.opened, open.refused, SystemTime::now());
+        Admit::Refuse(Box::new(Error::new(
+            open.diagnosis,
+            Stop::RouteOpen,
+            &open.evidence,
+            packet,
+            None,
+        )))
     }
 
     /// An attempt on `route` failed with `diagnosis`: counts it for the
@@ -429,22 +434,23 @@ impl Routes {
         recorded
     }
 
-    /// A request about to retry on `route`: refused like a new request when
-    /// the route opened meanwhile (without handing it the probe).
-    pub(crate) fn refuse_if_open(&self, route: &str) -> Option<Box<Error>> {
+    /// A request about to retry on `route`: when the route opened
+    /// meanwhile, it is refused (and counted) like a new request, without
+    /// being handed the probe. Gives what the refusal says: the diagnosis
+    /// and evidence that opened the route, when, and the refusals so far.
+    pub(crate) fn refuse_retry(
+        &self,
+        route: &str,
+    ) -> Option<(Diagnosis, Evidence, SystemTime, u64)> {
         let mut states = self.states();
         let open = states.get_mut(route)?.open.as_mut()?;
         open.refused += 1;
-        let packet = open
-            .packet
-            .refused_by_route(open.opened, open.refused, SystemTime::now());
-        Some(Box::new(Error::new(
+        Some((
             open.diagnosis,
-            Stop::RouteOpen,
-            &open.evidence,
-            packet,
-            None,
-        )))
+            open.evidence.clone(),
+            open.opened,
+            open.refused,
+        ))
     }
 
     /// The failure of a connection on `route` judged at or after `since`

@@ -816,7 +816,8 @@ where
                     // retry is refused like a new request.
                     if *this.breaker_on && this.config.routes.any() {
                         let route = route_of(uri!(this));
-                        if let Some(error) = this.config.routes.refuse_if_open(&route) {
+                        if let Some(refusal) = this.config.routes.refuse_retry(&route) {
+                            let error = refused_retry(&mut this, refusal);
                             this.state.set(State::Refused { error: Some(error) });
                             continue;
                         }
@@ -1276,6 +1277,35 @@ where
     let evidence = Evidence::from_transport(failure)
         .with_elapsed(now.saturating_duration_since(*this.attempt_started));
     judge_evidence(this, evidence, error, None, now)
+}
+
+/// The error of a request whose route opened while it waited to retry:
+/// the diagnosis that opened the route, and this request's own packet (its
+/// attempts so far), stopped by the route.
+fn refused_retry<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    (diagnosis, evidence, opened, refused): (Diagnosis, Evidence, SystemTime, u64),
+) -> Box<Error>
+where
+    S: Service<Request<B>>,
+{
+    let builder = this.packet.take().unwrap_or_else(|| {
+        Box::new(PacketBuilder::new(
+            method!(this),
+            uri!(this),
+            this.profile,
+            SystemTime::now(),
+        ))
+    });
+    let mut packet = builder.finish(this.started.elapsed());
+    packet.stopped_by_route(opened, refused);
+    Box::new(Error::new(
+        diagnosis,
+        Stop::RouteOpen,
+        &evidence,
+        packet,
+        None,
+    ))
 }
 
 /// An attempt whose connect failed in a way nothing recognises

@@ -285,3 +285,52 @@ async fn an_unrecognised_error_is_retried_and_never_opens_the_route() {
         error.stop()
     );
 }
+
+/// A request waiting to retry when another request's failure, proven
+/// permanent, opens the route: its retry is refused without being sent, and
+/// its error keeps its own attempts.
+#[tokio::test]
+async fn a_retry_is_refused_once_its_route_opened() {
+    let calls_b = Arc::new(AtomicU32::new(0));
+    let seen_b = Arc::clone(&calls_b);
+    let client = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let is_b = req.uri().path() == "/b";
+        if is_b {
+            seen_b.fetch_add(1, Ordering::SeqCst);
+        }
+        async move {
+            let error = if is_b {
+                tower_triage::StageError::new(
+                    Stage::Connect,
+                    std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+                )
+            } else {
+                tower_triage::StageError::new(
+                    Stage::Dns,
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"),
+                )
+            };
+            Err::<http::Response<Full<Bytes>>, _>(error)
+        }
+    });
+    let rules = RetryRules::default()
+        .backoff(Backoff::new(Duration::from_millis(200), Duration::from_millis(400)).unwrap());
+    let svc = TriageLayer::new().rules(rules).layer(client);
+    let b = tokio::spawn({
+        let svc = svc.clone();
+        async move { svc.oneshot(get("http://api.test/b".into())).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let a = svc
+        .clone()
+        .oneshot(get("http://api.test/a".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(a.class().to_string(), "transport.dns.name_not_found");
+    let b = b.await.unwrap().unwrap_err();
+    assert_eq!(b.stop(), Stop::RouteOpen);
+    assert_eq!(b.class().to_string(), "transport.dns.name_not_found");
+    assert_eq!(b.attempts(), 1, "its own attempt, kept");
+    assert_eq!(calls_b.load(Ordering::SeqCst), 1, "the retry was not sent");
+    assert_eq!(b.packet().route_open().unwrap().refused(), 1);
+}

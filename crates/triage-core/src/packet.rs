@@ -176,12 +176,19 @@ impl Packet {
         packet.attempts.clear();
         packet.attempts_total = 0;
         packet.elapsed_ms = 0;
-        packet.route = Some(RouteNote {
+        packet.stopped_by_route(opened, refused);
+        packet
+    }
+
+    /// This request's own packet, stopped by a route that opened (at
+    /// `opened`, `refused` requests refused so far) while it waited to
+    /// retry: its attempts stay, its outcome is `route_open`.
+    pub fn stopped_by_route(&mut self, opened: SystemTime, refused: u64) {
+        self.route = Some(RouteNote {
             first_seen: time::format_rfc3339_millis(opened),
             refused,
         });
-        packet.outcome = Stop::RouteOpen.as_str();
-        packet
+        self.outcome = Stop::RouteOpen.as_str();
     }
 
     /// The detail captured by the route's diagnosis window, for the
