@@ -320,7 +320,14 @@ async fn a_retry_is_refused_once_its_route_opened() {
         let svc = svc.clone();
         async move { svc.oneshot(get("http://api.test/b".into())).await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // B's first attempt has failed (it now waits at least 150 ms to retry).
+    for _ in 0..100 {
+        if calls_b.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(calls_b.load(Ordering::SeqCst), 1);
     let a = svc
         .clone()
         .oneshot(get("http://api.test/a".into()))
