@@ -555,6 +555,11 @@ impl<T: hyper_util::client::legacy::connect::Connection>
 /// proxy — the proxy refusing or not listening, asking for credentials (407),
 /// refusing the tunnel — is tagged [`Stage::Proxy`], so it is never blamed on
 /// the origin; DNS failures (of the proxy's name) stay [`Stage::Dns`].
+///
+/// Credentials in the proxy URL's user info (`http://user:pass@proxy:3128`,
+/// percent-encoded as in a URL) are sent as `Proxy-Authorization: Basic`
+/// when no `authorization` is given, marked sensitive; the URL's user info
+/// itself goes nowhere.
 pub fn proxied_connector<R>(
     resolver: R,
     proxy: Uri,
@@ -563,11 +568,80 @@ pub fn proxied_connector<R>(
     let mut http = HttpConnector::new_with_resolver(TagResolver::new(resolver));
     http.enforce_http(false);
     let to_proxy = StageLayer::new(Stage::Proxy).layer(ProxyLine { inner: http });
-    let mut tunnel = Tunnel::new(proxy, to_proxy);
+    let authorization = authorization.or_else(|| proxy_authorization(&proxy));
+    let mut tunnel = Tunnel::new(without_user_info(proxy), to_proxy);
     if let Some(value) = authorization {
         tunnel = tunnel.with_auth(value);
     }
     StageLayer::new(Stage::Proxy).layer(tunnel)
+}
+
+/// `Proxy-Authorization: Basic` for the user info of `proxy`'s URL, if it
+/// has any (percent-decoded); marked sensitive.
+pub fn proxy_authorization(proxy: &Uri) -> Option<http::HeaderValue> {
+    let authority = proxy.authority()?.as_str();
+    let (user_info, _) = authority.rsplit_once('@')?;
+    let credentials = percent_decode(user_info.as_bytes());
+    let mut value = http::HeaderValue::from_str(&format!("Basic {}", base64(&credentials))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// `uri` without its user info.
+fn without_user_info(uri: Uri) -> Uri {
+    let Some(authority) = uri.authority() else {
+        return uri;
+    };
+    let Some((_, host)) = authority.as_str().rsplit_once('@') else {
+        return uri;
+    };
+    let host = host.to_owned();
+    let mut parts = uri.into_parts();
+    parts.authority = host.parse().ok();
+    Uri::from_parts(parts).unwrap_or_default()
+}
+
+/// `%XX` escapes decoded (a bad escape is kept as it is).
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (text[i], text.get(i + 1).copied(), text.get(i + 2).copied()) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                let (h, l) = (hex(h).unwrap_or(0), hex(l).unwrap_or(0));
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Standard base64 (RFC 4648, padded).
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// The tagged HTTPS connector through a `CONNECT` proxy built by
@@ -589,12 +663,39 @@ pub fn proxied_https_connector<R>(
     roots: rustls::RootCertStore,
 ) -> Result<ProxiedHttpsTagged<R>, rustls::Error> {
     let config = tls_config(roots)?;
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_or_http()
-        .enable_http1()
-        .wrap_connector(proxied_connector(resolver, proxy, authorization));
+        .enable_http1();
+    #[cfg(feature = "http2")]
+    let builder = builder.enable_http2();
+    let https = builder.wrap_connector(proxied_connector(resolver, proxy, authorization));
     Ok(StageLayer::new(Stage::Tls).layer(https))
+}
+
+#[cfg(test)]
+mod proxy_credentials {
+    use super::*;
+
+    #[test]
+    fn user_info_becomes_basic_credentials_and_leaves_the_url() {
+        let proxy: Uri = "http://us%40er:p%3Ass@proxy.test:3128".parse().unwrap();
+        let value = proxy_authorization(&proxy).unwrap();
+        // base64("us@er:p:ss")
+        assert_eq!(value, "Basic dXNAZXI6cDpzcw==");
+        assert!(value.is_sensitive());
+        assert_eq!(
+            without_user_info(proxy).to_string(),
+            "http://proxy.test:3128/"
+        );
+        let bare: Uri = "http://proxy.test:3128".parse().unwrap();
+        assert!(proxy_authorization(&bare).is_none());
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(percent_decode(b"a%2"), b"a%2");
+    }
 }
 
 #[cfg(test)]

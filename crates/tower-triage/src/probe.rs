@@ -492,7 +492,19 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     // Proxy CONNECT
     if options.proxy.is_some() {
         let t = Instant::now();
-        let request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n");
+        // Credentials in the proxy URL's user info go as Basic, never printed.
+        let credentials = options
+            .proxy
+            .as_ref()
+            .and_then(crate::connect::proxy_authorization)
+            .and_then(|v| {
+                v.to_str()
+                    .ok()
+                    .map(|v| format!("Proxy-Authorization: {v}\r\n"))
+            })
+            .unwrap_or_default();
+        let request =
+            format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{credentials}\r\n");
         let answer = tokio::time::timeout(limit, async {
             stream.write_all(request.as_bytes()).await?;
             let mut head = Vec::new();
@@ -674,13 +686,29 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     };
     let resolver = Fixed(addrs.clone());
     let result = match &options.proxy {
+        // Through the tunnel, HTTPS is TLS with the origin, always: the
+        // request never crosses the proxy in clear.
         Some(proxy) => {
-            let connector = crate::connect::proxied_connector(resolver, proxy.clone(), None);
-            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-            let mut svc = layer.layer(client);
-            match svc.ready().await {
-                Ok(svc) => svc.call(request).await,
-                Err(e) => Err(e),
+            match crate::connect::proxied_https_connector(resolver, proxy.clone(), None, roots) {
+                Ok(connector) => {
+                    let client =
+                        Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+                    let mut svc = layer.layer(client);
+                    match svc.ready().await {
+                        Ok(svc) => svc.call(request).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => {
+                    return finish(
+                        report,
+                        ProbeStage::Http,
+                        t,
+                        e.to_string(),
+                        failure(Stage::Tls, Fault::Unknown),
+                        started,
+                    );
+                }
             }
         }
         None => match crate::connect::https_connector_with(resolver, roots) {

@@ -335,3 +335,111 @@ async fn a_stalled_upstream_ends_within_the_printed_bound() {
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("of a bound of 50 s"), "{text}");
 }
+
+/// Issue 14, item 1: HTTPS through a proxy is TLS inside the tunnel. A
+/// recording proxy sees nothing after `CONNECT` but TLS records: no request
+/// line, no header, no query secret in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_through_a_proxy_is_tls_inside_the_tunnel() {
+    let tls = TlsUpstream::start(CertProblem::None).await.unwrap();
+    let proxy = Proxy::start(ProxyBehavior::Tunnel).await.unwrap();
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64(tls.ca_der())
+    );
+    let dir = std::env::temp_dir().join(format!("triage-probe-tunnel-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let out = triage(args(&[
+        "probe",
+        &format!("{}?key=qs3cr3t-in-query", tls.url("/ok")),
+        "--proxy",
+        &format!("http://127.0.0.1:{}", proxy.addr().port()),
+        "--cacert",
+        ca.to_str().unwrap(),
+        "-H",
+        "authorization: Bearer sk-probe-s3cr3t-42",
+        "-H",
+        "x-api-key: k3y-s3cr3t-77",
+        "--json",
+    ]))
+    .await;
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        tls.hits("/ok") >= 1,
+        "the origin answered through the tunnel"
+    );
+    let tunneled = proxy.tunneled();
+    assert!(!tunneled.is_empty());
+    // A TLS record (handshake, 0x16) first, and no byte of the request in
+    // clear anywhere.
+    assert_eq!(tunneled[0], 0x16, "the tunnel starts with a TLS handshake");
+    let clear = String::from_utf8_lossy(&tunneled).to_ascii_lowercase();
+    for secret in [
+        "sk-probe-s3cr3t-42",
+        "k3y-s3cr3t-77",
+        "qs3cr3t-in-query",
+        "authorization",
+        "x-api-key",
+        "get /ok",
+    ] {
+        assert!(
+            !clear.contains(secret),
+            "{secret} crossed the proxy in clear"
+        );
+    }
+    // The CONNECT heads name the origin only.
+    for head in proxy.connect_heads() {
+        assert!(head.starts_with("CONNECT svc.test:"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("s3cr3t"), "{head}");
+    }
+}
+
+/// Issue 14, item 8: credentials in the proxy URL are sent as
+/// `Proxy-Authorization: Basic`, by the probe's own CONNECT and by the
+/// layer's proxied connector, and never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_credentials_in_the_url_are_sent_and_never_printed() {
+    let upstream = Upstream::start().await.unwrap();
+    let proxy = Proxy::start(ProxyBehavior::Basic("probe-user:pr0xy-p@ss"))
+        .await
+        .unwrap();
+    let proxy_url = format!(
+        "http://probe-user:pr0xy-p%40ss@127.0.0.1:{}",
+        proxy.addr().port()
+    );
+    let url = upstream.ip_url("/ok");
+    for json in [true, false] {
+        let mut list = vec!["probe", "--proxy", proxy_url.as_str(), url.as_str()];
+        if json {
+            list.push("--json");
+        }
+        let out = triage(args(&list)).await;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(0), "{printed}");
+        for secret in ["pr0xy-p", "cHJvYmUtdXNlcjpwcjB4eS1wQHNz"] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+    }
+    assert!(proxy.connects() >= 2);
+    assert!(upstream.hits("/ok") >= 2);
+    assert!(
+        proxy.connect_heads().iter().all(|h| h
+            .to_ascii_lowercase()
+            .contains("proxy-authorization: basic")),
+        "{:?}",
+        proxy.connect_heads().len()
+    );
+}
