@@ -130,3 +130,56 @@ proptest! {
         prop_assert!(f64::from(upstream) <= allowed, "{upstream} upstream requests for {requests}");
     }
 }
+
+/// Issue 14, item 11: a server wait over the cap stops the call as a wait
+/// too long — for every header form, and for values past the 366-day bound
+/// of the parsers or past what a number holds — instead of being dropped
+/// and replaced by the backoff.
+#[test]
+fn every_wait_over_the_cap_stops_the_call() {
+    let profile = Profile::generic();
+    let just_over_a_year = (366 * 24 * 60 * 60 + 1).to_string();
+    let just_over_a_year_ms = format!("{just_over_a_year}000");
+    let huge = "9".repeat(40);
+    let cases: Vec<(&str, &str)> = vec![
+        ("retry-after", "121"),
+        ("retry-after", just_over_a_year.as_str()),
+        ("retry-after", huge.as_str()),
+        ("retry-after-ms", "120001"),
+        ("retry-after-ms", just_over_a_year_ms.as_str()),
+        ("retry-after-ms", huge.as_str()),
+        ("x-amz-retry-after", just_over_a_year_ms.as_str()),
+        ("x-amz-retry-after", huge.as_str()),
+    ];
+    for (name, value) in cases {
+        for status in [
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(name, HeaderValue::from_str(value).unwrap());
+            let evidence = Evidence::from_response(status, &headers, profile, SystemTime::now());
+            let diagnosis = classify(&evidence, profile);
+            let get = Method::GET;
+            let decision = RetryRules::default().decide(
+                &diagnosis,
+                &evidence,
+                profile,
+                &AttemptContext::new(1, &get),
+                &RetryBudget::default(),
+                Instant::now(),
+            );
+            // A 503 (or 429) that asks for a day or more is a period quota:
+            // stopped too, as never retryable.
+            let long_wait = value.len() > 6;
+            let stopped = match decision {
+                Decision::Stop(Stop::WaitTooLong(_)) => true,
+                Decision::Stop(Stop::NotRetryable(triage_core::Owner::Quota)) => {
+                    status == StatusCode::SERVICE_UNAVAILABLE && long_wait
+                }
+                _ => false,
+            };
+            assert!(stopped, "{status} {name}: {value}: {decision:?}");
+        }
+    }
+}

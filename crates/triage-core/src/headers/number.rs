@@ -60,6 +60,28 @@ pub(super) fn decimal_bytes(s: &[u8], unit_nanos: u128) -> Option<Duration> {
     to_duration(nanos)
 }
 
+/// A server's wait: a well-formed [`decimal`] (digits, at most one dot
+/// with digits after it) that says more than [`MAX_DELAY`], or more than
+/// the arithmetic holds, is [`MAX_DELAY`] — a wait too long to honour,
+/// which stops the call (`wait_too_long`) — never dropped as if no wait
+/// had been asked.
+pub(super) fn server_wait(s: &str, unit_nanos: u128) -> Option<Duration> {
+    let well_formed = {
+        let b = s.as_bytes();
+        let (int, frac) = match b.iter().position(|&c| c == b'.') {
+            Some(dot) => (&b[..dot], Some(&b[dot + 1..])),
+            None => (b, None),
+        };
+        !int.is_empty()
+            && int.iter().all(u8::is_ascii_digit)
+            && frac.is_none_or(|f| !f.is_empty() && f.iter().all(u8::is_ascii_digit))
+    };
+    if !well_formed {
+        return None;
+    }
+    Some(decimal(s, unit_nanos).unwrap_or(MAX_DELAY))
+}
+
 pub(super) fn to_duration(nanos: u128) -> Option<Duration> {
     if nanos > MAX_DELAY.as_nanos() {
         return None;

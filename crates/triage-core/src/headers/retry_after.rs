@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::number::{decimal, text};
+use super::number::{server_wait, text};
 use crate::time::parse_http_date;
 
 /// A parsed `Retry-After` value (RFC 9110 §10.2.3).
@@ -16,7 +16,9 @@ pub enum RetryAfter {
 }
 
 impl RetryAfter {
-    /// Parses a header value: seconds first, then an HTTP-date.
+    /// Parses a header value: seconds first, then an HTTP-date. Seconds
+    /// over [`MAX_DELAY`](super::MAX_DELAY), or too many to hold, are capped
+    /// to it (a wait too long, never no wait).
     ///
     /// ```
     /// use std::time::Duration;
@@ -24,10 +26,14 @@ impl RetryAfter {
     /// assert_eq!(RetryAfter::parse(b"120"), Some(RetryAfter::Delay(Duration::from_secs(120))));
     /// assert!(matches!(RetryAfter::parse(b"Wed, 21 Oct 2015 07:28:00 GMT"), Some(RetryAfter::Date(_))));
     /// assert_eq!(RetryAfter::parse(b"soon"), None);
+    /// assert_eq!(
+    ///     RetryAfter::parse(b"99999999999999999999999"),
+    ///     Some(RetryAfter::Delay(triage_core::headers::MAX_DELAY))
+    /// );
     /// ```
     pub fn parse(value: &[u8]) -> Option<RetryAfter> {
         let s = text(value)?;
-        if let Some(delay) = decimal(s, 1_000_000_000) {
+        if let Some(delay) = server_wait(s, 1_000_000_000) {
             return Some(RetryAfter::Delay(delay));
         }
         let date = parse_http_date(s)?;
@@ -48,15 +54,19 @@ impl RetryAfter {
 }
 
 /// `retry-after-ms` / `x-ms-retry-after-ms`: decimal milliseconds.
+///
+/// A wait over [`MAX_DELAY`](super::MAX_DELAY) (or too large to hold) is
+/// capped to it, as for `Retry-After` and `x-amz-retry-after`: the retry
+/// rules then stop the call as a wait too long.
 pub fn parse_retry_after_ms(value: &[u8]) -> Option<Duration> {
-    text(value).and_then(|s| decimal(s, 1_000_000))
+    text(value).and_then(|s| server_wait(s, 1_000_000))
 }
 
 /// `x-amz-retry-after`: integer milliseconds.
 pub fn parse_amz_retry_after(value: &[u8]) -> Option<Duration> {
     text(value)
         .filter(|s| !s.contains('.'))
-        .and_then(|s| decimal(s, 1_000_000))
+        .and_then(|s| server_wait(s, 1_000_000))
 }
 
 /// `x-should-retry` / `Stripe-Should-Retry`: `true` or `false` (ASCII
@@ -90,17 +100,23 @@ mod tests {
             date.delay_from(now + Duration::from_secs(60)),
             Duration::ZERO
         );
-        for bad in [
-            &b"-5"[..],
-            b"1e3",
-            b"NaN",
-            b"1000000000000",
-            b"",
-            &[0xff, 0xfe],
-        ] {
+        for bad in [&b"-5"[..], b"1e3", b"NaN", b"", &[0xff, 0xfe]] {
             assert_eq!(RetryAfter::parse(bad), None, "{bad:?}");
         }
         assert_eq!(RetryAfter::parse(&[b'1'; 300]), None);
+        // A well-formed wait past the parsers' bound is the bound: too long
+        // to honour, never dropped.
+        for long in [
+            &b"1000000000000"[..],
+            b"31622401",
+            b"99999999999999999999999.5",
+        ] {
+            assert_eq!(
+                RetryAfter::parse(long),
+                Some(RetryAfter::Delay(crate::headers::MAX_DELAY)),
+                "{long:?}"
+            );
+        }
     }
 
     #[test]
@@ -118,6 +134,10 @@ mod tests {
             Some(Duration::from_millis(2500))
         );
         assert_eq!(parse_amz_retry_after(b"2.5"), None);
+        let huge = b"99999999999999999999999999";
+        assert_eq!(parse_retry_after_ms(huge), Some(crate::headers::MAX_DELAY));
+        assert_eq!(parse_amz_retry_after(huge), Some(crate::headers::MAX_DELAY));
+        assert_eq!(parse_retry_after_ms(b"1e5"), None);
     }
 
     #[test]
