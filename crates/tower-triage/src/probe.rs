@@ -172,7 +172,7 @@ impl ProbeReport {
                 "stage": s.stage.as_str(),
                 "ok": s.ok,
                 "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
-                "detail": redact::text(&s.detail),
+                "detail": shown(&s.detail),
             })).collect::<Vec<_>>(),
             "packet": report.packet.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
         })
@@ -190,7 +190,7 @@ impl fmt::Display for ProbeReport {
                 s.stage.as_str(),
                 if s.ok { "ok" } else { "FAIL" },
                 s.elapsed.as_secs_f64() * 1000.0,
-                s.detail
+                shown(&s.detail)
             )?;
         }
         match self.first_failure() {
@@ -745,7 +745,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                 report.request_id = info
                     .request_id()
                     .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                    .map(remote_id);
                 report.packet = info.packet().cloned();
             }
             report.status = Some(status.as_u16());
@@ -761,7 +761,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             report.diagnosis = *error.diagnosis();
             report.attempts = error.attempts();
             report.status = error.status().map(|s| s.as_u16());
-            report.request_id = error.request_id().map(str::to_owned);
+            report.request_id = error.request_id().map(remote_id);
             report.packet = Some(error.packet().clone());
             report.stages.push(StageResult {
                 stage: ProbeStage::Http,
@@ -773,6 +773,23 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// The longest stage detail printed.
+const MAX_DETAIL: usize = 1024;
+
+/// The longest request ID kept.
+const MAX_REQUEST_ID: usize = 256;
+
+/// A stage's detail as printed: secrets scrubbed, no character that would
+/// break or disguise the line (escape codes, CR/LF), capped.
+fn shown(detail: &str) -> String {
+    redact::printable(&redact::text(detail), MAX_DETAIL).into_owned()
+}
+
+/// A request ID the far side sent, as kept: scrubbed, printable, capped.
+fn remote_id(id: &str) -> String {
+    redact::printable(&redact::text(id), MAX_REQUEST_ID).into_owned()
 }
 
 fn finish(

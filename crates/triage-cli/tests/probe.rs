@@ -443,3 +443,73 @@ async fn proxy_credentials_in_the_url_are_sent_and_never_printed() {
         proxy.connect_heads().len()
     );
 }
+
+/// Issue 14, items 5 and 7: remote text is printed safe. A proxy's status
+/// line with escape codes and binary, and a huge request ID, come out on
+/// one line each, without control characters, capped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_text_is_printed_without_control_characters_and_capped() {
+    static HOSTILE: &[u8] =
+        b"HTTP/1.1 403 \x1b[31mDenied\x1b[0m\x07\x00\x08\x08\x08 \xff\xfe binary\r\n\r\n";
+    let upstream = Upstream::start().await.unwrap();
+    let proxy = Proxy::start(ProxyBehavior::Answer(HOSTILE)).await.unwrap();
+    let out = triage(args(&[
+        "probe",
+        &upstream.ip_url("/ok"),
+        "--proxy",
+        &format!("http://127.0.0.1:{}", proxy.addr().port()),
+    ]))
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("Denied"), "{text}");
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "a control character was printed: {text:?}"
+    );
+
+    // A request ID of 8 KiB from the far side is kept to a few hundred
+    // bytes, in text and in JSON.
+    let long_id = "r".repeat(8 * 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nx-request-id: {long_id}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    );
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..16 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            // One task per connection: the probe's own connect test holds
+            // one open, silent.
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/v1");
+    for as_json in [true, false] {
+        let mut list = vec!["probe", url.as_str(), "--max-retries", "0"];
+        if as_json {
+            list.push("--json");
+        }
+        let out = triage(args(&list)).await;
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !printed.contains(&"r".repeat(600)),
+            "the request ID was printed whole ({} bytes)",
+            printed.len()
+        );
+        assert!(printed.contains(&"r".repeat(100)), "{printed}");
+        if as_json {
+            let v = json(&out);
+            assert!(v["request_id"].as_str().unwrap().len() < 300);
+        }
+    }
+}

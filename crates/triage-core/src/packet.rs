@@ -289,20 +289,18 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A text for the packet: at most [`MAX_TEXT`] bytes, no character that
+/// would break or disguise a line (see [`redact::printable`]).
 pub(crate) fn capped(s: &str) -> String {
-    if s.len() <= MAX_TEXT {
-        return s.to_owned();
-    }
-    let mut end = MAX_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    redact::printable(s, MAX_TEXT).into_owned()
 }
 
-/// [`capped`] without a copy when the text is short enough.
+/// [`capped`] without a copy when the text is safe already.
 fn capped_owned(s: String) -> String {
-    if s.len() <= MAX_TEXT { s } else { capped(&s) }
+    match redact::printable(&s, MAX_TEXT) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(safe) => safe,
+    }
 }
 
 /// An error chain as text, outermost first: each link scrubbed of secrets

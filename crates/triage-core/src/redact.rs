@@ -216,6 +216,45 @@ fn cap(mut s: String) -> String {
     s
 }
 
+/// Whether `c` would break or disguise a line of output: control
+/// characters (C0 with ESC, DEL, C1), bidirectional controls, line and
+/// paragraph separators.
+pub fn is_hostile(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Remote or user-supplied text made safe to print on one line: every
+/// [hostile](is_hostile) character becomes `?`, and the text is cut at
+/// `max` bytes (on a character boundary) with `…`. Borrowed when it was
+/// safe already.
+///
+/// ```
+/// use triage_core::redact::printable;
+/// assert_eq!(printable("HTTP/1.1 403 \u{1b}[31mNo\r\n", 64), "HTTP/1.1 403 ?[31mNo??");
+/// assert_eq!(printable("abcdef", 3), "abc…");
+/// ```
+pub fn printable(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max && !s.chars().any(is_hostile) {
+        return Cow::Borrowed(s);
+    }
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out: String = s[..end]
+        .chars()
+        .map(|c| if is_hostile(c) { '?' } else { c })
+        .collect();
+    if end < s.len() {
+        out.push('…');
+    }
+    Cow::Owned(out)
+}
+
 /// Free text with secrets scrubbed; borrowed (no allocation) when nothing
 /// matched.
 pub fn text(s: &str) -> Cow<'_, str> {

@@ -481,15 +481,7 @@ impl fmt::Write for Line {
 /// Control characters (C0, DEL, C1), bidirectional controls and line or
 /// paragraph separators: they would break or disguise a one-line log.
 fn dropped(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061c}'
-                | '\u{200e}'
-                | '\u{200f}'
-                | '\u{2028}'..='\u{202e}'
-                | '\u{2066}'..='\u{2069}'
-        )
+    crate::redact::is_hostile(c)
 }
 
 /// `Time ::= CHOICE { UTCTime, GeneralizedTime }`: `None` if the element

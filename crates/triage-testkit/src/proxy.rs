@@ -22,6 +22,9 @@ pub enum ProxyBehavior {
     /// Opens the tunnel only for `Proxy-Authorization: Basic` with these
     /// credentials (`user:password`); answers 407 otherwise.
     Basic(&'static str),
+    /// Answers `CONNECT` with these bytes, whatever they are (a hostile
+    /// proxy: escape codes, binary), then closes.
+    Answer(&'static [u8]),
 }
 
 /// What the proxy saw: the heads of the `CONNECT` requests, and the first
@@ -189,6 +192,10 @@ async fn handle(
             client
                 .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"triage\"\r\ncontent-length: 0\r\n\r\n")
                 .await?;
+        }
+        ProxyBehavior::Answer(bytes) => {
+            client.write_all(bytes).await?;
+            let _ = client.shutdown().await;
         }
         ProxyBehavior::Refuse(code) => {
             client
