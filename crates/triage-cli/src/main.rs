@@ -13,6 +13,7 @@ mod tour;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tower_triage::core::redact::printable;
 
 /// See who owns an outbound HTTP failure, and what to do next.
 #[derive(Debug, Parser)]
@@ -50,12 +51,23 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 };
             }
-            // Bad usage: one line, exit status 2.
+            // Bad usage: one line, exit status 2. clap's first paragraph
+            // (which can go on over indented lines, e.g. the missing `<URL>`),
+            // joined, without a character that would break the line.
             let text = error.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first: Vec<&str> = text
+                .lines()
+                .take_while(|line| !line.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = if first.is_empty() {
+                "invalid arguments".to_owned()
+            } else {
+                first.join(" ")
+            };
             eprintln!(
                 "triage: {} (see `triage --help`)",
-                first.trim_start_matches("error: ")
+                printable(first.trim_start_matches("error: "), 300)
             );
             return ExitCode::from(2);
         }
@@ -91,7 +103,7 @@ fn main() -> ExitCode {
                 }
             }
             Err(probe::Usage(message)) => {
-                eprintln!("triage probe: {message}");
+                eprintln!("triage probe: {}", printable(&message, 300));
                 ExitCode::from(2)
             }
         },

@@ -54,13 +54,91 @@ pub(crate) struct ProbeArgs {
 pub(crate) struct Usage(pub(crate) String);
 
 fn seconds(value: f64, what: &str) -> Result<Duration, Usage> {
-    if value.is_finite() && value > 0.0 && value <= 3600.0 {
+    if value.is_finite() && (0.001..=3600.0).contains(&value) {
         Ok(Duration::from_secs_f64(value))
     } else {
         Err(Usage(format!(
-            "{what} must be a number of seconds between 0 and 3600"
+            "{what} must be a number of seconds from 0.001 to 3600"
         )))
     }
+}
+
+/// Whether `uri` names a port that is no port (`:99999`): the `http`
+/// crate keeps it in the authority but gives no number, and a client would
+/// quietly use the scheme's default.
+fn bad_port(uri: &Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    let text = authority.as_str();
+    let host_end = text.rfind(']').map_or(0, |i| i + 1);
+    let after_host = &text[host_end.max(text.rfind('@').map_or(0, |i| i + 1))..];
+    match after_host.rsplit_once(':') {
+        Some((_, port)) if !port.is_empty() => port.parse::<u16>().is_err(),
+        _ => false,
+    }
+}
+
+/// The most `--data @FILE` reads.
+const MAX_DATA: u64 = 16 * 1024 * 1024;
+
+/// The most `--cacert FILE` reads.
+const MAX_CACERT: u64 = 4 * 1024 * 1024;
+
+/// The bytes of a regular file of at most `max` bytes (a device, a FIFO or
+/// a directory is refused before it is opened for reading, so nothing
+/// hangs or grows without bound).
+fn read_file(file: &str, max: u64, what: &str) -> Result<Vec<u8>, Usage> {
+    use std::io::Read;
+    let shown = redact::printable(file, 200);
+    let meta =
+        std::fs::metadata(file).map_err(|e| Usage(format!("{what}: cannot read {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Usage(format!("{what}: {shown} is not a regular file")));
+    }
+    if meta.len() > max {
+        return Err(Usage(format!(
+            "{what}: {shown} is larger than {} MiB",
+            max / (1024 * 1024)
+        )));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut bytes))
+        .map_err(|e| Usage(format!("{what}: cannot read {shown}: {e}")))?;
+    if bytes.len() as u64 > max {
+        return Err(Usage(format!(
+            "{what}: {shown} is larger than {} MiB",
+            max / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// `HOST:PORT:ADDR`, with the host or the address in brackets for IPv6
+/// (`[::1]:443:[::1]`).
+fn resolve_entry(entry: &str) -> Result<(String, u16, IpAddr), Usage> {
+    let bad = || Usage("--resolve takes HOST:PORT:ADDR".into());
+    let (host, rest) = match entry.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']').ok_or_else(bad)?;
+            (host, rest.strip_prefix(':').ok_or_else(bad)?)
+        }
+        None => entry.split_once(':').ok_or_else(bad)?,
+    };
+    let (port, addr) = rest.split_once(':').ok_or_else(bad)?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| Usage("--resolve: invalid port".into()))?;
+    let addr: IpAddr = addr
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .map_err(|_| Usage("--resolve: invalid address".into()))?;
+    Ok((host.to_owned(), port, addr))
 }
 
 fn proxy_from_env(url: &Uri) -> Option<String> {
@@ -95,10 +173,13 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
         .url
         .parse()
         .map_err(|_| Usage(format!("not a URL: {}", redact::url_str(&args.url))))?;
-    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none() {
+    if !matches!(url.scheme_str(), Some("http" | "https")) || url.host().is_none_or(str::is_empty) {
         return Err(Usage(
             "the URL must be http:// or https:// with a host".into(),
         ));
+    }
+    if bad_port(&url) {
+        return Err(Usage("the URL's port must be a number up to 65535".into()));
     }
     let method = Method::from_bytes(args.method.as_bytes())
         .map_err(|_| Usage(format!("not a method: {}", args.method)))?;
@@ -111,14 +192,19 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
             .map_err(|_| Usage("invalid header name".into()))?;
         let value = HeaderValue::from_str(value.trim())
             .map_err(|_| Usage(format!("invalid value for header {name}")))?;
+        if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+            // The body's length is the body's: a header that disagrees would
+            // hang the request or drop the body.
+            return Err(Usage(format!(
+                "{name} is set from the body (--data); do not give it"
+            )));
+        }
         headers.append(name, value);
     }
     let body = match &args.data {
         None => Bytes::new(),
         Some(d) => match d.strip_prefix('@') {
-            Some(file) => Bytes::from(
-                std::fs::read(file).map_err(|e| Usage(format!("cannot read {file}: {e}")))?,
-            ),
+            Some(file) => Bytes::from(read_file(file, MAX_DATA, "--data")?),
             None => Bytes::from(d.clone()),
         },
     };
@@ -135,28 +221,21 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
         options = options.profile(Some(profile.clone()));
     }
     for r in &args.resolve {
-        let mut parts = r.splitn(3, ':');
-        let (Some(host), Some(port), Some(addr)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(Usage("--resolve takes HOST:PORT:ADDR".into()));
-        };
-        let port: u16 = port
-            .parse()
-            .map_err(|_| Usage("--resolve: invalid port".into()))?;
-        let addr: IpAddr = addr
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .map_err(|_| Usage("--resolve: invalid address".into()))?;
-        options = options.resolve(host, port, addr);
+        let (host, port, addr) = resolve_entry(r)?;
+        options = options.resolve(&host, port, addr);
     }
     if let Some(file) = &args.cacert {
+        let pem = read_file(file, MAX_CACERT, "--cacert")?;
+        let shown = redact::printable(file, 200);
         let mut roots = rustls::RootCertStore::empty();
-        let certs = CertificateDer::pem_file_iter(file)
-            .map_err(|e| Usage(format!("cannot read {file}: {e}")))?;
-        for cert in certs {
-            let cert = cert.map_err(|e| Usage(format!("{file}: {e}")))?;
-            roots.add(cert).map_err(|e| Usage(format!("{file}: {e}")))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| Usage(format!("--cacert: {shown}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| Usage(format!("--cacert: {shown}: {e}")))?;
+        }
+        if roots.is_empty() {
+            return Err(Usage(format!("--cacert: {shown} holds no certificate")));
         }
         options = options.roots(roots);
     }
@@ -165,6 +244,16 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
         let p: Uri = p
             .parse()
             .map_err(|_| Usage("--proxy is not a URL".into()))?;
+        if p.scheme_str() != Some("http") || p.host().is_none_or(str::is_empty) {
+            return Err(Usage(
+                "--proxy must be an http:// proxy URL with a host (socks, https and other proxies are not supported)".into(),
+            ));
+        }
+        if bad_port(&p) {
+            return Err(Usage(
+                "--proxy: the port must be a number up to 65535".into(),
+            ));
+        }
         options = options.proxy(Some(p));
     }
     Ok((url, options))
@@ -181,4 +270,26 @@ pub(crate) async fn run(args: &ProbeArgs) -> Result<(String, bool), Usage> {
         redact::text(&report.to_string()).into_owned()
     };
     Ok((text, ok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_past_65535_are_no_ports() {
+        for (uri, bad) in [
+            ("http://127.0.0.1:99999/", true),
+            ("http://127.0.0.1:99999", true),
+            ("http://user:pw@proxy.test:70000", true),
+            ("http://[::1]:99999/", true),
+            ("http://[::1]/", false),
+            ("http://127.0.0.1:8080", false),
+            ("http://user:pw@proxy.test", false),
+            ("http://h:/", false),
+        ] {
+            let parsed: Uri = uri.parse().unwrap();
+            assert_eq!(bad_port(&parsed), bad, "{uri}");
+        }
+    }
 }
