@@ -60,6 +60,21 @@ const SECRET_HEADER_PARTS: &[&str] = &[
     "cookie",
 ];
 
+/// Query parameters whose values are harmless and worth reading in a
+/// packet; every other query value is redacted (its name kept).
+pub const HARMLESS_PARAMS: &[&str] = &[
+    "api-version",
+    "api_version",
+    "version",
+    "alt",
+    "format",
+    "limit",
+    "page",
+    "per_page",
+    "order",
+    "stream",
+];
+
 const SECRET_PARAMS: &[&str] = &["key", "code", "auth", "sig", "pwd", "passwd", "pass"];
 const SECRET_PARAM_PARTS: &[&str] = &[
     "token",
@@ -108,8 +123,17 @@ pub fn header_value<'a>(name: &HeaderName, value: &'a HeaderValue) -> Cow<'a, st
     }
 }
 
-/// `scheme://host[:port]/path?query` with user info and fragment dropped and
-/// sensitive query values replaced; at most 2 KiB.
+/// `scheme://host[:port]/path?query` with user info and fragment dropped,
+/// key-like path pieces replaced, and every query value replaced but those
+/// of [`HARMLESS_PARAMS`] (the names are kept); at most 2 KiB.
+///
+/// ```
+/// let uri = "https://u:p@api.test/v1/x?api-version=2024-06-01&jwt=eyJhbGc&session=abc".parse().unwrap();
+/// assert_eq!(
+///     triage_core::redact::uri(&uri),
+///     "https://api.test/v1/x?api-version=2024-06-01&jwt=[redacted]&session=[redacted]"
+/// );
+/// ```
 pub fn uri(uri: &Uri) -> String {
     let mut out = String::with_capacity(64);
     if let Some(scheme) = uri.scheme_str() {
@@ -126,9 +150,33 @@ pub fn uri(uri: &Uri) -> String {
     push_path(&mut out, uri.path());
     if let Some(query) = uri.query() {
         out.push('?');
-        push_path(&mut out, query);
+        push_query(&mut out, query);
     }
     cap(out)
+}
+
+/// A query with every value replaced but those of [`HARMLESS_PARAMS`]
+/// (scrubbed like a path); names kept.
+fn push_query(out: &mut String, query: &str) {
+    for (i, pair) in query.split('&').enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, value)) => {
+                push_path(out, name);
+                out.push('=');
+                let harmless = HARMLESS_PARAMS.iter().any(|h| h.eq_ignore_ascii_case(name));
+                if harmless {
+                    push_path(out, value);
+                } else if !value.is_empty() {
+                    out.push_str(REDACTED);
+                }
+            }
+            // A bare word (or a path): its key-like pieces are scrubbed.
+            None => push_path(out, pair),
+        }
+    }
 }
 
 /// The same as [`uri`] for a string that may not parse as one (best effort).
@@ -166,7 +214,7 @@ pub fn url_str(s: &str) -> String {
     }
     if let Some(query) = query {
         out.push('?');
-        push_path(&mut out, query);
+        push_query(&mut out, query);
     }
     cap(out)
 }

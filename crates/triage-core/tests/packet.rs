@@ -142,7 +142,9 @@ fn packet_text_has_no_secret() {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
     assert!(
-        text.contains("POST https://api.openai.com/v1/chat/completions?api_key=[redacted]&user=me"),
+        text.contains(
+            "POST https://api.openai.com/v1/chat/completions?api_key=[redacted]&user=[redacted]"
+        ),
         "{text}"
     );
     assert!(text.contains("next step:"));
