@@ -324,8 +324,14 @@ pub fn text(s: &str) -> Cow<'_, str> {
         rest = &rest[token_start..];
         let token_end = rest.find(is_separator).unwrap_or(rest.len());
         let token = &rest[..token_end];
+        // `Bearer <token>` and `Basic <credentials>`, also when the scheme
+        // ends a longer token (`…://Bearer <token>`).
+        let scheme = previous
+            .rsplit(|c: char| !c.is_ascii_alphanumeric())
+            .next()
+            .unwrap_or("");
         let after_scheme =
-            previous.eq_ignore_ascii_case("bearer") || previous.eq_ignore_ascii_case("basic");
+            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("basic");
         previous = token;
         if after_scheme || is_key_like(token) {
             out.push_str(REDACTED);
