@@ -259,9 +259,90 @@ pub(crate) fn options(args: &ProbeArgs) -> Result<(Uri, ProbeOptions), Usage> {
     Ok((url, options))
 }
 
-/// Runs the probe; the text to print and whether it succeeded.
+/// Headers whose values are no secret and common enough that scrubbing
+/// them by value would blot out ordinary output.
+const PLAIN_HEADERS: &[&str] = &["content-type", "accept", "accept-encoding", "user-agent"];
+
+/// Everything the probe sends that it must never print back, by exact
+/// value: header values (and each word of them, for `Bearer <token>`),
+/// query values, the URL's and the proxy's user info; percent-decoded
+/// forms too.
+fn sent_values(args: &ProbeArgs, url: &Uri) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut add = |value: &str| {
+        let value = value.trim();
+        if value.len() >= 6 {
+            values.push(value.to_owned());
+            let decoded = String::from_utf8_lossy(&percent_decode(value.as_bytes())).into_owned();
+            if decoded != value {
+                values.push(decoded);
+            }
+        }
+    };
+    for header in &args.headers {
+        if let Some((name, value)) = header.split_once(':') {
+            if PLAIN_HEADERS.contains(&name.trim().to_ascii_lowercase().as_str()) {
+                continue;
+            }
+            add(value);
+            for word in value.split_whitespace() {
+                add(word);
+            }
+        }
+    }
+    if let Some(query) = url.query() {
+        for pair in query.split('&') {
+            add(pair.split_once('=').map_or(pair, |(_, v)| v));
+        }
+    }
+    let proxy = args.proxy.clone().or_else(|| proxy_from_env(url));
+    let proxy_authority = proxy
+        .as_deref()
+        .and_then(|p| p.parse::<Uri>().ok())
+        .and_then(|p| p.authority().map(|a| a.as_str().to_owned()));
+    for authority in [
+        url.authority().map(|a| a.as_str().to_owned()),
+        proxy_authority,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some((user_info, _)) = authority.rsplit_once('@') {
+            add(user_info);
+            for part in user_info.split(':') {
+                add(part);
+            }
+        }
+    }
+    values
+}
+
+/// `%XX` escapes decoded (a bad escape kept as it is).
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (text[i], hex(text.get(i + 1)), hex(text.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Runs the probe; the text to print and whether it succeeded. Whatever
+/// is printed is scrubbed of secrets by pattern and of every value the
+/// probe sent by exact value (an upstream may echo them back).
 pub(crate) async fn run(args: &ProbeArgs) -> Result<(String, bool), Usage> {
     let (url, options) = options(args)?;
+    let sent = sent_values(args, &url);
     let report = probe(url, options).await;
     let ok = report.ok();
     let text = if args.json {
@@ -269,7 +350,7 @@ pub(crate) async fn run(args: &ProbeArgs) -> Result<(String, bool), Usage> {
     } else {
         redact::text(&report.to_string()).into_owned()
     };
-    Ok((text, ok))
+    Ok((redact::scrub_exact(&text, &sent).into_owned(), ok))
 }
 
 #[cfg(test)]

@@ -513,3 +513,72 @@ async fn remote_text_is_printed_without_control_characters_and_capped() {
         }
     }
 }
+
+/// Issue 14, item 5: an upstream that echoes what the request carried — an
+/// `x-api-key` value that looks like no known key, a query value, a JWT in
+/// `authorization` — in its request ID, error code and message: none of it
+/// is printed, in text or JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_the_request_carried_are_never_printed_back() {
+    const KEY: &str = "zq9LongSecretValue77";
+    const QUERY: &str = "s3ssionValue4242";
+    const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0In0.c2lnbmF0dXJl";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for _ in 0..32 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return;
+                }
+                // Echo every secret back, as a careless upstream does.
+                let body = format!(
+                    r#"{{"error":{{"code":"{KEY}","type":"invalid_request_error","message":"key {KEY} with session {QUERY} and token {JWT} is not valid"}}}}"#
+                );
+                let answer = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nx-request-id: {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/v1/things?session={QUERY}");
+    let key_header = format!("x-api-key: {KEY}");
+    let auth_header = format!("authorization: Bearer {JWT}");
+    for as_json in [true, false] {
+        let mut list = vec![
+            "probe",
+            url.as_str(),
+            "-H",
+            key_header.as_str(),
+            "-H",
+            auth_header.as_str(),
+        ];
+        if as_json {
+            list.push("--json");
+        }
+        let out = triage(args(&list)).await;
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{printed}");
+        assert!(printed.contains("auth"), "diagnosed: {printed}");
+        for secret in [KEY, QUERY, JWT] {
+            assert!(!printed.contains(secret), "{secret} printed: {printed}");
+        }
+        if as_json {
+            let v = json(&out);
+            assert_eq!(v["owner"], "auth");
+        }
+    }
+}

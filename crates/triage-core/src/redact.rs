@@ -303,6 +303,38 @@ pub fn printable(s: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` with every occurrence of each of `secrets` (values the request
+/// itself carried: an API key, a token, a query value) replaced by
+/// [`REDACTED`], longest first — whatever they look like, since an upstream
+/// may echo them back in an error code, a request ID or a message. Values
+/// shorter than 6 bytes are not looked for (they would match ordinary
+/// text). Borrowed when none occurs.
+///
+/// ```
+/// use triage_core::redact::scrub_exact;
+/// let secrets = ["zq9LongSecretValue77".to_owned()];
+/// assert_eq!(
+///     scrub_exact("invalid key zq9LongSecretValue77 (code zq9LongSecretValue77)", &secrets),
+///     "invalid key [redacted] (code [redacted])"
+/// );
+/// ```
+pub fn scrub_exact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
+    let mut wanted: Vec<&str> = secrets
+        .iter()
+        .map(String::as_str)
+        .filter(|s| s.len() >= 6 && text.contains(*s))
+        .collect();
+    if wanted.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    wanted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in wanted {
+        out = out.replace(secret, REDACTED);
+    }
+    Cow::Owned(out)
+}
+
 /// Free text with secrets scrubbed; borrowed (no allocation) when nothing
 /// matched.
 pub fn text(s: &str) -> Cow<'_, str> {
