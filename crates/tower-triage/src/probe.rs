@@ -456,37 +456,50 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     } else {
         Stage::Connect
     };
-    let mut stream = match tokio::time::timeout(limit, TcpStream::connect(addrs[0])).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            return finish(
-                report,
-                ProbeStage::Connect,
-                t,
-                format!("{}: {e}", addrs[0]),
-                failure(
-                    tcp_stage,
-                    classify_error(&e, false, Some(tcp_stage)).fault(),
-                ),
-                started,
-            );
+    // Every address the name resolved to is tried in turn, as hyper-util's
+    // connector and curl do, within one connect timeout split among them;
+    // the detail lists each one tried.
+    let mut tried: Vec<String> = Vec::new();
+    let mut connected = None;
+    let mut last_fault = Fault::Unknown;
+    let tries = addrs.len().clamp(1, MAX_ADDRESSES);
+    let per_address = limit / u32::try_from(tries).unwrap_or(1);
+    for addr in addrs.iter().take(MAX_ADDRESSES) {
+        match tokio::time::timeout(per_address, TcpStream::connect(*addr)).await {
+            Ok(Ok(s)) => {
+                connected = Some((s, *addr));
+                break;
+            }
+            Ok(Err(e)) => {
+                last_fault = classify_error(&e, false, Some(tcp_stage)).fault();
+                tried.push(format!("{addr}: {e}"));
+            }
+            Err(_) => {
+                last_fault = Fault::Timeout(connect_phase);
+                tried.push(format!("{addr}: no answer in {per_address:?}"));
+            }
         }
-        Err(_) => {
-            return finish(
-                report,
-                ProbeStage::Connect,
-                t,
-                format!("{}: no answer in {limit:?}", addrs[0]),
-                failure(tcp_stage, Fault::Timeout(connect_phase)),
-                started,
-            );
-        }
+    }
+    let Some((mut stream, addr)) = connected else {
+        return finish(
+            report,
+            ProbeStage::Connect,
+            t,
+            tried.join("; "),
+            failure(tcp_stage, last_fault),
+            started,
+        );
+    };
+    let detail = if tried.is_empty() {
+        format!("connected to {addr}")
+    } else {
+        format!("connected to {addr} (tried first: {})", tried.join("; "))
     };
     report.stages.push(StageResult {
         stage: ProbeStage::Connect,
         ok: true,
         elapsed: t.elapsed(),
-        detail: format!("connected to {}", addrs[0]),
+        detail,
     });
 
     // Proxy CONNECT
@@ -774,6 +787,9 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     report.elapsed = started.elapsed();
     report
 }
+
+/// The most resolved addresses the connect stage tries.
+const MAX_ADDRESSES: usize = 8;
 
 /// The longest stage detail printed.
 const MAX_DETAIL: usize = 1024;

@@ -582,3 +582,29 @@ async fn values_the_request_carried_are_never_printed_back() {
         }
     }
 }
+
+/// Issue 14, item 4: every resolved address is tried. The first refuses,
+/// the second answers: the probe goes through, and says which it tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_resolved_address_is_tried() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let out = triage(args(&[
+        "probe",
+        &upstream.url("/ok"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.2"),
+        "--resolve",
+        &format!("svc.test:{port}:127.0.0.1"),
+    ]))
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "connected to 127.0.0.1:{port} (tried first: 127.0.0.2:{port}"
+        )),
+        "{text}"
+    );
+    assert_eq!(upstream.hits("/ok"), 1);
+}
