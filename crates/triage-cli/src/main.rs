@@ -82,7 +82,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Tour => match runtime.block_on(tour::run()) {
             Ok(table) => {
                 print!("{table}");
@@ -107,5 +107,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-    }
+    };
+    // The answer is printed: do not wait for work that outlived its
+    // timeout (a system lookup that a silent resolver keeps blocking runs
+    // on in a blocking thread), so the process ends within the bound it
+    // printed.
+    runtime.shutdown_background();
+    code
 }
