@@ -581,7 +581,7 @@ pub fn proxied_connector<R>(
 pub fn proxy_authorization(proxy: &Uri) -> Option<http::HeaderValue> {
     let authority = proxy.authority()?.as_str();
     let (user_info, _) = authority.rsplit_once('@')?;
-    let credentials = percent_decode(user_info.as_bytes());
+    let credentials = triage_core::redact::percent_decode(user_info.as_bytes());
     let mut value = http::HeaderValue::from_str(&format!("Basic {}", base64(&credentials))).ok()?;
     value.set_sensitive(true);
     Some(value)
@@ -599,27 +599,6 @@ fn without_user_info(uri: Uri) -> Uri {
     let mut parts = uri.into_parts();
     parts.authority = host.parse().ok();
     Uri::from_parts(parts).unwrap_or_default()
-}
-
-/// `%XX` escapes decoded (a bad escape is kept as it is).
-fn percent_decode(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        match (text[i], text.get(i + 1).copied(), text.get(i + 2).copied()) {
-            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
-                let (h, l) = (hex(h).unwrap_or(0), hex(l).unwrap_or(0));
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Standard base64 (RFC 4648, padded).
@@ -694,7 +673,6 @@ mod proxy_credentials {
         assert_eq!(base64(b"f"), "Zg==");
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(percent_decode(b"a%2"), b"a%2");
     }
 }
 

@@ -273,7 +273,8 @@ fn sent_values(args: &ProbeArgs, url: &Uri) -> Vec<String> {
         let value = value.trim();
         if value.len() >= 6 {
             values.push(value.to_owned());
-            let decoded = String::from_utf8_lossy(&percent_decode(value.as_bytes())).into_owned();
+            let decoded =
+                String::from_utf8_lossy(&redact::percent_decode(value.as_bytes())).into_owned();
             if decoded != value {
                 values.push(decoded);
             }
@@ -315,26 +316,6 @@ fn sent_values(args: &ProbeArgs, url: &Uri) -> Vec<String> {
         }
     }
     values
-}
-
-/// `%XX` escapes decoded (a bad escape kept as it is).
-fn percent_decode(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
-        match (text[i], hex(text.get(i + 1)), hex(text.get(i + 2))) {
-            (b'%', Some(h), Some(l)) => {
-                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    out
 }
 
 /// Runs the probe; the text to print and whether it succeeded. Whatever

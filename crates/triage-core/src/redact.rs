@@ -335,6 +335,31 @@ pub fn scrub_exact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
+/// `%XX` escapes decoded, as in a URL's user info or query (a bad escape
+/// is kept as it is): the form a secret is sent in, to scrub or send it.
+///
+/// ```
+/// assert_eq!(triage_core::redact::percent_decode(b"p%40ss%2"), b"p@ss%2");
+/// ```
+pub fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        match (text[i], hex(text.get(i + 1)), hex(text.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// Free text with secrets scrubbed; borrowed (no allocation) when nothing
 /// matched.
 pub fn text(s: &str) -> Cow<'_, str> {
