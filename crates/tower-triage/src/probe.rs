@@ -698,53 +698,32 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         );
     };
     let resolver = Fixed(addrs.clone());
+    // Through a proxy, HTTPS is TLS with the origin inside the tunnel,
+    // always: the request never crosses the proxy in clear.
     let result = match &options.proxy {
-        // Through the tunnel, HTTPS is TLS with the origin, always: the
-        // request never crosses the proxy in clear.
         Some(proxy) => {
             match crate::connect::proxied_https_connector(resolver, proxy.clone(), None, roots) {
-                Ok(connector) => {
-                    let client =
-                        Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-                    let mut svc = layer.layer(client);
-                    match svc.ready().await {
-                        Ok(svc) => svc.call(request).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => {
-                    return finish(
-                        report,
-                        ProbeStage::Http,
-                        t,
-                        e.to_string(),
-                        failure(Stage::Tls, Fault::Unknown),
-                        started,
-                    );
-                }
+                Ok(connector) => send(&layer, connector, request).await,
+                Err(e) => Err(e.to_string()),
             }
         }
         None => match crate::connect::https_connector_with(resolver, roots) {
-            Ok(connector) => {
-                let client =
-                    Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-                let mut svc = layer.layer(client);
-                match svc.ready().await {
-                    Ok(svc) => svc.call(request).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => {
-                return finish(
-                    report,
-                    ProbeStage::Http,
-                    t,
-                    e.to_string(),
-                    failure(Stage::Tls, Fault::Unknown),
-                    started,
-                );
-            }
+            Ok(connector) => send(&layer, connector, request).await,
+            Err(e) => Err(e.to_string()),
         },
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(setup) => {
+            return finish(
+                report,
+                ProbeStage::Http,
+                t,
+                setup,
+                failure(Stage::Tls, Fault::Unknown),
+                started,
+            );
+        }
     };
     match result {
         Ok(response) => {
@@ -786,6 +765,34 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// One request through `layer` over hyper-util's client with `connector`.
+async fn send<C>(
+    layer: &TriageLayer,
+    connector: C,
+    request: http::Request<Full<Bytes>>,
+) -> Result<
+    Result<http::Response<crate::ResponseBody<hyper::body::Incoming>>, triage_core::Error>,
+    String,
+>
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Unpin
+        + Send
+        + 'static,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<triage_core::BoxError>,
+{
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = layer.layer(client);
+    Ok(match svc.ready().await {
+        Ok(svc) => svc.call(request).await,
+        Err(e) => Err(e),
+    })
 }
 
 /// The most resolved addresses the connect stage tries.

@@ -47,6 +47,20 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// A PEM file holding the CA `der`, in a scratch folder of its own named
+/// for `case`: (the folder, the file).
+fn ca_file(der: &[u8], case: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64(der)
+    );
+    let dir = std::env::temp_dir().join(format!("triage-{case}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    (dir, ca)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_path_exits_0_with_every_stage() {
     let upstream = Upstream::start().await.unwrap();
@@ -178,14 +192,7 @@ async fn connection_faults_name_their_stage() {
     let tls = TlsUpstream::start(CertProblem::UnknownIssuer)
         .await
         .unwrap();
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64(tls.ca_der())
-    );
-    let dir = std::env::temp_dir().join(format!("triage-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, pem).unwrap();
+    let (dir, ca) = ca_file(tls.ca_der(), "probe");
     let tport = tls.addr().port();
     let out = triage(args(&[
         "probe",
@@ -343,14 +350,7 @@ async fn a_stalled_upstream_ends_within_the_printed_bound() {
 async fn https_through_a_proxy_is_tls_inside_the_tunnel() {
     let tls = TlsUpstream::start(CertProblem::None).await.unwrap();
     let proxy = Proxy::start(ProxyBehavior::Tunnel).await.unwrap();
-    let pem = format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        base64(tls.ca_der())
-    );
-    let dir = std::env::temp_dir().join(format!("triage-probe-tunnel-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, pem).unwrap();
+    let (dir, ca) = ca_file(tls.ca_der(), "tunnel");
     let out = triage(args(&[
         "probe",
         &format!("{}?key=qs3cr3t-in-query", tls.url("/ok")),
