@@ -14,9 +14,11 @@ pub const TARGET: &str = "tower_triage";
 
 /// DEBUG for a routine attempt, WARN for a retry, ERROR for a final failure.
 /// `body_mode`: how the response body was handled, when a head came back.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn attempt(
     method: &Method,
     uri: &Uri,
+    headers: &http::HeaderMap,
     n: u32,
     evidence: &Evidence,
     diagnosis: &Diagnosis,
@@ -32,6 +34,20 @@ pub(crate) fn attempt(
         ($level:expr) => {
             if level_enabled!($level) {
                 let rate = evidence.rate();
+                // A failure's remote texts, without what the request
+                // carried (an upstream may echo a key back).
+                let secrets = if diagnosis.is_success() {
+                    Vec::new()
+                } else {
+                    triage_core::redact::request_values(uri, headers)
+                };
+                let request_id = evidence
+                    .request_id_str()
+                    .map(|id| triage_core::redact::scrub_exact(id, &secrets));
+                let error_code = evidence
+                    .failure_body()
+                    .and_then(|b| b.code().or(b.kind()))
+                    .map(|code| triage_core::redact::scrub_exact(code, &secrets));
                 event!(
                     target: TARGET,
                     $level,
@@ -46,8 +62,8 @@ pub(crate) fn attempt(
                     body_seen = evidence.body().seen() || evidence.failure_body().is_some(),
                     body_bytes = evidence.body().seen().then(|| evidence.body().bytes()),
                     body_mode = body_mode.map(BodyMode::as_str),
-                    request_id = evidence.request_id_str(),
-                    error.code = evidence.failure_body().and_then(|b| b.code().or(b.kind())),
+                    request_id = request_id.as_deref(),
+                    error.code = error_code.as_deref(),
                     rate.remaining_requests = rate.requests.remaining,
                     rate.remaining_tokens = rate.tokens.remaining,
                     rate.reset_ms = rate.exhausted_reset().map(|d| d.as_millis() as u64),

@@ -969,6 +969,7 @@ where
     events::attempt(
         method!(this),
         uri!(this),
+        this.head.headers(),
         *this.attempt,
         evidence,
         &diagnosis,
@@ -992,9 +993,14 @@ where
                 let started = SystemTime::now()
                     .checked_sub(this.started.elapsed())
                     .unwrap_or_else(SystemTime::now);
+                // What the request carried, scrubbed from the packet by
+                // exact value (its headers are here when a copy was kept
+                // for retries, as by default; the URI always).
+                let secrets = triage_core::redact::request_values(uri!(this), this.head.headers());
                 PacketBuilder::new(method!(this), uri!(this), this.profile, started)
                     .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
                     .runtime("tokio")
+                    .secrets(secrets)
             })
         });
         packet.push_attempt(evidence, &diagnosis, &decision);

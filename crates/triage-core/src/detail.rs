@@ -78,6 +78,20 @@ impl StageMark {
 }
 
 impl Detail {
+    /// Scrubs `secrets` (values the request carried) from its texts.
+    pub(crate) fn scrub_exact(&mut self, secrets: &[String]) {
+        for link in &mut self.chain {
+            if let std::borrow::Cow::Owned(clean) = crate::redact::scrub_exact(link, secrets) {
+                *link = clean;
+            }
+        }
+        if let Some(line) = &mut self.proxy_status {
+            if let std::borrow::Cow::Owned(clean) = crate::redact::scrub_exact(line, secrets) {
+                *line = clean;
+            }
+        }
+    }
+
     /// The detail of attempt `attempt` (1-based).
     pub fn new(attempt: u32) -> Detail {
         Detail {

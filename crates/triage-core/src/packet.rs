@@ -166,6 +166,25 @@ impl RouteNote {
 }
 
 impl Packet {
+    /// Scrubs `secrets` from every text that came from the far side or an
+    /// error: request IDs, error codes, the error chain, the details.
+    fn scrub_exact(&mut self, secrets: &[String]) {
+        let scrub = |text: &mut String| {
+            if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(text, secrets) {
+                *text = clean;
+            }
+        };
+        self.request_ids.iter_mut().for_each(scrub);
+        self.error_chain.iter_mut().for_each(scrub);
+        for attempt in &mut self.attempts {
+            attempt.request_id.iter_mut().for_each(scrub);
+            attempt.error_code.iter_mut().for_each(scrub);
+        }
+        for detail in &mut self.details {
+            detail.scrub_exact(secrets);
+        }
+    }
+
     /// The packet of a request refused at `now` by an open route, from the
     /// packet of the failure that opened it (`self`): its diagnosis and
     /// error chain, no attempt of its own, and when the route opened and how
@@ -344,6 +363,7 @@ pub(crate) fn chain_texts(error: &(dyn StdError + 'static)) -> Vec<String> {
 pub struct PacketBuilder {
     packet: Packet,
     last: Option<(Diagnosis, Decision)>,
+    secrets: Vec<String>,
 }
 
 impl PacketBuilder {
@@ -378,6 +398,7 @@ impl PacketBuilder {
                 details: Vec::new(),
             },
             last: None,
+            secrets: Vec::new(),
         }
     }
 
@@ -467,9 +488,22 @@ impl PacketBuilder {
         self.packet.push_detail(detail);
     }
 
+    /// Values the request carried (see [`redact::request_values`]): they
+    /// are scrubbed by exact value from every text of the packet when it is
+    /// finished, since an upstream may echo them back in an error code, a
+    /// request ID or a message.
+    pub fn secrets(mut self, values: Vec<String>) -> Self {
+        self.secrets = values;
+        self
+    }
+
     /// Finishes the packet; `elapsed` is the time from the first attempt to
     /// the outcome.
     pub fn finish(mut self, elapsed: Duration) -> Packet {
+        if !self.secrets.is_empty() {
+            let secrets = std::mem::take(&mut self.secrets);
+            self.packet.scrub_exact(&secrets);
+        }
         self.packet.elapsed_ms = ms(elapsed);
         if let Some((diagnosis, decision)) = self.last {
             let packet = &mut self.packet;

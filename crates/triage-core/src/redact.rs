@@ -335,6 +335,54 @@ pub fn scrub_exact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
     Cow::Owned(out)
 }
 
+/// The values a request carried that must never be written back, by exact
+/// value (see [`scrub_exact`]): the values of its sensitive headers
+/// ([`is_sensitive_header`]) and each of their words (`Bearer <token>`),
+/// its query values, its URL's user info; percent-decoded forms too. Values
+/// shorter than 6 bytes are left out.
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, Uri};
+/// let uri: Uri = "https://api.test/v1?session=s3ss10n-v4lue".parse().unwrap();
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-api-key", HeaderValue::from_static("zq9LongSecretValue77"));
+/// let values = triage_core::redact::request_values(&uri, &headers);
+/// assert!(values.contains(&"s3ss10n-v4lue".to_owned()));
+/// assert!(values.contains(&"zq9LongSecretValue77".to_owned()));
+/// ```
+pub fn request_values(uri: &Uri, headers: &http::HeaderMap) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut add = |value: &str| {
+        let value = value.trim();
+        if value.len() < 6 {
+            return;
+        }
+        let decoded = String::from_utf8_lossy(&percent_decode(value.as_bytes())).into_owned();
+        if decoded != value && decoded.len() >= 6 {
+            values.push(decoded);
+        }
+        values.push(value.to_owned());
+    };
+    for (name, value) in headers {
+        if is_sensitive_header(name) {
+            if let Ok(value) = value.to_str() {
+                add(value);
+                value.split_whitespace().for_each(&mut add);
+            }
+        }
+    }
+    if let Some(query) = uri.query() {
+        for pair in query.split('&') {
+            add(pair.split_once('=').map_or(pair, |(_, v)| v));
+        }
+    }
+    if let Some((user_info, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
+        add(user_info);
+        user_info.split(':').for_each(&mut add);
+    }
+    values
+}
+
 /// `%XX` escapes decoded, as in a URL's user info or query (a bad escape
 /// is kept as it is): the form a secret is sent in, to scrub or send it.
 ///
