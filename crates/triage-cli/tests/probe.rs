@@ -47,6 +47,42 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Everything a run printed, stdout then stderr.
+fn printed(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A raw HTTP server on 127.0.0.1 that answers every request with
+/// `answer`, then closes; one task per connection (the probe's own connect
+/// test holds one open, silent).
+async fn raw_server(answer: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        for _ in 0..32 {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let answer = std::sync::Arc::clone(&answer);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                if stream.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let _ = stream.write_all(answer.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
 /// A PEM file holding the CA `der`, in a scratch folder of its own named
 /// for `case`: (the folder, the file).
 fn ca_file(der: &[u8], case: &str) -> (std::path::PathBuf, std::path::PathBuf) {
@@ -423,11 +459,7 @@ async fn proxy_credentials_in_the_url_are_sent_and_never_printed() {
             list.push("--json");
         }
         let out = triage(args(&list)).await;
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let printed = printed(&out);
         assert_eq!(out.status.code(), Some(0), "{printed}");
         for secret in ["pr0xy-p", "cHJvYmUtdXNlcjpwcjB4eS1wQHNz"] {
             assert!(!printed.contains(secret), "{secret} printed: {printed}");
@@ -471,28 +503,10 @@ async fn remote_text_is_printed_without_control_characters_and_capped() {
     // A request ID of 8 KiB from the far side is kept to a few hundred
     // bytes, in text and in JSON.
     let long_id = "r".repeat(8 * 1024);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let answer = format!(
+    let addr = raw_server(format!(
         "HTTP/1.1 503 Service Unavailable\r\nx-request-id: {long_id}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    );
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        for _ in 0..16 {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let answer = answer.clone();
-            // One task per connection: the probe's own connect test holds
-            // one open, silent.
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf).await;
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
+    ))
+    .await;
     let url = format!("http://{addr}/v1");
     for as_json in [true, false] {
         let mut list = vec!["probe", url.as_str(), "--max-retries", "0"];
@@ -523,33 +537,15 @@ async fn values_the_request_carried_are_never_printed_back() {
     const KEY: &str = "zq9LongSecretValue77";
     const QUERY: &str = "s3ssionValue4242";
     const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0In0.c2lnbmF0dXJl";
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        for _ in 0..32 {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 8192];
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return;
-                }
-                // Echo every secret back, as a careless upstream does.
-                let body = format!(
-                    r#"{{"error":{{"code":"{KEY}","type":"invalid_request_error","message":"key {KEY} with session {QUERY} and token {JWT} is not valid"}}}}"#
-                );
-                let answer = format!(
-                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nx-request-id: {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
+    // Every secret echoed back, as a careless upstream does.
+    let body = format!(
+        r#"{{"error":{{"code":"{KEY}","type":"invalid_request_error","message":"key {KEY} with session {QUERY} and token {JWT} is not valid"}}}}"#
+    );
+    let addr = raw_server(format!(
+        "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\nx-request-id: {KEY}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+    .await;
     let url = format!("http://{addr}/v1/things?session={QUERY}");
     let key_header = format!("x-api-key: {KEY}");
     let auth_header = format!("authorization: Bearer {JWT}");
@@ -566,11 +562,7 @@ async fn values_the_request_carried_are_never_printed_back() {
             list.push("--json");
         }
         let out = triage(args(&list)).await;
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let printed = printed(&out);
         assert_eq!(out.status.code(), Some(1), "{printed}");
         assert!(printed.contains("auth"), "diagnosed: {printed}");
         for secret in [KEY, QUERY, JWT] {

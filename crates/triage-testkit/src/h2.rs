@@ -100,6 +100,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use crate::routes::query_value;
 use crate::tls::CertProblem;
 use crate::upstream::Hits;
 
@@ -513,14 +514,6 @@ fn error(status: u16, body: &'static str) -> Reply {
         headers: vec![("content-type", "application/json".to_owned())],
         body,
     }
-}
-
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == key)
-        .map(|(_, v)| v)
 }
 
 /// The route table.

@@ -64,7 +64,8 @@ fn json(status: u16, headers: Vec<(String, String)>, body: &str) -> Action {
     }
 }
 
-fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+/// The value of `key` in a query string, if it is there.
+pub(crate) fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
