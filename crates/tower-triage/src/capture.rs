@@ -9,9 +9,66 @@
 //! only while a connection is being made. Every writer looks for itself.
 
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
-use triage_core::{Detail, Stage};
+use triage_core::{Detail, MAX_ATTEMPTS, Stage};
+
+/// What every attempt of one request showed on its way to the server, when
+/// the request asks for it with
+/// [`RequestOptions::connection_log`](crate::RequestOptions::connection_log):
+/// each attempt is captured from its start, as a
+/// [`DiagnosisWindow`](crate::DiagnosisWindow) captures a failing route's,
+/// whether it fails or not. A failed attempt's detail also goes into the
+/// escalation packet. `triage probe` is built on it; a service can use it
+/// for a one-off diagnosis from inside its own runtime.
+///
+/// Each attempt's [`Detail`] holds when each connection stage ended, the
+/// name looked up and the addresses DNS answered, the address connected
+/// to, the certificate the server showed, a proxy's status line and, for a
+/// failure, the error chain. An attempt on a reused connection has no
+/// stages. At most [`MAX_ATTEMPTS`] are kept (the first ones and the last).
+///
+/// ```
+/// use tower_triage::{ConnectionLog, RequestOptions};
+///
+/// let log = ConnectionLog::new();
+/// let mut request = http::Request::get("https://api.example.com/v1/models").body(()).unwrap();
+/// request.extensions_mut().insert(RequestOptions::new().connection_log(log.clone()));
+/// // ... send it through the layer, then:
+/// for detail in log.details() {
+///     println!("{detail}");
+/// }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionLog {
+    details: Arc<Mutex<Vec<Detail>>>,
+}
+
+impl ConnectionLog {
+    /// An empty log.
+    pub fn new() -> ConnectionLog {
+        ConnectionLog::default()
+    }
+
+    /// The attempts captured so far, in order.
+    pub fn details(&self) -> Vec<Detail> {
+        self.lock().clone()
+    }
+
+    pub(crate) fn push(&self, detail: Detail) {
+        let mut details = self.lock();
+        if details.len() >= MAX_ATTEMPTS {
+            details.pop();
+        }
+        details.push(detail);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Detail>> {
+        // A panic while pushing leaves a whole list: keep using it.
+        self.details.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// What one attempt's connection showed, raw.
 #[derive(Debug)]
@@ -88,9 +145,35 @@ pub(crate) fn stage_ended(stage: Stage, ok: bool) {
         if stage == Stage::Tls && ok && c.detail.peer().is_none() {
             return;
         }
+        // A failure is told by the innermost tagged connector first; the
+        // ones wrapping it fail with it and add nothing.
+        if !ok && c.detail.stages().iter().any(|m| !m.ok()) {
+            return;
+        }
         let at = c.started.elapsed();
         c.detail.push_stage(stage, at, ok);
     });
+}
+
+/// DNS is asked for `name`.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn resolving(name: &str) {
+    with(|c| c.detail.set_name(name));
+}
+
+/// Whether this poll captures and has no connected address yet.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn wants_address() -> bool {
+    SLOT.with(|slot| {
+        slot.try_borrow()
+            .is_ok_and(|c| c.as_ref().is_some_and(|c| c.detail.connected().is_none()))
+    })
+}
+
+/// The TCP connection was made to `addr`.
+#[cfg(feature = "hyper-util")]
+pub(crate) fn connected(addr: std::net::SocketAddr) {
+    with(|c| c.detail.set_connected(addr));
 }
 
 /// DNS answered `addr`.

@@ -29,9 +29,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use http::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::legacy::connect::{Connection, HttpConnector, HttpInfo};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use triage_core::{BoxError, Stage};
@@ -96,6 +96,7 @@ where
     }
 
     fn call(&mut self, name: Name) -> Self::Future {
+        capture::resolving(name.as_str());
         TagFuture {
             inner: self.inner.call(name),
             stage: Stage::Dns,
@@ -213,6 +214,7 @@ impl<C> TagConnect<C> {
 impl<C> Service<Uri> for TagConnect<C>
 where
     C: Service<Uri>,
+    C::Response: Connection,
     C::Error: Into<BoxError>,
 {
     type Response = C::Response;
@@ -245,6 +247,7 @@ pin_project! {
 impl<F, T, E> Future for TagConnectFuture<F>
 where
     F: Future<Output = Result<T, E>>,
+    T: Connection,
     E: Into<BoxError>,
 {
     type Output = Result<T, BoxError>;
@@ -258,6 +261,17 @@ where
             crate::transport::connect_pending(stage);
         }
         let connected = ready!(polled);
+        if let Ok(io) = &connected {
+            // The address connected to (the origin's, or the proxy's), read
+            // only while capturing, by the innermost tagged connector.
+            if capture::wants_address() {
+                let mut extensions = http::Extensions::new();
+                io.connected().get_extras(&mut extensions);
+                if let Some(info) = extensions.get::<HttpInfo>() {
+                    capture::connected(info.remote_addr());
+                }
+            }
+        }
         capture::stage_ended(stage, connected.is_ok());
         Poll::Ready(connected.map_err(|e| tag(stage, e.into())))
     }

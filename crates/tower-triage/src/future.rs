@@ -22,7 +22,7 @@ use triage_core::{
 
 use crate::body::TryCloneBody;
 use crate::breaker::{Admit, Breaker, connection_failure, route_of};
-use crate::capture::{self, Capture};
+use crate::capture::{self, Capture, ConnectionLog};
 use crate::events;
 use crate::layer::{Config, PEEK_LIMIT};
 use crate::observer::{AttemptInfo, Outcome, RouteEvent};
@@ -131,6 +131,9 @@ pin_project! {
         // What the attempt's connection showed, while its route's
         // diagnosis window is open.
         capture: Option<Box<Capture>>,
+        // Where every attempt's capture goes, when the request asked for
+        // a connection log.
+        log: Option<ConnectionLog>,
         packet: Option<Box<PacketBuilder>>,
     }
 
@@ -258,6 +261,7 @@ where
         let now = Instant::now();
         let breaker_on = config.breaker.enabled && options.and_then(|o| o.breaker).unwrap_or(true);
         let window_on = config.window.enabled && options.and_then(|o| o.window).unwrap_or(true);
+        let log = options.and_then(|o| o.log.clone());
         // One atomic load while no route has a failure on record.
         let any_route = config.routes.any();
         let admit = if breaker_on && any_route {
@@ -351,8 +355,8 @@ where
         // open diagnosis window.
         let capture = match &state {
             // (No route with a failure on record: nothing to look up.)
-            State::Calling { .. } | State::Probing { .. } if any_route => watch(
-                window_on,
+            State::Calling { .. } | State::Probing { .. } if any_route || log.is_some() => watch(
+                (window_on, log.is_some()),
                 &config,
                 head.uri(),
                 now,
@@ -388,16 +392,24 @@ where
             permit,
             connecting: None,
             capture,
+            log,
             packet: None,
         }
     }
 }
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
-/// route has an open diagnosis window (one atomic load while no route has
-/// a failure on record), for a request the window applies to (`on`).
-fn watch(on: bool, config: &Config, uri: &Uri, now: Instant, attempt: u32) -> Option<Box<Capture>> {
-    (on && config.routes.any() && config.routes.watching(&route_of(uri), now))
+/// request keeps a connection log (`logged`), or when the route has an open
+/// diagnosis window (one atomic load while no route has a failure on
+/// record) for a request the window applies to (`on`).
+fn watch(
+    (on, logged): (bool, bool),
+    config: &Config,
+    uri: &Uri,
+    now: Instant,
+    attempt: u32,
+) -> Option<Box<Capture>> {
+    (logged || (on && config.routes.any() && config.routes.watching(&route_of(uri), now)))
         .then(|| Capture::new(attempt))
 }
 
@@ -602,7 +614,7 @@ where
                     *this.attempt += 1;
                     *this.attempt_started = Instant::now();
                     *this.capture = watch(
-                        *this.window_on,
+                        (*this.window_on, this.log.is_some()),
                         this.config,
                         uri!(this),
                         *this.attempt_started,
@@ -697,8 +709,14 @@ where
                             }
                             Poll::Ready(Ok(response)) => {
                                 clear(this.connect_timer);
-                                // The far side answered: nothing to capture.
-                                *this.capture = None;
+                                // The far side answered: the connection
+                                // log keeps what was captured; a window
+                                // has nothing to count.
+                                if let Some(capture) = this.capture.take() {
+                                    if let Some(log) = this.log.as_ref() {
+                                        log.push(capture.into_detail());
+                                    }
+                                }
                                 let status = response.status();
                                 if status.as_u16() < 400 {
                                     let plan = this.whole_body.and_then(|cap| {
@@ -997,10 +1015,23 @@ where
                 // exact value (its headers are here when a copy was kept
                 // for retries, as by default; the URI always).
                 let secrets = triage_core::redact::request_values(uri!(this), this.head.headers());
-                PacketBuilder::new(method!(this), uri!(this), this.profile, started)
+                let builder = PacketBuilder::new(method!(this), uri!(this), this.profile, started)
                     .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
                     .runtime("tokio")
-                    .secrets(secrets)
+                    .secrets(secrets);
+                // An AI request names its model in a small JSON body: read
+                // from the copy kept for retries, never anything else.
+                let model = this
+                    .profile
+                    .model_in_body()
+                    .then_some(this.body.as_ref())
+                    .flatten()
+                    .and_then(|body| body.in_memory(triage_core::body::MAX_MODEL_BODY))
+                    .and_then(|bytes| triage_core::body::request_model(&bytes));
+                match model {
+                    Some(model) => builder.model(&model),
+                    None => builder,
+                }
             })
         });
         packet.push_attempt(evidence, &diagnosis, &decision);
@@ -1357,7 +1388,18 @@ where
     B: TryCloneBody,
 {
     let (diagnosis, decision) = decide(this, &evidence, now, body_mode);
-    if let Some(capture) = this.capture.take() {
+    if let Some(log) = this.log.as_ref() {
+        // Every attempt of a logged request: in the log and the packet,
+        // not counted against a window.
+        if let Some(capture) = this.capture.take() {
+            let mut detail = capture.into_detail();
+            detail.set_error(&*error);
+            log.push(detail.clone());
+            if let Some(packet) = this.packet.as_deref_mut() {
+                packet.push_detail(detail);
+            }
+        }
+    } else if let Some(capture) = this.capture.take() {
         let route = route_of(uri!(this));
         let detail = captured(
             &this.config.routes,

@@ -115,6 +115,7 @@ mod transport;
 pub mod whole_body;
 
 pub use breaker::{Breaker, DiagnosisWindow};
+pub use capture::ConnectionLog;
 pub use events::TARGET;
 pub use future::ResponseFuture;
 pub use layer::{PEEK_LIMIT, TriageLayer};

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use triage_core::Profile;
 
+use crate::ConnectionLog;
+
 /// Overrides for one request; put it in the request's extensions.
 ///
 /// ```
@@ -30,6 +32,7 @@ pub struct RequestOptions {
     pub(crate) breaker: Option<bool>,
     pub(crate) window: Option<bool>,
     pub(crate) whole_body: Option<Option<NonZeroU64>>,
+    pub(crate) log: Option<ConnectionLog>,
 }
 
 impl RequestOptions {
@@ -92,6 +95,16 @@ impl RequestOptions {
     /// (see [`DiagnosisWindow`](crate::DiagnosisWindow)).
     pub fn diagnosis_window(mut self, on: bool) -> Self {
         self.window = Some(on);
+        self
+    }
+
+    /// Captures every attempt of this request from its start, success or
+    /// not, into `log` (see [`ConnectionLog`]); a failed attempt's detail
+    /// also goes into the packet. It costs a small allocation per attempt
+    /// and the capture's bookkeeping while connecting: for diagnosis, not
+    /// for every call.
+    pub fn connection_log(mut self, log: ConnectionLog) -> Self {
+        self.log = Some(log);
         self
     }
 

@@ -1,8 +1,11 @@
-//! The same-path test (feature `rustls`): resolve, connect, proxy, TLS, then
-//! the request through the layer, each stage timed, naming the first point
-//! where the evidence changed. `triage probe` prints it; a service can serve
-//! it from inside its own runtime (a laptop test proves nothing about a
-//! container's egress).
+//! The same-path test (feature `rustls`): one request through the layer and
+//! the library's tagged connectors, as a service would send it, with every
+//! attempt captured from its start (a [`ConnectionLog`]): DNS, TCP, proxy
+//! and TLS each timed, then the answer, naming the first point where the
+//! evidence changed. The verdict, the attempts and the escalation packet
+//! are the layer's own, with the same retry rules; every failure has a
+//! packet. `triage probe` prints it; a service can serve it from inside its
+//! own runtime (a laptop test proves nothing about a container's egress).
 //!
 //! # Example
 //!
@@ -16,28 +19,29 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tower::{Layer, Service, ServiceExt};
 use triage_core::{
-    Class, Diagnosis, Fault, Owner, Packet, Profile, RetryRules, Stage, TransportFailure, redact,
+    Class, Detail, Diagnosis, Fault, Owner, Packet, Profile, RetryRules, Stage, TransportFailure,
+    redact,
 };
 
-use crate::capture::{self, Capture};
+use crate::capture::ConnectionLog;
 use crate::layer::TriageLayer;
+use crate::options::RequestOptions;
 use crate::report::ReportExt;
-use crate::transport::classify_error;
 
 /// A stage of the probe.
 #[non_exhaustive]
@@ -51,7 +55,7 @@ pub enum ProbeStage {
     Proxy,
     /// The TLS handshake.
     Tls,
-    /// The request through the layer.
+    /// The request's answer, through the layer.
     Http,
 }
 
@@ -86,7 +90,8 @@ pub struct StageResult {
 pub struct ProbeReport {
     /// The URL probed, without secrets.
     pub url: String,
-    /// The stages run, in order (the probe stops at the first failure).
+    /// The connection stages of the last attempt that made a connection,
+    /// in order, then the answer's (`http`) when they all went through.
     pub stages: Vec<StageResult>,
     /// The diagnosis: of the failing stage, or of the request's answer.
     pub diagnosis: Diagnosis,
@@ -94,9 +99,11 @@ pub struct ProbeReport {
     pub status: Option<u16>,
     /// The origin's request ID, if any.
     pub request_id: Option<String>,
-    /// The escalation packet of the request, when it failed.
+    /// The escalation packet: there is one for every failure (and for a
+    /// success that needed a retry), with every attempt, the connection
+    /// detail of each failed one, and [`Packet::finding`].
     pub packet: Option<Packet>,
-    /// Attempts the request made (0 when an earlier stage failed).
+    /// Attempts the request made.
     pub attempts: u32,
     /// Total time.
     pub elapsed: Duration,
@@ -119,7 +126,8 @@ impl ProbeReport {
     /// `stage` (the transport stage, or the probe stage that failed),
     /// `status`, `request_id`, `attempts` (each with its status, stage,
     /// owner, class, decision), `retries`, `elapsed_ms`, `next_step`,
-    /// `stages` (each timed, with what it found, scrubbed) and `packet`.
+    /// `finding` (the packet's sentence), `stages` (each timed, with what
+    /// it found, scrubbed) and `packet`.
     /// For an admin endpoint; `triage probe --json` prints the same.
     #[cfg(feature = "serde")]
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -168,6 +176,7 @@ impl ProbeReport {
             "elapsed_ms": report.elapsed.as_millis() as u64,
             "bound_ms": report.bound.as_millis() as u64,
             "next_step": report.diagnosis.next_step(),
+            "finding": report.packet.as_ref().map(|p| p.finding()),
             "stages": report.stages.iter().map(|s| serde_json::json!({
                 "stage": s.stage.as_str(),
                 "ok": s.ok,
@@ -215,7 +224,7 @@ impl fmt::Display for ProbeReport {
         )?;
         if let Some(packet) = &self.packet {
             writeln!(f)?;
-            write!(f, "{packet}")?;
+            writeln!(f, "{packet}")?;
         }
         Ok(())
     }
@@ -259,21 +268,18 @@ impl ProbeOptions {
         ProbeOptions::default()
     }
 
-    /// The longest a probe with these options can take: each connection
-    /// stage (DNS, TCP, proxy, TLS) its connect timeout, then the request's
-    /// attempts their timeout each and the waits between them, which a
-    /// total deadline bounds (a server's `Retry-After` cannot stretch it).
-    /// 80 s with the defaults; a diagnostic, not a workload.
+    /// The longest a probe with these options can take, its total
+    /// deadline: every attempt its timeout (which covers its connection
+    /// too), and 10 s of waits between them (a server's `Retry-After`
+    /// cannot stretch it). 40 s with the defaults; a diagnostic, not a
+    /// workload.
     pub fn bound(&self) -> Duration {
-        self.connect_timeout * 4 + self.request_bound()
-    }
-
-    /// The request stage's total deadline: every attempt, and 10 s of
-    /// waits between them.
-    fn request_bound(&self) -> Duration {
         self.timeout * (self.max_retries + 1) + Duration::from_secs(10)
     }
-    /// Resolves `host:port` to `addr`, like curl's `--resolve`.
+    /// Resolves `host:port` to `addr`, like curl's `--resolve`, for the
+    /// origin's host and port, or the proxy's (repeat it for more than one
+    /// address: each is tried in turn). A host that is an IP address is
+    /// never looked up.
     pub fn resolve(mut self, host: &str, port: u16, addr: IpAddr) -> Self {
         self.resolve.push((host.to_ascii_lowercase(), port, addr));
         self
@@ -288,12 +294,14 @@ impl ProbeOptions {
         self.roots = Some(roots);
         self
     }
-    /// The connect timeout (each of DNS, TCP, proxy and TLS).
+    /// The connect timeout of each attempt: DNS, TCP, proxy and TLS
+    /// together, within the attempt's timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
-    /// The per-attempt timeout of the request.
+    /// The timeout of each attempt, from its connection to the end of a
+    /// small body.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -325,31 +333,49 @@ impl ProbeOptions {
     }
 }
 
-/// A resolver that answers with the addresses the probe found.
+/// The probe's resolver: the `--resolve` overrides for the origin's or
+/// the proxy's host and port, else the system's.
 #[derive(Clone)]
-struct Fixed(Vec<SocketAddr>);
+struct Overrides {
+    fixed: Arc<Vec<(String, IpAddr)>>,
+    system: GaiResolver,
+}
 
-impl Service<Name> for Fixed {
+impl Service<Name> for Overrides {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;
-    type Future = std::future::Ready<Result<Self::Response, std::io::Error>>;
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), std::io::Error>> {
-        std::task::Poll::Ready(Ok(()))
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
+        Poll::Ready(Ok(()))
     }
-    fn call(&mut self, _: Name) -> Self::Future {
-        std::future::ready(Ok(self.0.clone().into_iter()))
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let fixed: Vec<SocketAddr> = self
+            .fixed
+            .iter()
+            .filter(|(host, _)| host.eq_ignore_ascii_case(name.as_str()))
+            .map(|(_, addr)| SocketAddr::new(*addr, 0))
+            .collect();
+        if !fixed.is_empty() {
+            return Box::pin(std::future::ready(Ok(fixed.into_iter())));
+        }
+        let lookup = self.system.call(name);
+        Box::pin(async move {
+            Ok(lookup
+                .await
+                .map_err(std::io::Error::other)?
+                .collect::<Vec<_>>()
+                .into_iter())
+        })
     }
 }
 
-fn failure(stage: Stage, fault: Fault) -> Diagnosis {
-    let evidence = triage_core::Evidence::from_transport(TransportFailure::new(stage, fault));
-    triage_core::classify(&evidence, Profile::generic())
-}
-
-/// Runs the same-path test for `url`.
+/// Runs the same-path test for `url`: one request through
+/// [`TriageLayer`] over the library's tagged connectors (through the proxy
+/// when one is set, TLS with the origin inside its tunnel), every attempt
+/// captured from its start by a [`ConnectionLog`]. The stages, owner,
+/// attempts and packet are the layer's own.
 pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let started = Instant::now();
     let mut report = ProbeReport {
@@ -363,232 +389,32 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         elapsed: Duration::ZERO,
         bound: options.bound(),
     };
-    let https = url.scheme_str() == Some("https");
     let host = url
         .host()
         .unwrap_or("")
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
+    let https = url.scheme_str() == Some("https");
     let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    // The first hop: the proxy, or the origin.
-    let (hop_host, hop_port) = match &options.proxy {
+    // `--resolve` entries for the first hop (the origin, or the proxy).
+    let hop = match &options.proxy {
         Some(p) => (
             p.host().unwrap_or("").to_owned(),
             p.port_u16().unwrap_or(80),
         ),
         None => (host.clone(), port),
     };
-    let limit = options.connect_timeout;
-    let connect_phase = triage_core::TimeoutPhase::Connect;
-
-    // DNS
-    let t = Instant::now();
-    let overridden: Vec<SocketAddr> = options
+    let fixed = options
         .resolve
         .iter()
-        .filter(|(h, p, _)| h.eq_ignore_ascii_case(&hop_host) && *p == hop_port)
-        .map(|(_, p, a)| SocketAddr::new(*a, *p))
+        .filter(|(h, p, _)| h.eq_ignore_ascii_case(&hop.0) && *p == hop.1)
+        .map(|(h, _, a)| (h.clone(), *a))
         .collect();
-    let addrs: Vec<SocketAddr> = if !overridden.is_empty() {
-        overridden
-    } else if let Ok(ip) = hop_host.parse::<IpAddr>() {
-        vec![SocketAddr::new(ip, hop_port)]
-    } else {
-        match tokio::time::timeout(
-            limit,
-            tokio::net::lookup_host((hop_host.as_str(), hop_port)),
-        )
-        .await
-        {
-            Ok(Ok(found)) => found.collect(),
-            Ok(Err(e)) => {
-                let fault = classify_error(&e, false, Some(Stage::Dns)).fault();
-                return finish(
-                    report,
-                    ProbeStage::Dns,
-                    t,
-                    format!("{hop_host}: {e}"),
-                    failure(Stage::Dns, fault),
-                    started,
-                );
-            }
-            Err(_) => {
-                return finish(
-                    report,
-                    ProbeStage::Dns,
-                    t,
-                    format!("{hop_host}: no answer in {limit:?}"),
-                    failure(Stage::Dns, Fault::ResolverFailed),
-                    started,
-                );
-            }
-        }
+    let resolver = Overrides {
+        fixed: Arc::new(fixed),
+        system: GaiResolver::new(),
     };
-    if addrs.is_empty() {
-        return finish(
-            report,
-            ProbeStage::Dns,
-            t,
-            format!("{hop_host}: no address"),
-            failure(Stage::Dns, Fault::NameNotFound),
-            started,
-        );
-    }
-    report.stages.push(StageResult {
-        stage: ProbeStage::Dns,
-        ok: true,
-        elapsed: t.elapsed(),
-        detail: format!(
-            "{hop_host} -> {}",
-            addrs
-                .iter()
-                .map(|a| a.ip().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    });
-
-    // TCP
-    let t = Instant::now();
-    let tcp_stage = if options.proxy.is_some() {
-        Stage::Proxy
-    } else {
-        Stage::Connect
-    };
-    // Every address the name resolved to is tried in turn, as hyper-util's
-    // connector and curl do, within one connect timeout split among them;
-    // the detail lists each one tried.
-    let mut tried: Vec<String> = Vec::new();
-    let mut connected = None;
-    let mut last_fault = Fault::Unknown;
-    let tries = addrs.len().clamp(1, MAX_ADDRESSES);
-    let per_address = limit / u32::try_from(tries).unwrap_or(1);
-    for addr in addrs.iter().take(MAX_ADDRESSES) {
-        match tokio::time::timeout(per_address, TcpStream::connect(*addr)).await {
-            Ok(Ok(s)) => {
-                connected = Some((s, *addr));
-                break;
-            }
-            Ok(Err(e)) => {
-                last_fault = classify_error(&e, false, Some(tcp_stage)).fault();
-                tried.push(format!("{addr}: {e}"));
-            }
-            Err(_) => {
-                last_fault = Fault::Timeout(connect_phase);
-                tried.push(format!("{addr}: no answer in {per_address:?}"));
-            }
-        }
-    }
-    let Some((mut stream, addr)) = connected else {
-        return finish(
-            report,
-            ProbeStage::Connect,
-            t,
-            tried.join("; "),
-            failure(tcp_stage, last_fault),
-            started,
-        );
-    };
-    let detail = if tried.is_empty() {
-        format!("connected to {addr}")
-    } else {
-        format!("connected to {addr} (tried first: {})", tried.join("; "))
-    };
-    report.stages.push(StageResult {
-        stage: ProbeStage::Connect,
-        ok: true,
-        elapsed: t.elapsed(),
-        detail,
-    });
-
-    // Proxy CONNECT
-    if options.proxy.is_some() {
-        let t = Instant::now();
-        // Credentials in the proxy URL's user info go as Basic, never printed.
-        let credentials = options
-            .proxy
-            .as_ref()
-            .and_then(crate::connect::proxy_authorization)
-            .and_then(|v| {
-                v.to_str()
-                    .ok()
-                    .map(|v| format!("Proxy-Authorization: {v}\r\n"))
-            })
-            .unwrap_or_default();
-        let request =
-            format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{credentials}\r\n");
-        let answer = tokio::time::timeout(limit, async {
-            stream.write_all(request.as_bytes()).await?;
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16384 {
-                let n = stream.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                head.extend_from_slice(&buf[..n]);
-            }
-            Ok::<_, std::io::Error>(
-                String::from_utf8_lossy(&head)
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned(),
-            )
-        })
-        .await;
-        let line = match answer {
-            Ok(Ok(line)) => line,
-            Ok(Err(e)) => {
-                return finish(
-                    report,
-                    ProbeStage::Proxy,
-                    t,
-                    e.to_string(),
-                    failure(
-                        Stage::Proxy,
-                        classify_error(&e, false, Some(Stage::Proxy)).fault(),
-                    ),
-                    started,
-                );
-            }
-            Err(_) => {
-                return finish(
-                    report,
-                    ProbeStage::Proxy,
-                    t,
-                    "no answer".into(),
-                    failure(Stage::Proxy, Fault::Timeout(connect_phase)),
-                    started,
-                );
-            }
-        };
-        let code = line.split_whitespace().nth(1).unwrap_or("");
-        if !code.starts_with('2') {
-            let fault = if code == "407" {
-                Fault::ProxyAuthRequired
-            } else {
-                Fault::ProxyRejected
-            };
-            return finish(
-                report,
-                ProbeStage::Proxy,
-                t,
-                format!("proxy answered: {line}"),
-                failure(Stage::Proxy, fault),
-                started,
-            );
-        }
-        report.stages.push(StageResult {
-            stage: ProbeStage::Proxy,
-            ok: true,
-            elapsed: t.elapsed(),
-            detail: format!("tunnel open: {line}"),
-        });
-    }
-
-    // TLS
     let roots = match options.roots.clone() {
         Some(roots) => roots,
         None => {
@@ -597,79 +423,9 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             roots
         }
     };
-    if https {
-        let t = Instant::now();
-        // The connectors' verifier, which shows the server's certificate to
-        // a capture: the report names what the server presented.
-        let config = crate::connect::tls_config(roots.clone());
-        let (Ok(config), Ok(name)) = (config, ServerName::try_from(host.clone())) else {
-            return finish(
-                report,
-                ProbeStage::Tls,
-                t,
-                "invalid TLS setup or host name".into(),
-                failure(Stage::Tls, Fault::Unknown),
-                started,
-            );
-        };
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        let mut capture = Some(Capture::new(0));
-        let mut handshake = std::pin::pin!(connector.connect(name, stream));
-        let shaken = tokio::time::timeout(
-            limit,
-            std::future::poll_fn(|cx| capture::scope(&mut capture, || handshake.as_mut().poll(cx))),
-        )
-        .await;
-        // `; certificate subject "…" issued by "…" valid …`, when the server
-        // showed one.
-        let presented = capture
-            .map(|c| c.into_detail())
-            .and_then(|d| d.peer().map(|p| format!("; certificate {p}")))
-            .unwrap_or_default();
-        match shaken {
-            Ok(Ok(tls)) => {
-                let version = tls
-                    .get_ref()
-                    .1
-                    .protocol_version()
-                    .map_or("?".to_owned(), |v| format!("{v:?}"));
-                report.stages.push(StageResult {
-                    stage: ProbeStage::Tls,
-                    ok: true,
-                    elapsed: t.elapsed(),
-                    detail: format!("handshake done ({version}){presented}"),
-                });
-            }
-            Ok(Err(e)) => {
-                // The same judgement as the layer's, at the TLS stage.
-                let fault = classify_error(&e, false, Some(Stage::Tls)).fault();
-                return finish(
-                    report,
-                    ProbeStage::Tls,
-                    t,
-                    format!("{}{presented}", redact::text(&e.to_string())),
-                    failure(Stage::Tls, fault),
-                    started,
-                );
-            }
-            Err(_) => {
-                return finish(
-                    report,
-                    ProbeStage::Tls,
-                    t,
-                    "no handshake in time".into(),
-                    failure(Stage::Tls, Fault::Timeout(connect_phase)),
-                    started,
-                );
-            }
-        }
-    }
-
-    // HTTP through the layer, on the same path (the addresses found above).
-    let t = Instant::now();
     let rules = RetryRules::default()
         .max_retries(options.max_retries)
-        .deadline(Some(options.request_bound()));
+        .deadline(Some(options.bound()));
     // Whole-body mode: the body is read inside the attempt, under its
     // timeout and the deadline, and a body that breaks is the attempt's
     // failure (stage body). A body over the cap, or a stream, is not read:
@@ -677,55 +433,72 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let mut layer = TriageLayer::new()
         .rules(rules)
         .attempt_timeout(Some(options.timeout))
+        .connect_timeout(Some(options.connect_timeout))
         .whole_body(Some(crate::DEFAULT_WHOLE_BODY_CAP));
-    if let Some(profile) = options.profile.clone() {
-        layer = layer.profile(profile);
-    }
+    let profile = options
+        .profile
+        .clone()
+        .unwrap_or_else(|| Profile::detect(&host).clone());
+    layer = layer.profile(profile.clone());
+    let log = ConnectionLog::new();
     let mut request = Request::builder()
         .method(options.method.clone())
         .uri(url.clone());
     if let Some(h) = request.headers_mut() {
         h.extend(options.headers.clone());
     }
-    let Ok(request) = request.body(Full::new(options.body.clone())) else {
-        return finish(
-            report,
-            ProbeStage::Http,
-            t,
-            "invalid request".into(),
-            failure(Stage::Write, Fault::Unknown),
-            started,
-        );
+    let request = request
+        .extension(
+            // One diagnosis: no route state to keep or be refused by.
+            RequestOptions::new()
+                .connection_log(log.clone())
+                .breaker(false)
+                .diagnosis_window(false),
+        )
+        .body(Full::new(options.body.clone()));
+    let request = match request {
+        Ok(request) => request,
+        Err(e) => {
+            report.stages.push(StageResult {
+                stage: ProbeStage::Http,
+                ok: false,
+                elapsed: Duration::ZERO,
+                detail: format!("invalid request: {e}"),
+            });
+            report.diagnosis = failure(Stage::Write, Fault::Unknown);
+            return report;
+        }
     };
-    let resolver = Fixed(addrs.clone());
+    let t = Instant::now();
     // Through a proxy, HTTPS is TLS with the origin inside the tunnel,
     // always: the request never crosses the proxy in clear.
-    let result = match &options.proxy {
+    let sent = match &options.proxy {
         Some(proxy) => {
             match crate::connect::proxied_https_connector(resolver, proxy.clone(), None, roots) {
-                Ok(connector) => send(&layer, connector, request).await,
-                Err(e) => Err(e.to_string()),
+                Ok(connector) => Ok(send(&layer, connector, request).await),
+                Err(e) => Err(e),
             }
         }
         None => match crate::connect::https_connector_with(resolver, roots) {
-            Ok(connector) => send(&layer, connector, request).await,
-            Err(e) => Err(e.to_string()),
+            Ok(connector) => Ok(send(&layer, connector, request).await),
+            Err(e) => Err(e),
         },
     };
-    let result = match result {
+    let result = match sent {
         Ok(result) => result,
         Err(setup) => {
-            return finish(
-                report,
-                ProbeStage::Http,
-                t,
-                setup,
-                failure(Stage::Tls, Fault::Unknown),
-                started,
-            );
+            report.stages.push(StageResult {
+                stage: ProbeStage::Tls,
+                ok: false,
+                elapsed: Duration::ZERO,
+                detail: format!("TLS setup failed: {setup}"),
+            });
+            report.diagnosis = failure(Stage::Tls, Fault::Unknown);
+            report.elapsed = started.elapsed();
+            return report;
         }
     };
-    match result {
+    let http = match result {
         Ok(response) => {
             let status = response.status();
             let info = response.report();
@@ -741,13 +514,12 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
                 report.packet = info.packet().cloned();
             }
             report.status = Some(status.as_u16());
-            let ok = report.diagnosis.is_success();
-            report.stages.push(StageResult {
+            StageResult {
                 stage: ProbeStage::Http,
-                ok,
+                ok: report.diagnosis.is_success(),
                 elapsed: t.elapsed(),
                 detail: format!("status {}", status.as_u16()),
-            });
+            }
         }
         Err(error) => {
             report.diagnosis = *error.diagnosis();
@@ -755,16 +527,182 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             report.status = error.status().map(|s| s.as_u16());
             report.request_id = error.request_id().map(remote_id);
             report.packet = Some(error.packet().clone());
-            report.stages.push(StageResult {
+            StageResult {
                 stage: ProbeStage::Http,
                 ok: false,
                 elapsed: t.elapsed(),
                 detail: redact::text(&error.to_string()).into_owned(),
-            });
+            }
         }
+    };
+    if let Some(packet) = report.packet.as_mut() {
+        // Without retries the layer keeps no copy of the body to read the
+        // model from: the probe has it in memory.
+        if packet.model().is_none() && profile.model_in_body() {
+            if let Some(model) = triage_core::body::request_model(&options.body) {
+                packet.set_model(&model);
+            }
+        }
+    }
+    let details = log.details();
+    report.stages = connection_stages(
+        &details,
+        &report.diagnosis,
+        options.proxy.is_some(),
+        options.connect_timeout,
+    );
+    // The request's own stage, once the connection went through.
+    if report.stages.iter().all(|s| s.ok) {
+        report.stages.push(http);
     }
     report.elapsed = started.elapsed();
     report
+}
+
+/// The connection stages of the last attempt that made a connection, as
+/// the probe reports them (the first proxy stage, through a proxy, is the
+/// TCP connection to it); a connection stage that never ended (its timeout
+/// fired) is added as failed.
+fn connection_stages(
+    details: &[Detail],
+    diagnosis: &Diagnosis,
+    proxied: bool,
+    connect_timeout: Duration,
+) -> Vec<StageResult> {
+    let Some(detail) = details
+        .iter()
+        .rev()
+        .find(|d| !d.stages().is_empty() || d.name().is_some())
+    else {
+        return Vec::new();
+    };
+    let mut stages = Vec::new();
+    let mut before = Duration::ZERO;
+    let mut seen_proxy = false;
+    let error = detail.error_chain().join(": ");
+    for mark in detail.stages() {
+        let elapsed = mark.at().saturating_sub(before);
+        before = mark.at();
+        let (stage, text) = match (mark.stage(), mark.ok()) {
+            (Stage::Dns, true) => (
+                ProbeStage::Dns,
+                format!(
+                    "{} -> {}",
+                    detail.name().unwrap_or("?"),
+                    detail.answers().join(", ")
+                ),
+            ),
+            (Stage::Dns, false) => (
+                ProbeStage::Dns,
+                format!("{}: {error}", detail.name().unwrap_or("?")),
+            ),
+            (Stage::Proxy, ok) if proxied && !seen_proxy => {
+                seen_proxy = true;
+                match (ok, detail.connected()) {
+                    (true, Some(addr)) => (ProbeStage::Connect, connected_to(detail, addr)),
+                    (true, None) => (ProbeStage::Connect, "connected".to_owned()),
+                    (false, _) => (ProbeStage::Connect, tried(detail, &error)),
+                }
+            }
+            (Stage::Connect, true) => match detail.connected() {
+                Some(addr) => (ProbeStage::Connect, connected_to(detail, addr)),
+                None => (ProbeStage::Connect, "connected".to_owned()),
+            },
+            (Stage::Connect, false) => (ProbeStage::Connect, tried(detail, &error)),
+            (Stage::Proxy, true) => (
+                ProbeStage::Proxy,
+                format!("tunnel open: {}", detail.proxy_status().unwrap_or("")),
+            ),
+            (Stage::Proxy, false) => (
+                ProbeStage::Proxy,
+                match detail.proxy_status() {
+                    Some(line) => format!("proxy answered: {line}"),
+                    None => error.clone(),
+                },
+            ),
+            (Stage::Tls, ok) => {
+                let presented = detail
+                    .peer()
+                    .map(|p| format!("; certificate {p}"))
+                    .unwrap_or_default();
+                if ok {
+                    (ProbeStage::Tls, format!("handshake done{presented}"))
+                } else {
+                    (ProbeStage::Tls, format!("{error}{presented}"))
+                }
+            }
+            (_, _) => continue,
+        };
+        stages.push(StageResult {
+            stage,
+            ok: mark.ok(),
+            elapsed,
+            detail: text,
+        });
+    }
+    // A connection stage whose timeout fired never ended: it failed.
+    let open = diagnosis
+        .stage()
+        .filter(|s| matches!(s, Stage::Dns | Stage::Connect | Stage::Proxy | Stage::Tls));
+    if let Some(stage) = open {
+        if stages.iter().all(|s| s.ok) {
+            let stage = match stage {
+                Stage::Dns => ProbeStage::Dns,
+                Stage::Proxy if proxied && !seen_proxy => ProbeStage::Connect,
+                Stage::Proxy => ProbeStage::Proxy,
+                Stage::Tls => ProbeStage::Tls,
+                _ => ProbeStage::Connect,
+            };
+            let what = match (stage, detail.name()) {
+                (ProbeStage::Dns, Some(name)) => format!("{name}: "),
+                _ => String::new(),
+            };
+            stages.push(StageResult {
+                stage,
+                ok: false,
+                elapsed: connect_timeout.saturating_sub(before),
+                detail: if error.is_empty() {
+                    format!("{what}no answer in {connect_timeout:?}")
+                } else {
+                    format!("{what}{error}")
+                },
+            });
+        }
+    }
+    stages
+}
+
+/// `connected to ADDR`, with the answers tried before it.
+fn connected_to(detail: &Detail, addr: &str) -> String {
+    let ip = addr
+        .parse::<SocketAddr>()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let before: Vec<&str> = detail
+        .answers()
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| *a != ip)
+        .collect();
+    if before.is_empty() || before.len() == detail.answers().len() {
+        format!("connected to {addr}")
+    } else {
+        format!("connected to {addr} (tried first: {})", before.join(", "))
+    }
+}
+
+/// What a failed connect tried, and why it failed.
+fn tried(detail: &Detail, error: &str) -> String {
+    if detail.answers().is_empty() {
+        error.to_owned()
+    } else {
+        format!("tried {}: {error}", detail.answers().join(", "))
+    }
+}
+
+fn failure(stage: Stage, fault: Fault) -> Diagnosis {
+    let evidence = triage_core::Evidence::from_transport(TransportFailure::new(stage, fault));
+    triage_core::classify(&evidence, Profile::generic())
 }
 
 /// One request through `layer` over hyper-util's client with `connector`.
@@ -772,10 +710,7 @@ async fn send<C>(
     layer: &TriageLayer,
     connector: C,
     request: http::Request<Full<Bytes>>,
-) -> Result<
-    Result<http::Response<crate::ResponseBody<hyper::body::Incoming>>, triage_core::Error>,
-    String,
->
+) -> Result<http::Response<crate::ResponseBody<hyper::body::Incoming>>, triage_core::Error>
 where
     C: tower::Service<Uri> + Clone + Send + Sync + 'static,
     C::Response: hyper::rt::Read
@@ -789,14 +724,11 @@ where
 {
     let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
     let mut svc = layer.layer(client);
-    Ok(match svc.ready().await {
+    match svc.ready().await {
         Ok(svc) => svc.call(request).await,
         Err(e) => Err(e),
-    })
+    }
 }
-
-/// The most resolved addresses the connect stage tries.
-const MAX_ADDRESSES: usize = 8;
 
 /// The longest stage detail printed.
 const MAX_DETAIL: usize = 1024;
@@ -813,25 +745,6 @@ fn shown(detail: &str) -> String {
 /// A request ID the far side sent, as kept: scrubbed, printable, capped.
 fn remote_id(id: &str) -> String {
     redact::printable(&redact::text(id), MAX_REQUEST_ID).into_owned()
-}
-
-fn finish(
-    mut report: ProbeReport,
-    stage: ProbeStage,
-    started_stage: Instant,
-    detail: String,
-    diagnosis: Diagnosis,
-    started: Instant,
-) -> ProbeReport {
-    report.stages.push(StageResult {
-        stage,
-        ok: false,
-        elapsed: started_stage.elapsed(),
-        detail,
-    });
-    report.diagnosis = diagnosis;
-    report.elapsed = started.elapsed();
-    report
 }
 
 /// The owner of a diagnosis, for reports (`None` on success).

@@ -27,7 +27,7 @@ pub(crate) struct ProbeArgs {
     /// The provider profile (openai, azure-openai, anthropic, gemini, aws, github, stripe, generic).
     #[arg(long)]
     profile: Option<String>,
-    /// `HOST:PORT:ADDR`: use ADDR for HOST:PORT, like curl (repeatable).
+    /// `HOST:PORT:ADDR`: use ADDR for HOST:PORT (the URL's or the proxy's), like curl (repeatable: each address is tried in turn).
     #[arg(long)]
     resolve: Vec<String>,
     /// Trust the certificates in this PEM file instead of the system's roots.
@@ -138,6 +138,13 @@ fn resolve_entry(entry: &str) -> Result<(String, u16, IpAddr), Usage> {
         .trim_end_matches(']')
         .parse()
         .map_err(|_| Usage("--resolve: invalid address".into()))?;
+    if host.parse::<IpAddr>().is_ok() {
+        // hyper-util, like every client, connects to an address directly.
+        return Err(Usage(format!(
+            "--resolve: {} is an IP address, which is never looked up; give a host name",
+            redact::printable(host, 64)
+        )));
+    }
     Ok((host.to_owned(), port, addr))
 }
 

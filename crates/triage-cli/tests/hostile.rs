@@ -146,30 +146,32 @@ async fn nothing_is_silently_rewritten() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resolve_takes_ipv6_hosts_in_brackets() {
-    // The entry is taken (the probe's resolution stage uses it), not
-    // refused as bad usage.
+async fn resolve_for_an_address_is_refused_in_one_line() {
+    // An IP address is never looked up (by hyper-util, as by any client):
+    // an entry for one would be silently ignored, so it is bad usage, in
+    // either bracketed or plain form; a malformed entry too.
     let port = triage_testkit::closed_port().unwrap().port();
     let url = format!("http://[::1]:{port}/ok");
-    let entry = format!("[::1]:{port}:127.0.0.1");
-    let out = triage(&[
-        "probe",
-        &url,
-        "--resolve",
-        &entry,
-        "--json",
-        "--max-retries",
-        "0",
-    ])
+    refused(
+        &[
+            "probe",
+            &url,
+            "--resolve",
+            &format!("[::1]:{port}:127.0.0.1"),
+        ],
+        "is an IP address",
+    )
     .await;
-    assert_ne!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("::1 -> 127.0.0.1"), "{text}");
+    refused(
+        &[
+            "probe",
+            "http://127.0.0.1:1/",
+            "--resolve",
+            "127.0.0.1:1:127.0.0.2",
+        ],
+        "is an IP address",
+    )
+    .await;
     refused(
         &["probe", &url, "--resolve", "[::1:80:127.0.0.1"],
         "--resolve",

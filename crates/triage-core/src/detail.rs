@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::packet::{capped, chain_texts};
@@ -12,6 +12,9 @@ use crate::x509::CertSummary;
 
 /// At most this many DNS answers and stage marks are kept per attempt.
 pub const MAX_DETAIL_ITEMS: usize = 16;
+
+/// The longest host name kept (DNS names are at most 253 bytes).
+const MAX_NAME: usize = 255;
 
 /// The detailed evidence of one failed attempt on the connection path,
 /// captured while its route's diagnosis window was open: when each
@@ -44,7 +47,11 @@ pub struct Detail {
     window_n: u32,
     window_of: u32,
     stages: Vec<StageMark>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    name: Option<String>,
     answers: Vec<String>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    connected: Option<String>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     peer: Option<CertSummary>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
@@ -99,7 +106,9 @@ impl Detail {
             window_n: 0,
             window_of: 0,
             stages: Vec::new(),
+            name: None,
             answers: Vec::new(),
+            connected: None,
             peer: None,
             proxy_status: None,
             chain: Vec::new(),
@@ -128,6 +137,17 @@ impl Detail {
         if self.answers.len() < MAX_DETAIL_ITEMS && !self.answers.contains(&text) {
             self.answers.push(text);
         }
+    }
+
+    /// The name DNS was asked for (the origin's host, or the proxy's),
+    /// capped and printable.
+    pub fn set_name(&mut self, name: &str) {
+        self.name = Some(redact::printable(name, MAX_NAME).into_owned());
+    }
+
+    /// The address the TCP connection was made to.
+    pub fn set_connected(&mut self, addr: SocketAddr) {
+        self.connected = Some(addr.to_string());
     }
 
     /// The certificate the server presented.
@@ -164,6 +184,14 @@ impl Detail {
     /// The connection stages that ended, in order.
     pub fn stages(&self) -> &[StageMark] {
         &self.stages
+    }
+    /// The name DNS was asked for, if a lookup was made.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+    /// The address the TCP connection was made to, if one was.
+    pub fn connected(&self) -> Option<&str> {
+        self.connected.as_deref()
     }
     /// The addresses DNS answered.
     pub fn answers(&self) -> &[String] {
@@ -204,7 +232,13 @@ impl fmt::Display for Detail {
             }
         }
         if !self.answers.is_empty() {
-            write!(f, "; dns answered {}", self.answers.join(" "))?;
+            match &self.name {
+                Some(name) => write!(f, "; dns answered {name}: {}", self.answers.join(" "))?,
+                None => write!(f, "; dns answered {}", self.answers.join(" "))?,
+            }
+        }
+        if let Some(addr) = &self.connected {
+            write!(f, "; connected to {addr}")?;
         }
         if let Some(peer) = &self.peer {
             write!(f, "; peer certificate {peer}")?;

@@ -21,6 +21,40 @@ pub const MAX_CHAIN: usize = 8;
 /// At most this many attempts are kept (the first ones and the last).
 pub const MAX_ATTEMPTS: usize = 32;
 const MAX_TEXT: usize = 512;
+/// The longest [`Packet::finding`].
+const MAX_FINDING: usize = 1024;
+/// The longest model name kept.
+const MAX_MODEL: usize = 128;
+
+/// A duration as the finding writes it: `0.4 ms`, `31 ms`, `2.1 s`.
+struct Ms(Duration);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_secs_f64() * 1000.0;
+        if ms < 10.0 {
+            write!(f, "{ms:.1} ms")
+        } else if ms < 10_000.0 {
+            write!(f, "{ms:.0} ms")
+        } else {
+            write!(f, "{:.1} s", ms / 1000.0)
+        }
+    }
+}
+
+/// Addresses as the finding lists them: the first three, then how many
+/// more.
+struct Listed<'a>(&'a [String]);
+
+impl fmt::Display for Listed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0[..self.0.len().min(3)].join(", "))?;
+        if self.0.len() > 3 {
+            write!(f, " (+{} more)", self.0.len() - 3)?;
+        }
+        Ok(())
+    }
+}
 
 /// One attempt as the packet records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +175,9 @@ pub struct Packet {
     version: String,
     runtime: String,
     route: Option<RouteNote>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    model: Option<String>,
+    finding: String,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     details: Vec<Detail>,
 }
@@ -183,6 +220,11 @@ impl Packet {
         for detail in &mut self.details {
             detail.scrub_exact(secrets);
         }
+        if let Some(model) = &mut self.model {
+            if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(model, secrets) {
+                *model = clean;
+            }
+        }
     }
 
     /// The packet of a request refused at `now` by an open route, from the
@@ -208,6 +250,7 @@ impl Packet {
             refused,
         });
         self.outcome = Stop::RouteOpen.as_str();
+        self.finding = self.find();
     }
 
     /// The detail captured by the route's diagnosis window, for the
@@ -223,6 +266,146 @@ impl Packet {
             self.details.pop();
         }
         self.details.push(detail);
+        self.finding = self.find();
+    }
+
+    /// The model the request named (AI profiles, from a small in-memory
+    /// JSON body's top-level `model`), if known.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// Names the model the request asked for (capped, printable).
+    pub fn set_model(&mut self, model: &str) {
+        self.model = Some(redact::printable(model, MAX_MODEL).into_owned());
+    }
+
+    /// One sentence for the person escalating: what was proved from this
+    /// runtime and where the evidence first changed, e.g. `DNS resolved
+    /// api.example.com to 198.51.100.7 in 0.4 ms; TCP connected to
+    /// 198.51.100.7:443 in 3.1 ms; TLS failed after 2.0 ms: the server's
+    /// certificate subject "CN=proxy.corp" issued by "CN=Corp Root" …; no
+    /// status, no body, no request ID; the evidence changed at tls
+    /// (transport.tls.certificate.unknown_issuer)`. The connection stages
+    /// come from the last captured [`Detail`] that made a connection (a
+    /// diagnosis window's, or every attempt's when the request asked for a
+    /// [connection log]); without one the sentence starts at the answer.
+    ///
+    /// [connection log]: https://docs.rs/tower-triage/latest/tower_triage/struct.ConnectionLog.html
+    pub fn finding(&self) -> &str {
+        &self.finding
+    }
+
+    /// Builds [`Packet::finding`] from the packet's contents.
+    fn find(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::with_capacity(160);
+        let host = self
+            .endpoint
+            .parse::<Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_owned))
+            .unwrap_or_default();
+        let connection = self.details.iter().rev().find(|d| !d.stages().is_empty());
+        if let Some(detail) = connection {
+            let mut before = Duration::ZERO;
+            // Through a proxy, the first of two proxy stages is the TCP
+            // connection to it, the second the tunnel.
+            let mut proxy_marks = detail
+                .stages()
+                .iter()
+                .filter(|m| m.stage() == Stage::Proxy)
+                .count();
+            for mark in detail.stages() {
+                let took = Ms(mark.at().saturating_sub(before));
+                before = mark.at();
+                if !out.is_empty() {
+                    out.push_str("; ");
+                }
+                let name = detail.name().unwrap_or(&host);
+                let _ = match (mark.stage(), mark.ok()) {
+                    (Stage::Dns, true) if detail.answers().is_empty() => {
+                        write!(out, "DNS resolved {name} in {took}")
+                    }
+                    (Stage::Dns, true) => write!(
+                        out,
+                        "DNS resolved {name} to {} in {took}",
+                        Listed(detail.answers())
+                    ),
+                    (Stage::Dns, false) => write!(out, "DNS failed for {name} after {took}"),
+                    (Stage::Connect, true) => match detail.connected() {
+                        Some(addr) => write!(out, "TCP connected to {addr} in {took}"),
+                        None => write!(out, "TCP connected in {took}"),
+                    },
+                    (Stage::Connect, false) if detail.answers().is_empty() => {
+                        write!(out, "TCP connect failed after {took}")
+                    }
+                    (Stage::Connect, false) => write!(
+                        out,
+                        "TCP connect to {} failed after {took}",
+                        Listed(detail.answers())
+                    ),
+                    (Stage::Proxy, true) if proxy_marks >= 2 => {
+                        proxy_marks = 0;
+                        match detail.connected() {
+                            Some(addr) => {
+                                write!(out, "TCP connected to the proxy at {addr} in {took}")
+                            }
+                            None => write!(out, "TCP connected to the proxy in {took}"),
+                        }
+                    }
+                    (Stage::Proxy, true) => write!(out, "the proxy opened a tunnel in {took}"),
+                    (Stage::Proxy, false) => match detail.proxy_status() {
+                        Some(line) => {
+                            write!(out, "the proxy refused the tunnel after {took}: \"{line}\"")
+                        }
+                        None => write!(out, "the proxy hop failed after {took}"),
+                    },
+                    (Stage::Tls, true) => write!(out, "TLS handshake done in {took}"),
+                    (Stage::Tls, false) => match detail.peer() {
+                        Some(peer) => write!(
+                            out,
+                            "TLS failed after {took}: the server's certificate {peer}"
+                        ),
+                        None => write!(out, "TLS failed after {took}"),
+                    },
+                    (stage, true) => write!(out, "{stage} done in {took}"),
+                    (stage, false) => write!(out, "{stage} failed after {took}"),
+                };
+            }
+        } else if !self.details.is_empty() {
+            out.push_str("no new connection (one was reused)");
+        }
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        let last = self.attempts.last();
+        match last.and_then(AttemptRecord::status) {
+            Some(status) => {
+                let _ = write!(out, "HTTP {status}");
+            }
+            None => out.push_str("no status"),
+        }
+        out.push_str(match last.is_some_and(AttemptRecord::has_body) {
+            true => ", a body",
+            false => ", no body",
+        });
+        match last.and_then(AttemptRecord::request_id) {
+            Some(id) => {
+                let _ = write!(out, ", request ID {id}");
+            }
+            None => out.push_str(", no request ID"),
+        }
+        match (self.owner, self.stage) {
+            (None, _) if self.outcome == "success" => out.push_str("; every stage went through"),
+            (_, Some(stage)) => {
+                let _ = write!(out, "; the evidence changed at {stage} ({})", self.class);
+            }
+            (_, None) => {
+                let _ = write!(out, "; the evidence changed at the answer ({})", self.class);
+            }
+        }
+        redact::printable(&out, MAX_FINDING).into_owned()
     }
 
     /// Set when the request was refused by an open route.
@@ -395,6 +578,8 @@ impl PacketBuilder {
                 version: concat!("triage-core ", env!("CARGO_PKG_VERSION")).to_owned(),
                 runtime: String::new(),
                 route: None,
+                model: None,
+                finding: String::new(),
                 details: Vec::new(),
             },
             last: None,
@@ -488,6 +673,12 @@ impl PacketBuilder {
         self.packet.push_detail(detail);
     }
 
+    /// Names the model the request asked for (see [`Packet::model`]).
+    pub fn model(mut self, model: &str) -> Self {
+        self.packet.set_model(model);
+        self
+    }
+
     /// Values the request carried (see [`redact::request_values`]): they
     /// are scrubbed by exact value from every text of the packet when it is
     /// finished, since an upstream may echo them back in an error code, a
@@ -514,6 +705,7 @@ impl PacketBuilder {
             packet.outcome = decision.reason();
             packet.next_step = diagnosis.next_step();
         }
+        self.packet.finding = self.packet.find();
         self.packet
     }
 }
@@ -524,6 +716,9 @@ impl fmt::Display for Packet {
         writeln!(f, "  when:        {}", self.timestamp)?;
         writeln!(f, "  request:     {} {}", self.method, self.endpoint)?;
         writeln!(f, "  profile:     {}", self.profile)?;
+        if let Some(model) = &self.model {
+            writeln!(f, "  model:       {model}")?;
+        }
         match self.owner {
             Some(owner) => writeln!(f, "  owner:       {owner} ({})", self.class)?,
             None => writeln!(f, "  owner:       none (success)")?,
@@ -535,6 +730,7 @@ impl fmt::Display for Packet {
             writeln!(f, "  gateway:     {gateway}")?;
         }
         writeln!(f, "  outcome:     {}", self.outcome)?;
+        writeln!(f, "  finding:     {}", self.finding)?;
         if let Some(route) = &self.route {
             writeln!(
                 f,
@@ -577,7 +773,7 @@ impl fmt::Display for Packet {
             writeln!(f, "  rate:        {}", RateLine(rate))?;
         }
         if !self.details.is_empty() {
-            writeln!(f, "  detail (diagnosis window):")?;
+            writeln!(f, "  connection detail:")?;
             for detail in &self.details {
                 writeln!(f, "    - {detail}")?;
             }

@@ -97,6 +97,7 @@ pub struct Profile {
     replay_safe_posts: bool,
     rate_limit_on_forbidden: bool,
     payment_required_is_quota: bool,
+    model_in_body: bool,
     table: HeadTable,
 }
 
@@ -219,6 +220,7 @@ fn build_openai() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: true,
         table: HeadTable::default(),
     }
     .with_table()
@@ -250,6 +252,7 @@ fn build_azure_openai() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: true,
         table: HeadTable::default(),
     }
     .with_table()
@@ -277,6 +280,7 @@ fn build_anthropic() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: true,
         table: HeadTable::default(),
     }
     .with_table()
@@ -296,6 +300,7 @@ fn build_gemini() -> Profile {
         replay_safe_posts: true,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: false,
         table: HeadTable::default(),
     }
     .with_table()
@@ -315,6 +320,7 @@ fn build_aws() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: false,
         table: HeadTable::default(),
     }
     .with_table()
@@ -338,6 +344,7 @@ fn build_github() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: true,
         payment_required_is_quota: true,
+        model_in_body: false,
         table: HeadTable::default(),
     }
     .with_table()
@@ -357,6 +364,7 @@ fn build_stripe() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: false,
+        model_in_body: false,
         table: HeadTable::default(),
     }
     .with_table()
@@ -380,6 +388,7 @@ fn build_generic() -> Profile {
         replay_safe_posts: false,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
+        model_in_body: false,
         table: HeadTable::default(),
     }
     .with_table()
@@ -517,6 +526,7 @@ impl Profile {
                 replay_safe_posts: false,
                 rate_limit_on_forbidden: false,
                 payment_required_is_quota: true,
+                model_in_body: false,
                 table: HeadTable::default(),
             },
         }
@@ -606,6 +616,12 @@ impl Profile {
     pub fn payment_required_is_quota(&self) -> bool {
         self.payment_required_is_quota
     }
+
+    /// Whether a request's JSON body names the model (`"model": "…"`), so
+    /// an escalation packet can name it (OpenAI, Azure OpenAI, Anthropic).
+    pub fn model_in_body(&self) -> bool {
+        self.model_in_body
+    }
 }
 
 /// Builds a [`Profile`]; see [`Profile::builder`].
@@ -678,6 +694,13 @@ impl ProfileBuilder {
     /// Whether 402 means the account's quota (true) or this request.
     pub fn payment_required_is_quota(mut self, yes: bool) -> Self {
         self.profile.payment_required_is_quota = yes;
+        self
+    }
+
+    /// Whether the request's JSON body names the model (see
+    /// [`Profile::model_in_body`]).
+    pub fn model_in_body(mut self, yes: bool) -> Self {
+        self.profile.model_in_body = yes;
         self
     }
 

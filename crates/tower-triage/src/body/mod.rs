@@ -36,7 +36,7 @@
 
 mod replay;
 
-use bytes::Buf;
+use bytes::{Buf, Bytes};
 use http_body::Body;
 use http_body_util::{Either, Empty, Full};
 
@@ -72,11 +72,36 @@ pub trait TryCloneBody: Body + Sized {
     fn empty() -> Option<Self> {
         None
     }
+
+    /// The whole body, when it is held in memory and is at most `max`
+    /// bytes; `None` (the default) for a stream. Read only on a failure,
+    /// to name the model an AI request asked for in its packet.
+    fn in_memory(&self, max: usize) -> Option<Bytes> {
+        let _ = max;
+        None
+    }
 }
 
 impl<D: Buf + Clone> TryCloneBody for Full<D> {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
+    }
+
+    fn in_memory(&self, max: usize) -> Option<Bytes> {
+        if self.size_hint().exact()? > max as u64 {
+            return None;
+        }
+        // A copy of a `Full` yields its one frame at once.
+        let mut copy = std::pin::pin!(self.clone());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match copy.as_mut().poll_frame(&mut cx) {
+            std::task::Poll::Ready(Some(Ok(frame))) => {
+                let mut data = frame.into_data().ok()?;
+                Some(data.copy_to_bytes(data.remaining()))
+            }
+            std::task::Poll::Ready(None) => Some(Bytes::new()),
+            _ => None,
+        }
     }
 
     fn empty() -> Option<Self> {
@@ -97,6 +122,10 @@ impl<D: Buf> TryCloneBody for Empty<D> {
 impl TryCloneBody for String {
     fn try_clone_body(&self) -> Option<Self> {
         Some(self.clone())
+    }
+
+    fn in_memory(&self, max: usize) -> Option<Bytes> {
+        (self.len() <= max).then(|| Bytes::copy_from_slice(self.as_bytes()))
     }
 
     fn empty() -> Option<Self> {
@@ -120,6 +149,13 @@ where
 
     fn empty() -> Option<Self> {
         L::empty().map(Either::Left)
+    }
+
+    fn in_memory(&self, max: usize) -> Option<Bytes> {
+        match self {
+            Either::Left(l) => l.in_memory(max),
+            Either::Right(r) => r.in_memory(max),
+        }
     }
 }
 

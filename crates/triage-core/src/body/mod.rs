@@ -40,6 +40,36 @@ const MAX_MESSAGE: usize = 1024;
 const MAX_CODE: usize = 128;
 const MAX_QUOTA_IDS: usize = 8;
 
+/// The largest request body [`request_model`] reads.
+pub const MAX_MODEL_BODY: usize = 64 * 1024;
+
+/// The model a request's JSON body names: its top-level `"model"` string,
+/// capped at 128 bytes, control characters replaced. Only a small body is
+/// read (at most [`MAX_MODEL_BODY`] bytes, else `None`), through the same
+/// bounded reader as failure bodies, and nothing else is kept from it.
+///
+/// ```
+/// use triage_core::body::request_model;
+///
+/// let body = br#"{"model":"gpt-4o-mini","input":"secret prompt"}"#;
+/// assert_eq!(request_model(body).as_deref(), Some("gpt-4o-mini"));
+/// assert_eq!(request_model(b"not json"), None);
+/// ```
+pub fn request_model(body: &[u8]) -> Option<String> {
+    if body.len() > MAX_MODEL_BODY {
+        return None;
+    }
+    let trimmed = body.trim_ascii();
+    if trimmed.first() != Some(&b'{') {
+        return None;
+    }
+    let parsed = json::parse(trimmed);
+    match parsed.value?.get("model")? {
+        Value::String(model) => clean(Some(model), MAX_CODE),
+        _ => None,
+    }
+}
+
 /// Which provider's error shape a body has.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
