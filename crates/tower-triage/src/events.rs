@@ -4,8 +4,22 @@
 //! [`redact`](triage_core::redact)).
 
 use http::{Method, Uri};
+use std::borrow::Cow;
 use tracing::{Level, event, level_enabled};
+
+use triage_core::redact::Fingerprint;
 use triage_core::{Decision, Diagnosis, Evidence, Packet};
+
+/// `text` without `secrets` (by exact value) and `prints` (by
+/// fingerprint); borrowed when neither occurs.
+fn scrubbed<'a>(text: &'a str, secrets: &[String], prints: &[Fingerprint]) -> Cow<'a, str> {
+    match triage_core::redact::scrub_exact(text, secrets) {
+        Cow::Borrowed(text) => triage_core::redact::scrub_prints(text, prints),
+        Cow::Owned(text) => {
+            Cow::Owned(triage_core::redact::scrub_prints(&text, prints).into_owned())
+        }
+    }
+}
 
 use crate::whole_body::BodyMode;
 
@@ -18,7 +32,7 @@ pub const TARGET: &str = "tower_triage";
 pub(crate) fn attempt(
     method: &Method,
     uri: &Uri,
-    headers: &http::HeaderMap,
+    (headers, prints): (&http::HeaderMap, &[Fingerprint]),
     n: u32,
     evidence: &Evidence,
     diagnosis: &Diagnosis,
@@ -36,18 +50,18 @@ pub(crate) fn attempt(
                 let rate = evidence.rate();
                 // A failure's remote texts, without what the request
                 // carried (an upstream may echo a key back).
-                let secrets = if diagnosis.is_success() {
-                    Vec::new()
+                let (secrets, prints) = if diagnosis.is_success() {
+                    (Vec::new(), &[][..])
                 } else {
-                    triage_core::redact::request_values(uri, headers)
+                    (triage_core::redact::request_values(uri, headers), prints)
                 };
                 let request_id = evidence
                     .request_id_str()
-                    .map(|id| triage_core::redact::scrub_exact(id, &secrets));
+                    .map(|id| scrubbed(id, &secrets, prints));
                 let error_code = evidence
                     .failure_body()
                     .and_then(|b| b.code().or(b.kind()))
-                    .map(|code| triage_core::redact::scrub_exact(code, &secrets));
+                    .map(|code| scrubbed(code, &secrets, prints));
                 event!(
                     target: TARGET,
                     $level,

@@ -15,6 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::Service;
+use triage_core::redact::Fingerprint;
 use triage_core::{
     AttemptContext, BodyProgress, BoxError, Decision, Diagnosis, Error, Evidence, Fault,
     PacketBuilder, Profile, RetryRules, Stage, Stop, TimeoutPhase, TransportFailure, classify,
@@ -134,6 +135,10 @@ pin_project! {
         // Where every attempt's capture goes, when the request asked for
         // a connection log.
         log: Option<ConnectionLog>,
+        // Fingerprints of the sensitive header values, when the head was
+        // not kept (no retries): a failure's packet and events are scrubbed
+        // of them without a copy.
+        prints: [Fingerprint; PRINTS],
         packet: Option<Box<PacketBuilder>>,
     }
 
@@ -286,6 +291,7 @@ where
         let mut head = Request::new(());
         *head.method_mut() = parts.method.clone();
         *head.uri_mut() = parts.uri.clone();
+        let mut prints = [Fingerprint::default(); PRINTS];
         let (template, send) = match copy {
             Some(copy) => {
                 // Keep a copy of the head and send the original: the inner
@@ -297,7 +303,12 @@ where
                 *head.extensions_mut() = parts.extensions.clone();
                 (Some(body), Request::from_parts(parts, copy))
             }
-            None => (None, Request::from_parts(parts, body)),
+            None => {
+                if !parts.headers.is_empty() {
+                    prints = Fingerprint::of_headers(&parts.headers);
+                }
+                (None, Request::from_parts(parts, body))
+            }
         };
         // A slot of the route's pool, when the layer limits them.
         let mut permit = None;
@@ -393,10 +404,15 @@ where
             connecting: None,
             capture,
             log,
+            prints,
             packet: None,
         }
     }
 }
+
+/// How many fingerprints of sensitive header values a future keeps when
+/// it keeps no head (two headers, each with its last word).
+const PRINTS: usize = 4;
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
 /// request keeps a connection log (`logged`), or when the route has an open
@@ -987,7 +1003,7 @@ where
     events::attempt(
         method!(this),
         uri!(this),
-        this.head.headers(),
+        (this.head.headers(), this.prints),
         *this.attempt,
         evidence,
         &diagnosis,
@@ -1018,7 +1034,8 @@ where
                 let builder = PacketBuilder::new(method!(this), uri!(this), this.profile, started)
                     .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
                     .runtime("tokio")
-                    .secrets(secrets);
+                    .secrets(secrets)
+                    .prints(this.prints);
                 // An AI request names its model in a small JSON body: read
                 // from the copy kept for retries, never anything else.
                 let model = this

@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::packet::{capped, chain_texts};
+use crate::packet::{capped, chain_texts, scrub_both};
 use crate::redact;
 use crate::stage::Stage;
 use crate::x509::CertSummary;
@@ -86,16 +86,12 @@ impl StageMark {
 
 impl Detail {
     /// Scrubs `secrets` (values the request carried) from its texts.
-    pub(crate) fn scrub_exact(&mut self, secrets: &[String]) {
+    pub(crate) fn scrub_exact(&mut self, secrets: &[String], prints: &[redact::Fingerprint]) {
         for link in &mut self.chain {
-            if let std::borrow::Cow::Owned(clean) = crate::redact::scrub_exact(link, secrets) {
-                *link = clean;
-            }
+            scrub_both(link, secrets, prints);
         }
         if let Some(line) = &mut self.proxy_status {
-            if let std::borrow::Cow::Owned(clean) = crate::redact::scrub_exact(line, secrets) {
-                *line = clean;
-            }
+            scrub_both(line, secrets, prints);
         }
     }
 

@@ -205,12 +205,8 @@ impl RouteNote {
 impl Packet {
     /// Scrubs `secrets` from every text that came from the far side or an
     /// error: request IDs, error codes, the error chain, the details.
-    fn scrub_exact(&mut self, secrets: &[String]) {
-        let scrub = |text: &mut String| {
-            if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(text, secrets) {
-                *text = clean;
-            }
-        };
+    fn scrub_exact(&mut self, secrets: &[String], prints: &[redact::Fingerprint]) {
+        let scrub = |text: &mut String| scrub_both(text, secrets, prints);
         self.request_ids.iter_mut().for_each(scrub);
         self.error_chain.iter_mut().for_each(scrub);
         for attempt in &mut self.attempts {
@@ -218,12 +214,10 @@ impl Packet {
             attempt.error_code.iter_mut().for_each(scrub);
         }
         for detail in &mut self.details {
-            detail.scrub_exact(secrets);
+            detail.scrub_exact(secrets, prints);
         }
         if let Some(model) = &mut self.model {
-            if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(model, secrets) {
-                *model = clean;
-            }
+            scrub_both(model, secrets, prints);
         }
     }
 
@@ -491,6 +485,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Scrubs `secrets` by exact value and `prints` by fingerprint from `text`.
+pub(crate) fn scrub_both(text: &mut String, secrets: &[String], prints: &[redact::Fingerprint]) {
+    if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(text, secrets) {
+        *text = clean;
+    }
+    if let std::borrow::Cow::Owned(clean) = redact::scrub_prints(text, prints) {
+        *text = clean;
+    }
+}
+
 /// A text for the packet: at most [`MAX_TEXT`] bytes, no character that
 /// would break or disguise a line (see [`redact::printable`]).
 pub(crate) fn capped(s: &str) -> String {
@@ -547,6 +551,7 @@ pub struct PacketBuilder {
     packet: Packet,
     last: Option<(Diagnosis, Decision)>,
     secrets: Vec<String>,
+    prints: Vec<redact::Fingerprint>,
 }
 
 impl PacketBuilder {
@@ -584,6 +589,7 @@ impl PacketBuilder {
             },
             last: None,
             secrets: Vec::new(),
+            prints: Vec::new(),
         }
     }
 
@@ -688,12 +694,21 @@ impl PacketBuilder {
         self
     }
 
+    /// Fingerprints of values the request carried (see
+    /// [`redact::Fingerprint`]), scrubbed like [`PacketBuilder::secrets`]:
+    /// for a caller that kept no copy of them.
+    pub fn prints(mut self, prints: &[redact::Fingerprint]) -> Self {
+        self.prints = prints.iter().copied().filter(|p| !p.is_empty()).collect();
+        self
+    }
+
     /// Finishes the packet; `elapsed` is the time from the first attempt to
     /// the outcome.
     pub fn finish(mut self, elapsed: Duration) -> Packet {
-        if !self.secrets.is_empty() {
+        if !self.secrets.is_empty() || !self.prints.is_empty() {
             let secrets = std::mem::take(&mut self.secrets);
-            self.packet.scrub_exact(&secrets);
+            let prints = std::mem::take(&mut self.prints);
+            self.packet.scrub_exact(&secrets, &prints);
         }
         self.packet.elapsed_ms = ms(elapsed);
         if let Some((diagnosis, decision)) = self.last {

@@ -47,6 +47,9 @@ const SECRET_HEADERS: &[&str] = &[
     "x-csrf-token",
 ];
 
+/// The parts of a header name that make it sensitive ([`secret_part_at`]
+/// matches them; a test holds the two together).
+#[cfg_attr(not(test), allow(dead_code))]
 const SECRET_HEADER_PARTS: &[&str] = &[
     "token",
     "secret",
@@ -86,11 +89,51 @@ const SECRET_PARAM_PARTS: &[&str] = &[
 ];
 
 /// Whether a header's value must never be written.
+///
+/// Cheap enough for every request (no substring searcher is built): a
+/// layer that keeps no copy of a request checks each of its header names.
 pub fn is_sensitive_header(name: &HeaderName) -> bool {
     let name = name.as_str();
     // Rate-limit headers count tokens; they are not tokens.
+    let bytes = name.as_bytes();
     SECRET_HEADERS.contains(&name)
-        || (!name.contains("ratelimit") && SECRET_HEADER_PARTS.iter().any(|p| name.contains(p)))
+        || ((0..bytes.len()).any(|at| secret_part_at(&bytes[at..]))
+            && !bytes.windows(9).any(|w| w == b"ratelimit"))
+}
+
+/// [`is_sensitive_header`], with the common request headers answered by
+/// a comparison of standard names (a few instructions each).
+fn may_hold_secret(name: &HeaderName) -> bool {
+    use http::header;
+    if *name == header::AUTHORIZATION
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == header::COOKIE
+    {
+        return true;
+    }
+    let plain = [
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+        header::ACCEPT,
+        header::ACCEPT_ENCODING,
+        header::USER_AGENT,
+        header::HOST,
+    ];
+    !plain.contains(name) && is_sensitive_header(name)
+}
+
+/// Whether one of [`SECRET_HEADER_PARTS`] starts `rest`: only the parts
+/// with its first byte are compared.
+fn secret_part_at(rest: &[u8]) -> bool {
+    let parts: &[&[u8]] = match rest.first() {
+        Some(b't') => &[b"token"],
+        Some(b's') => &[b"secret", b"session", b"signature"],
+        Some(b'p') => &[b"password"],
+        Some(b'a') => &[b"apikey", b"api-key", b"api_key"],
+        Some(b'c') => &[b"credential", b"cookie"],
+        _ => return false,
+    };
+    parts.iter().any(|p| rest.starts_with(p))
 }
 
 /// Whether a query parameter's value must never be written (ASCII
@@ -332,6 +375,154 @@ pub fn scrub_exact<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
     for secret in wanted {
         out = out.replace(secret, REDACTED);
     }
+    Cow::Owned(out)
+}
+
+/// A value the request carried, kept as its length and a 64-bit rolling
+/// hash instead of a copy: a layer that keeps no copy of the request (no
+/// retries) can still scrub the value from what it writes on a failure
+/// ([`scrub_prints`]), at no allocation on the call's way out. Only ASCII
+/// values of 6 to 4096 bytes have one.
+///
+/// ```
+/// use triage_core::redact::{Fingerprint, scrub_prints};
+/// let print = Fingerprint::of(b"zq9LongSecretValue77").unwrap();
+/// assert_eq!(
+///     scrub_prints("echoed zq9LongSecretValue77!", &[print]),
+///     "echoed [redacted]!"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u32,
+    hash: u64,
+}
+
+/// The rolling hash's base (odd, so every power is invertible mod 2^64).
+const PRINT_BASE: u64 = 0x0000_0100_0000_01b3;
+
+/// The longest value that gets a [`Fingerprint`].
+const MAX_PRINT: usize = 4096;
+
+fn print_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0u64, |h, b| {
+        h.wrapping_mul(PRINT_BASE).wrapping_add(u64::from(*b) + 1)
+    })
+}
+
+impl Fingerprint {
+    /// The fingerprint of `value` (trimmed of spaces), if it is ASCII and
+    /// 6 to 4096 bytes long.
+    pub fn of(value: &[u8]) -> Option<Fingerprint> {
+        let value = value.trim_ascii();
+        if value.len() < 6 || value.len() > MAX_PRINT || !value.is_ascii() {
+            return None;
+        }
+        Some(Fingerprint {
+            len: value.len() as u32,
+            hash: print_hash(value),
+        })
+    }
+
+    /// Whether this is the empty default (no value).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The fingerprints of the values of `headers`' sensitive headers
+    /// ([`is_sensitive_header`], or marked sensitive) and of each one's
+    /// last word (the token of `Bearer <token>`), the first `N`; the rest
+    /// of the array stays empty.
+    pub fn of_headers<const N: usize>(headers: &http::HeaderMap) -> [Fingerprint; N] {
+        let mut prints = [Fingerprint::default(); N];
+        let mut n = 0;
+        for (name, value) in headers {
+            if n >= N {
+                break;
+            }
+            if !(value.is_sensitive() || may_hold_secret(name)) {
+                continue;
+            }
+            // One pass: the whole value's hash, and its last word's.
+            let bytes = value.as_bytes().trim_ascii();
+            if !(6..=MAX_PRINT).contains(&bytes.len()) || !bytes.is_ascii() {
+                continue;
+            }
+            let (mut whole, mut word, mut word_len) = (0u64, 0u64, 0usize);
+            for b in bytes {
+                let v = u64::from(*b) + 1;
+                whole = whole.wrapping_mul(PRINT_BASE).wrapping_add(v);
+                if *b == b' ' {
+                    (word, word_len) = (0, 0);
+                } else {
+                    word = word.wrapping_mul(PRINT_BASE).wrapping_add(v);
+                    word_len += 1;
+                }
+            }
+            prints[n] = Fingerprint {
+                len: bytes.len() as u32,
+                hash: whole,
+            };
+            n += 1;
+            if word_len >= 6 && word_len < bytes.len() && n < N {
+                prints[n] = Fingerprint {
+                    len: word_len as u32,
+                    hash: word,
+                };
+                n += 1;
+            }
+        }
+        prints
+    }
+}
+
+/// `text` with every occurrence of a value one of `prints` was made from
+/// replaced by [`REDACTED`] (see [`Fingerprint`]); borrowed when none
+/// occurs. A hash collision, one chance in 2^64 per position, only
+/// redacts more.
+pub fn scrub_prints<'a>(text: &'a str, prints: &[Fingerprint]) -> Cow<'a, str> {
+    let bytes = text.as_bytes();
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    for print in prints {
+        let len = print.len as usize;
+        if len == 0 || len > bytes.len() {
+            continue;
+        }
+        let top = PRINT_BASE.wrapping_pow(print.len - 1);
+        let mut hash = print_hash(&bytes[..len]);
+        let mut at = 0;
+        loop {
+            if hash == print.hash && text.is_char_boundary(at) && text.is_char_boundary(at + len) {
+                found.push((at, at + len));
+            }
+            if at + len >= bytes.len() {
+                break;
+            }
+            hash = hash
+                .wrapping_sub((u64::from(bytes[at]) + 1).wrapping_mul(top))
+                .wrapping_mul(PRINT_BASE)
+                .wrapping_add(u64::from(bytes[at + len]) + 1);
+            at += 1;
+        }
+    }
+    if found.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    found.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    for (start, end) in found {
+        if end <= done {
+            continue;
+        }
+        if start >= done {
+            out.push_str(&text[done..start]);
+            out.push_str(REDACTED);
+        }
+        // An overlapping match extends the redacted span.
+        done = end;
+    }
+    out.push_str(&text[done..]);
     Cow::Owned(out)
 }
 
@@ -704,6 +895,61 @@ mod tests {
             let _ = is_sensitive_param(&s);
             if let Ok(v) = HeaderValue::from_bytes(&bytes) {
                 let _ = header_value(&HeaderName::from_static("x-any"), &v);
+            }
+        }
+    }
+
+    #[test]
+    fn every_secret_part_is_matched() {
+        for part in SECRET_HEADER_PARTS {
+            let name = HeaderName::from_bytes(format!("x-my-{part}-id").as_bytes()).unwrap();
+            assert!(is_sensitive_header(&name), "{part}");
+        }
+        let name = HeaderName::from_static("x-ratelimit-remaining-tokens");
+        assert!(!is_sensitive_header(&name));
+    }
+
+    #[test]
+    fn prints_of_headers_take_sensitive_values_and_their_tokens() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.insert(
+            "authorization",
+            HeaderValue::from_static("Bearer tok-AAAA1111"),
+        );
+        let mut marked = HeaderValue::from_static("custom-secret-77");
+        marked.set_sensitive(true);
+        headers.insert("x-custom", marked);
+        let prints: [Fingerprint; 4] = Fingerprint::of_headers(&headers);
+        let text = "ct application/json auth Bearer tok-AAAA1111 or tok-AAAA1111, custom-secret-77";
+        assert_eq!(
+            scrub_prints(text, &prints),
+            "ct application/json auth [redacted] or [redacted], [redacted]"
+        );
+        // Room for one: the first value only.
+        let one: [Fingerprint; 1] = Fingerprint::of_headers(&headers);
+        assert!(!one[0].is_empty());
+        assert_eq!(scrub_prints("short", &prints), "short");
+        assert_eq!(Fingerprint::of(b"12345"), None);
+        assert_eq!(Fingerprint::of("sécret-value".as_bytes()), None);
+    }
+
+    proptest! {
+        /// Every occurrence of a value is scrubbed, wherever it sits in
+        /// any text (multi-byte characters included), and nothing else
+        /// changes when it does not occur.
+        #[test]
+        fn prints_scrub_every_occurrence(
+            secret in "[!-~]{6,40}",
+            parts in proptest::collection::vec("\\PC{0,20}", 1..5),
+        ) {
+            let print = Fingerprint::of(secret.as_bytes()).unwrap();
+            let text = parts.join(&secret);
+            let scrubbed = scrub_prints(&text, &[print]);
+            prop_assert!(!scrubbed.contains(&secret), "{scrubbed}");
+            let clean: String = parts.concat();
+            if !clean.contains(&secret) {
+                prop_assert_eq!(scrub_prints(&clean, &[print]), clean.as_str());
             }
         }
     }
