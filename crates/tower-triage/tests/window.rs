@@ -123,7 +123,10 @@ async fn the_failures_after_the_first_are_captured_in_detail_then_capture_stops(
         );
         // The packet tells it to a person, secret-free.
         let text = error.packet().to_string();
-        assert!(text.contains("  connection detail:\n    - attempt #"), "{text}");
+        assert!(
+            text.contains("  connection detail:\n    - attempt #"),
+            "{text}"
+        );
         assert!(text.contains("CN=another test CA"), "{text}");
         assert!(!text.contains("SECRET-KEY"), "{text}");
     }

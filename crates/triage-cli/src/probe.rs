@@ -300,7 +300,12 @@ fn sent_values(args: &ProbeArgs, url: &Uri) -> Vec<String> {
     }
     if let Some(query) = url.query() {
         for pair in query.split('&') {
-            add(pair.split_once('=').map_or(pair, |(_, v)| v));
+            match pair.split_once('=') {
+                // Printed as it is (`api-version=2024-06-01`).
+                Some((name, _)) if redact::is_harmless_param(name) => {}
+                Some((_, value)) => add(value),
+                None => add(pair),
+            }
         }
     }
     let proxy = args.proxy.clone().or_else(|| proxy_from_env(url));

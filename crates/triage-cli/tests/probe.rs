@@ -799,3 +799,30 @@ async fn an_ai_probe_names_the_model_and_nothing_else_of_the_body() {
         assert_eq!(v["packet"]["model"], "gpt-probe-1", "{retries}: {v:#}");
     }
 }
+
+/// Issue 14, item 6: every query value is redacted in what the probe
+/// prints, whatever its name (`jwt`, `pat`, `session`...), names kept; a
+/// harmless one on the allow-list (`api-version`) stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_values_are_redacted_by_default_names_kept() {
+    let upstream = Upstream::start().await.unwrap();
+    let port = upstream.addr().port();
+    let url =
+        upstream.url("/status/401?jwt=eyJqwtValue123&pat=patValue98765&api-version=2024-06-01");
+    for mode in [None, Some("--json")] {
+        let mut list = vec!["probe", url.as_str(), "--resolve"];
+        let resolve = format!("svc.test:{port}:127.0.0.1");
+        list.push(&resolve);
+        list.extend(mode);
+        let out = triage(args(&list)).await;
+        let text = printed(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        for value in ["eyJqwtValue123", "patValue98765"] {
+            assert!(!text.contains(value), "{value} printed: {text}");
+        }
+        assert!(
+            text.contains("?jwt=[redacted]&pat=[redacted]&api-version=2024-06-01"),
+            "{text}"
+        );
+    }
+}

@@ -198,6 +198,12 @@ pub fn uri(uri: &Uri) -> String {
     cap(out)
 }
 
+/// Whether `name` is one of [`HARMLESS_PARAMS`] (ASCII case-insensitive):
+/// its value is printed as it is.
+pub fn is_harmless_param(name: &str) -> bool {
+    HARMLESS_PARAMS.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
 /// A query with every value replaced but those of [`HARMLESS_PARAMS`]
 /// (scrubbed like a path); names kept.
 fn push_query(out: &mut String, query: &str) {
@@ -209,7 +215,7 @@ fn push_query(out: &mut String, query: &str) {
             Some((name, value)) => {
                 push_path(out, name);
                 out.push('=');
-                let harmless = HARMLESS_PARAMS.iter().any(|h| h.eq_ignore_ascii_case(name));
+                let harmless = is_harmless_param(name);
                 if harmless {
                     push_path(out, value);
                 } else if !value.is_empty() {
@@ -564,7 +570,12 @@ pub fn request_values(uri: &Uri, headers: &http::HeaderMap) -> Vec<String> {
     }
     if let Some(query) = uri.query() {
         for pair in query.split('&') {
-            add(pair.split_once('=').map_or(pair, |(_, v)| v));
+            match pair.split_once('=') {
+                // A value under a harmless name is printed as it is.
+                Some((name, _)) if is_harmless_param(name) => {}
+                Some((_, value)) => add(value),
+                None => add(pair),
+            }
         }
     }
     if let Some((user_info, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
