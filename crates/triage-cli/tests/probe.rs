@@ -208,6 +208,16 @@ async fn connection_faults_name_their_stage() {
     let v = json(&out);
     assert_eq!(v["owner"], "connection_path");
     assert_eq!(v["stage"], "dns");
+    // Issue 14, item 2: every connection-path failure has a packet, whose
+    // finding says what was proved and where the evidence changed.
+    let finding = v["packet"]["finding"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert!(
+        finding.starts_with("DNS failed for api.nowhere.invalid after "),
+        "{finding}"
+    );
+    assert!(finding.contains("the evidence changed at dns"), "{finding}");
 
     // Connect: a closed port.
     let port = triage_testkit::closed_port().unwrap().port();
@@ -254,6 +264,22 @@ async fn connection_faults_name_their_stage() {
         text.contains("certificate subject \"CN=svc.test\" issued by \"CN=another test CA\""),
         "{text}"
     );
+    // The packet, and its finding.
+    let finding = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  finding:     "))
+        .unwrap_or_else(|| panic!("{text}"));
+    for part in [
+        "DNS resolved svc.test to 127.0.0.1 in ",
+        &format!("; TCP connected to 127.0.0.1:{tport} in "),
+        "; TLS failed after ",
+        "the server's certificate subject \"CN=svc.test\" issued by \"CN=another test CA\"",
+        "; no status, no body, no request ID; the evidence changed at tls",
+    ] {
+        assert!(finding.contains(part), "{part:?} in {finding}");
+    }
+    // A certificate refused for good is not tried again.
+    assert!(text.contains("  attempts:    1 in "), "{text}");
 
     // Proxy: credentials required.
     let upstream = Upstream::start().await.unwrap();
@@ -271,6 +297,20 @@ async fn connection_faults_name_their_stage() {
     assert_eq!(v["stage"], "proxy");
     assert_eq!(v["class"], "transport.proxy.proxy_auth_required");
     assert_eq!(upstream.total_hits(), 0);
+    let finding = v["packet"]["finding"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v:#}"));
+    let to_proxy = format!(
+        "TCP connected to the proxy at 127.0.0.1:{} in ",
+        proxy.addr().port()
+    );
+    for part in [
+        to_proxy.as_str(),
+        "; the proxy refused the tunnel after ",
+        "407",
+    ] {
+        assert!(finding.contains(part), "{part:?} in {finding}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -676,95 +716,6 @@ async fn a_closed_port_gets_the_layers_retries_and_a_packet() {
         text.contains("first point where the evidence changed: connect"),
         "{text}"
     );
-}
-
-/// Issue 14, item 2: a DNS, TLS or proxy failure has a packet, whose
-/// finding says what was proved and where the evidence changed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_path_failures_have_a_packet_with_a_finding() {
-    // DNS: a name that cannot exist (`.invalid`).
-    let out = triage(args(&[
-        "probe",
-        "http://api.nowhere.invalid/v1",
-        "--json",
-        "--max-retries",
-        "0",
-    ]))
-    .await;
-    let v = json(&out);
-    assert_eq!(v["stage"], "dns");
-    let finding = v["packet"]["finding"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v:#}"));
-    assert!(
-        finding.starts_with("DNS failed for api.nowhere.invalid after "),
-        "{finding}"
-    );
-    assert!(finding.contains("the evidence changed at dns"), "{finding}");
-
-    // TLS: the server's certificate is from a CA the bundle does not hold.
-    let tls = TlsUpstream::start(CertProblem::UnknownIssuer)
-        .await
-        .unwrap();
-    let (dir, ca) = ca_file(tls.ca_der(), "packet");
-    let tport = tls.addr().port();
-    let out = triage(args(&[
-        "probe",
-        &tls.url("/ok"),
-        "--resolve",
-        &format!("svc.test:{tport}:127.0.0.1"),
-        "--cacert",
-        ca.to_str().unwrap(),
-        "--json",
-    ]))
-    .await;
-    let _ = std::fs::remove_dir_all(dir);
-    let v = json(&out);
-    assert_eq!(v["class"], "transport.tls.certificate.unknown_issuer");
-    let finding = v["packet"]["finding"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v:#}"));
-    for part in [
-        "DNS resolved svc.test to 127.0.0.1 in ",
-        &format!("; TCP connected to 127.0.0.1:{tport} in "),
-        "; TLS failed after ",
-        "the server's certificate subject \"CN=svc.test\" issued by \"CN=another test CA\"",
-        "; no status, no body, no request ID; the evidence changed at tls",
-    ] {
-        assert!(finding.contains(part), "{part:?} in {finding}");
-    }
-    // A certificate refused for good is not tried again.
-    assert_eq!(v["attempts"].as_array().unwrap().len(), 1);
-
-    // Proxy: it wants credentials.
-    let upstream = Upstream::start().await.unwrap();
-    let proxy = Proxy::start(ProxyBehavior::AuthRequired).await.unwrap();
-    let out = triage(args(&[
-        "probe",
-        &upstream.ip_url("/ok"),
-        "--proxy",
-        &format!("http://127.0.0.1:{}", proxy.addr().port()),
-        "--json",
-    ]))
-    .await;
-    let v = json(&out);
-    assert_eq!(v["stage"], "proxy");
-    let finding = v["packet"]["finding"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{v:#}"));
-    assert!(
-        finding.contains(&format!(
-            "TCP connected to the proxy at 127.0.0.1:{} in ",
-            proxy.addr().port()
-        )),
-        "{finding}"
-    );
-    assert!(
-        finding.contains("the proxy refused the tunnel after "),
-        "{finding}"
-    );
-    assert!(finding.contains("407"), "{finding}");
-    assert_eq!(upstream.total_hits(), 0);
 }
 
 /// Issue 14, item 2: for the AI profiles the packet names the model the
