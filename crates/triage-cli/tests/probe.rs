@@ -280,6 +280,29 @@ async fn connection_faults_name_their_stage() {
     }
     // A certificate refused for good is not tried again.
     assert!(text.contains("  attempts:    1 in "), "{text}");
+    // The same packet in JSON.
+    let out = triage(args(&[
+        "probe",
+        &tls.url("/ok"),
+        "--resolve",
+        &format!("svc.test:{tport}:127.0.0.1"),
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--json",
+    ]))
+    .await;
+    let v = json(&out);
+    assert_eq!(v["packet"]["stage"], "tls", "{v:#}");
+    let again = v["packet"]["finding"].as_str().unwrap();
+    assert!(
+        again.starts_with("DNS resolved svc.test to 127.0.0.1 in ")
+            && again.contains("; TLS failed after "),
+        "{again}"
+    );
+    assert_eq!(
+        v["packet"]["details"][0]["peer"]["issuer"],
+        "CN=another test CA"
+    );
 
     // Proxy: credentials required.
     let upstream = Upstream::start().await.unwrap();
