@@ -360,16 +360,13 @@ impl Routes {
     /// `breaker` and opens a diagnosis `window` if none was yet (each when
     /// it applies to the request); `packet` makes the packet to keep if the
     /// route opens now.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn failed(
         &self,
         route: &str,
-        diagnosis: &Diagnosis,
-        evidence: &Evidence,
+        (diagnosis, evidence): (&Diagnosis, &Evidence),
         packet: impl FnOnce() -> Packet,
         now: Instant,
-        breaker: Option<&Breaker>,
-        window: Option<&DiagnosisWindow>,
+        (breaker, window): (Option<&Breaker>, Option<&DiagnosisWindow>),
     ) -> Recorded {
         let mut recorded = Recorded::default();
         if connection_failure(diagnosis).is_none() {
@@ -606,12 +603,10 @@ mod tests {
             let opened = routes
                 .failed(
                     "r",
-                    &reset,
-                    &reset_evidence,
+                    (&reset, &reset_evidence),
                     packet,
                     now,
-                    Some(&breaker),
-                    None,
+                    (Some(&breaker), None),
                 )
                 .opened;
             assert!(!opened, "opened after {n} resets");
@@ -622,12 +617,10 @@ mod tests {
             routes
                 .failed(
                     "r",
-                    &reset,
-                    &reset_evidence,
+                    (&reset, &reset_evidence),
                     packet,
                     now,
-                    Some(&breaker),
-                    None
+                    (Some(&breaker), None)
                 )
                 .opened
         );
@@ -639,7 +632,7 @@ mod tests {
         );
         assert!(
             routes
-                .failed("t", &cert, &evidence, packet, now, Some(&breaker), None)
+                .failed("t", (&cert, &evidence), packet, now, (Some(&breaker), None))
                 .opened
         );
         let Admit::Refuse(error) = routes.admit("t", now) else {
@@ -745,12 +738,12 @@ mod tests {
                 let evidence = Evidence::from_transport(*other);
                 let diagnosis = classify(&evidence, Profile::generic());
                 let route = format!("other{n}");
-                routes.failed(&route, &diagnosis, &evidence, packet, now, Some(&breaker), None);
+                routes.failed(&route, (&diagnosis, &evidence), packet, now, (Some(&breaker), None));
             }
             let evidence = Evidence::from_transport(failure);
             let diagnosis = classify(&evidence, Profile::generic());
             let opened = routes
-                .failed("r", &diagnosis, &evidence, packet, now, Some(&breaker), None)
+                .failed("r", (&diagnosis, &evidence), packet, now, (Some(&breaker), None))
                 .opened;
             proptest::prop_assert_eq!(opened, on_the_closed_list(failure), "{}", failure);
             proptest::prop_assert_eq!(
@@ -771,19 +764,35 @@ mod tests {
             "an unknown error is not 'not retryable'"
         );
         for _ in 0..4 {
-            let recorded =
-                routes.failed("u", &unknown, &evidence, packet, now, Some(&breaker), None);
+            let recorded = routes.failed(
+                "u",
+                (&unknown, &evidence),
+                packet,
+                now,
+                (Some(&breaker), None),
+            );
             assert!(!recorded.opened);
         }
         routes.reached("u", now, None);
         for _ in 0..4 {
-            let recorded =
-                routes.failed("u", &unknown, &evidence, packet, now, Some(&breaker), None);
+            let recorded = routes.failed(
+                "u",
+                (&unknown, &evidence),
+                packet,
+                now,
+                (Some(&breaker), None),
+            );
             assert!(!recorded.opened, "the run starts again after an answer");
         }
         assert!(
             routes
-                .failed("u", &unknown, &evidence, packet, now, Some(&breaker), None)
+                .failed(
+                    "u",
+                    (&unknown, &evidence),
+                    packet,
+                    now,
+                    (Some(&breaker), None)
+                )
                 .opened,
             "the fifth in a row opens it"
         );
@@ -797,7 +806,7 @@ mod tests {
         let (dns, evidence) = diagnosis(Stage::Dns, Fault::NameNotFound);
         assert!(
             routes
-                .failed("d", &dns, &evidence, packet, now, Some(&breaker), None)
+                .failed("d", (&dns, &evidence), packet, now, (Some(&breaker), None))
                 .opened
         );
         assert!(matches!(routes.admit("d", now), Admit::Refuse(_)));
@@ -831,12 +840,10 @@ mod tests {
         for n in 0..MAX_ROUTES + 10 {
             routes.failed(
                 &format!("http://host{n}.invalid:80"),
-                &dns,
-                &evidence,
+                (&dns, &evidence),
                 packet,
                 now,
-                Some(&breaker),
-                None,
+                (Some(&breaker), None),
             );
         }
         assert_eq!(routes.states().len(), MAX_ROUTES);
@@ -858,12 +865,10 @@ mod tests {
             !routes
                 .failed(
                     "c",
-                    &cancelled,
-                    &evidence,
+                    (&cancelled, &evidence),
                     packet,
                     now,
-                    Some(&breaker),
-                    None
+                    (Some(&breaker), None)
                 )
                 .opened
         );
@@ -880,13 +885,13 @@ mod tests {
         let (reset, evidence) = diagnosis(Stage::Connect, Fault::Refused);
         // No failure yet: nothing watched.
         assert!(!routes.watching("w", now));
-        let first = routes.failed("w", &reset, &evidence, packet, now, None, Some(&window));
+        let first = routes.failed("w", (&reset, &evidence), packet, now, (None, Some(&window)));
         assert!(first.window && !first.opened, "{first:?}");
         assert!(routes.watching("w", now));
         // A second failure does not open another window.
         assert!(
             !routes
-                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
+                .failed("w", (&reset, &evidence), packet, now, (None, Some(&window)))
                 .window
         );
         assert_eq!(routes.captured("w"), Some((1, 2)));
@@ -896,14 +901,14 @@ mod tests {
         assert_eq!(routes.captured("w"), None);
         assert!(
             !routes
-                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
+                .failed("w", (&reset, &evidence), packet, now, (None, Some(&window)))
                 .window
         );
         // The route works again: the next outage gets a window of its own.
         routes.reached("w", now, None);
         assert!(
             routes
-                .failed("w", &reset, &evidence, packet, now, None, Some(&window))
+                .failed("w", (&reset, &evidence), packet, now, (None, Some(&window)))
                 .window
         );
         // Which closes by time too.
@@ -914,7 +919,13 @@ mod tests {
         let (cancelled, evidence) = diagnosis(Stage::Connect, Fault::Cancelled);
         assert!(
             !routes
-                .failed("c", &cancelled, &evidence, packet, now, None, Some(&window))
+                .failed(
+                    "c",
+                    (&cancelled, &evidence),
+                    packet,
+                    now,
+                    (None, Some(&window))
+                )
                 .window
         );
         assert!(!routes.watching("c", now));

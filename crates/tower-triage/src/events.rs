@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use tracing::{Level, event, level_enabled};
 
 use triage_core::redact::Fingerprint;
-use triage_core::{Decision, Diagnosis, Evidence, Packet};
+use triage_core::{Decision, Packet};
 
 /// `text` without `secrets` (by exact value) and `prints` (by
 /// fingerprint); borrowed when neither occurs.
@@ -21,6 +21,7 @@ fn scrubbed<'a>(text: &'a str, secrets: &[String], prints: &[Fingerprint]) -> Co
     }
 }
 
+use crate::observer::AttemptInfo;
 use crate::whole_body::BodyMode;
 
 /// The event target, for filters: `tower_triage=debug`.
@@ -28,17 +29,21 @@ pub const TARGET: &str = "tower_triage";
 
 /// DEBUG for a routine attempt, WARN for a retry, ERROR for a final failure.
 /// `body_mode`: how the response body was handled, when a head came back.
-#[allow(clippy::too_many_arguments)]
+/// What the request carried (`headers`, or `prints` when its head was not
+/// kept) is scrubbed from a failure's remote texts.
 pub(crate) fn attempt(
-    method: &Method,
-    uri: &Uri,
+    info: &AttemptInfo<'_>,
     (headers, prints): (&http::HeaderMap, &[Fingerprint]),
-    n: u32,
-    evidence: &Evidence,
-    diagnosis: &Diagnosis,
-    decision: &Decision,
-    body_mode: Option<BodyMode>,
 ) {
+    let AttemptInfo {
+        method,
+        uri,
+        attempt: n,
+        evidence,
+        diagnosis,
+        decision,
+        body_mode,
+    } = *info;
     let level = match decision {
         Decision::Retry(_) => Level::WARN,
         _ if diagnosis.is_success() => Level::DEBUG,

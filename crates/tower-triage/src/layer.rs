@@ -1,117 +1,14 @@
 //! [`TriageLayer`]: the per-client settings.
 
-use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower::Layer;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
-use crate::breaker::{Breaker, DiagnosisWindow, Routes};
+use crate::breaker::{Breaker, DiagnosisWindow};
+use crate::config::{Config, Pool};
 use crate::observer::Observer;
-use crate::service::Triage;
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
-
-/// At most this many bytes of a failure body are read to classify it.
-pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
-
-/// Cloning shares the budget: every copy of a layer spends from one allowance.
-#[derive(Clone)]
-pub(crate) struct Config {
-    pub(crate) profile: Option<Arc<Profile>>,
-    pub(crate) rules: RetryRules,
-    pub(crate) budget: Arc<RetryBudget>,
-    pub(crate) attempt_timeout: Option<Duration>,
-    pub(crate) connect_timeout: Option<Duration>,
-    pub(crate) write_timeout: Option<Duration>,
-    pub(crate) body_idle_timeout: Option<Duration>,
-    pub(crate) peek_timeout: Duration,
-    pub(crate) errors_for_status: bool,
-    pub(crate) whole_body: Option<NonZeroU64>,
-    pub(crate) observer: Option<Arc<dyn Observer>>,
-    pub(crate) breaker: Breaker,
-    pub(crate) window: DiagnosisWindow,
-    pub(crate) routes: Arc<Routes>,
-    pub(crate) pool: Option<Pool>,
-}
-
-/// The per-host concurrency limit: at most `per_host` calls in flight to
-/// one route (from the first attempt until the response body ends), a call
-/// that waits longer than `timeout` for a slot failing with a `pool`
-/// timeout. Clones of the layer share the slots.
-#[derive(Debug, Clone)]
-pub(crate) struct Pool {
-    pub(crate) per_host: usize,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) slots:
-        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
-}
-
-impl Pool {
-    /// The slots of `route`.
-    pub(crate) fn slots(&self, route: &str) -> Arc<tokio::sync::Semaphore> {
-        let mut slots = self
-            .slots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slots.len() >= crate::breaker::MAX_ROUTES && !slots.contains_key(route) {
-            // Bounded memory: forget the routes with no call in flight
-            // (every slot free, nobody else holding the semaphore).
-            let per_host = self.per_host;
-            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < per_host);
-        }
-        Arc::clone(
-            slots
-                .entry(route.to_owned())
-                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host))),
-        )
-    }
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field(
-                "profile",
-                &self.profile.as_ref().map(|p| p.name().to_owned()),
-            )
-            .field("rules", &self.rules)
-            .field("budget", &self.budget)
-            .field("attempt_timeout", &self.attempt_timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("body_idle_timeout", &self.body_idle_timeout)
-            .field("peek_timeout", &self.peek_timeout)
-            .field("errors_for_status", &self.errors_for_status)
-            .field("whole_body", &self.whole_body)
-            .field("observer", &self.observer.is_some())
-            .field("breaker", &self.breaker)
-            .field("window", &self.window)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            profile: None,
-            rules: RetryRules::default(),
-            budget: Arc::new(RetryBudget::default()),
-            attempt_timeout: None,
-            connect_timeout: None,
-            write_timeout: None,
-            body_idle_timeout: None,
-            peek_timeout: Duration::from_secs(2),
-            errors_for_status: false,
-            whole_body: None,
-            observer: None,
-            breaker: Breaker::default(),
-            window: DiagnosisWindow::default(),
-            routes: Arc::default(),
-            pool: None,
-        }
-    }
-}
 
 /// Wraps an HTTP client in [`Triage`].
 ///
@@ -149,7 +46,7 @@ impl Default for Config {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct TriageLayer {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
 }
 
 impl TriageLayer {
@@ -367,42 +264,5 @@ impl TriageLayer {
     pub fn whole_body(mut self, cap: Option<u64>) -> Self {
         self.config().whole_body = whole_body::cap(cap);
         self
-    }
-}
-
-impl<S> Layer<S> for TriageLayer {
-    type Service = Triage<S>;
-
-    fn layer(&self, inner: S) -> Triage<S> {
-        Triage::from_config(inner, Arc::clone(&self.config))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pool_slots_of_idle_routes_are_forgotten_past_the_bound() {
-        let pool = Pool {
-            per_host: 2,
-            timeout: None,
-            slots: Arc::default(),
-        };
-        // One route keeps a call in flight; it must survive the pruning.
-        let busy = pool.slots("http://busy.test:80");
-        let permit = Arc::clone(&busy).try_acquire_owned().unwrap();
-        drop(busy);
-        for n in 0..3000 {
-            drop(pool.slots(&format!("http://host{n}.test:80")));
-        }
-        let slots = pool.slots.lock().unwrap();
-        assert!(slots.len() <= 1025, "{} routes kept", slots.len());
-        assert_eq!(
-            slots["http://busy.test:80"].available_permits(),
-            1,
-            "the busy route's slots were forgotten"
-        );
-        drop(permit);
     }
 }

@@ -97,6 +97,7 @@
 pub mod body;
 mod breaker;
 mod capture;
+mod config;
 #[cfg(feature = "hyper-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper-util")))]
 pub mod connect;
@@ -116,9 +117,10 @@ pub mod whole_body;
 
 pub use breaker::{Breaker, DiagnosisWindow};
 pub use capture::ConnectionLog;
+pub use config::PEEK_LIMIT;
 pub use events::TARGET;
 pub use future::ResponseFuture;
-pub use layer::{PEEK_LIMIT, TriageLayer};
+pub use layer::TriageLayer;
 pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome, RouteEvent};
 pub use options::RequestOptions;
 pub use report::{Report, ReportExt};

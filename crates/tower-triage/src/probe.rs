@@ -395,68 +395,12 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let https = url.scheme_str() == Some("https");
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    // `--resolve` entries for the first hop (the origin, or the proxy).
-    let hop = match &options.proxy {
-        Some(p) => (
-            p.host().unwrap_or("").to_owned(),
-            p.port_u16().unwrap_or(80),
-        ),
-        None => (host.clone(), port),
-    };
-    let fixed = options
-        .resolve
-        .iter()
-        .filter(|(h, p, _)| h.eq_ignore_ascii_case(&hop.0) && *p == hop.1)
-        .map(|(h, _, a)| (h.clone(), *a))
-        .collect();
-    let resolver = Overrides {
-        fixed: Arc::new(fixed),
-        system: GaiResolver::new(),
-    };
-    let roots = match options.roots.clone() {
-        Some(roots) => roots,
-        None => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            roots
-        }
-    };
-    let rules = RetryRules::default()
-        .max_retries(options.max_retries)
-        .deadline(Some(options.bound()));
-    // Whole-body mode: the body is read inside the attempt, under its
-    // timeout and the deadline, and a body that breaks is the attempt's
-    // failure (stage body). A body over the cap, or a stream, is not read:
-    // the probe keeps its bound.
-    let mut layer = TriageLayer::new()
-        .rules(rules)
-        .attempt_timeout(Some(options.timeout))
-        .connect_timeout(Some(options.connect_timeout))
-        .whole_body(Some(crate::DEFAULT_WHOLE_BODY_CAP));
     let profile = options
         .profile
         .clone()
         .unwrap_or_else(|| Profile::detect(&host).clone());
-    layer = layer.profile(profile.clone());
     let log = ConnectionLog::new();
-    let mut request = Request::builder()
-        .method(options.method.clone())
-        .uri(url.clone());
-    if let Some(h) = request.headers_mut() {
-        h.extend(options.headers.clone());
-    }
-    let request = request
-        .extension(
-            // One diagnosis: no route state to keep or be refused by.
-            RequestOptions::new()
-                .connection_log(log.clone())
-                .breaker(false)
-                .diagnosis_window(false),
-        )
-        .body(Full::new(options.body.clone()));
-    let request = match request {
+    let request = match request_for(&url, &options, &log) {
         Ok(request) => request,
         Err(e) => {
             report.stages.push(StageResult {
@@ -470,21 +414,8 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
         }
     };
     let t = Instant::now();
-    // Through a proxy, HTTPS is TLS with the origin inside the tunnel,
-    // always: the request never crosses the proxy in clear.
-    let sent = match &options.proxy {
-        Some(proxy) => {
-            match crate::connect::proxied_https_connector(resolver, proxy.clone(), None, roots) {
-                Ok(connector) => Ok(send(&layer, connector, request).await),
-                Err(e) => Err(e),
-            }
-        }
-        None => match crate::connect::https_connector_with(resolver, roots) {
-            Ok(connector) => Ok(send(&layer, connector, request).await),
-            Err(e) => Err(e),
-        },
-    };
-    let result = match sent {
+    let layer = layer_for(&options, profile.clone());
+    let result = match through(&url, &options, &layer, request).await {
         Ok(result) => result,
         Err(setup) => {
             report.stages.push(StageResult {
@@ -498,7 +429,143 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             return report;
         }
     };
-    let http = match result {
+    let http = read_answer(&mut report, result, t.elapsed());
+    if let Some(packet) = report.packet.as_mut() {
+        // Without retries the layer keeps no copy of the body to read the
+        // model from: the probe has it in memory.
+        if packet.model().is_none() && profile.model_in_body() {
+            if let Some(model) = triage_core::body::request_model(&options.body) {
+                packet.set_model(&model);
+            }
+        }
+    }
+    report.stages = connection_stages(
+        &log.details(),
+        &report.diagnosis,
+        options.proxy.is_some(),
+        options.connect_timeout,
+    );
+    // The request's own stage, once the connection went through.
+    if report.stages.iter().all(|s| s.ok) {
+        report.stages.push(http);
+    }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// The probe's request: its method, headers and body, with the options
+/// that log every attempt's connection and keep no route state (one
+/// diagnosis: nothing to keep or be refused by).
+fn request_for(
+    url: &Uri,
+    options: &ProbeOptions,
+    log: &ConnectionLog,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let mut request = Request::builder()
+        .method(options.method.clone())
+        .uri(url.clone());
+    if let Some(h) = request.headers_mut() {
+        h.extend(options.headers.clone());
+    }
+    request
+        .extension(
+            RequestOptions::new()
+                .connection_log(log.clone())
+                .breaker(false)
+                .diagnosis_window(false),
+        )
+        .body(Full::new(options.body.clone()))
+}
+
+/// The layer the probe sends through: its retries under its total
+/// deadline, its timeouts, and whole-body mode (the body is read inside the
+/// attempt, under its timeout and the deadline, and a body that breaks is
+/// the attempt's failure; a body over the cap, or a stream, is not read:
+/// the probe keeps its bound).
+fn layer_for(options: &ProbeOptions, profile: Profile) -> TriageLayer {
+    let rules = RetryRules::default()
+        .max_retries(options.max_retries)
+        .deadline(Some(options.bound()));
+    TriageLayer::new()
+        .rules(rules)
+        .attempt_timeout(Some(options.timeout))
+        .connect_timeout(Some(options.connect_timeout))
+        .whole_body(Some(crate::DEFAULT_WHOLE_BODY_CAP))
+        .profile(profile)
+}
+
+/// The resolver of the probe: the `--resolve` entries for the first hop
+/// (the origin, or the proxy), else the system's.
+fn resolver_for(url: &Uri, options: &ProbeOptions) -> Overrides {
+    let https = url.scheme_str() == Some("https");
+    let hop = match &options.proxy {
+        Some(p) => (p.host().unwrap_or(""), p.port_u16().unwrap_or(80)),
+        None => (
+            url.host()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+            url.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        ),
+    };
+    let fixed = options
+        .resolve
+        .iter()
+        .filter(|(h, p, _)| h.eq_ignore_ascii_case(hop.0) && *p == hop.1)
+        .map(|(h, _, a)| (h.clone(), *a))
+        .collect();
+    Overrides {
+        fixed: Arc::new(fixed),
+        system: GaiResolver::new(),
+    }
+}
+
+/// The roots trusted: the options', else the system's.
+fn roots_for(options: &ProbeOptions) -> rustls::RootCertStore {
+    options.roots.clone().unwrap_or_else(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        roots
+    })
+}
+
+/// What a request through the layer came back with.
+type Answer =
+    Result<http::Response<crate::ResponseBody<hyper::body::Incoming>>, triage_core::Error>;
+
+/// Sends `request` through `layer` over the tagged connectors: through a
+/// proxy, HTTPS is TLS with the origin inside the tunnel, always (the
+/// request never crosses the proxy in clear). `Err` when TLS cannot be set
+/// up with the roots.
+async fn through(
+    url: &Uri,
+    options: &ProbeOptions,
+    layer: &TriageLayer,
+    request: Request<Full<Bytes>>,
+) -> Result<Answer, rustls::Error> {
+    let resolver = resolver_for(url, options);
+    let roots = roots_for(options);
+    Ok(match &options.proxy {
+        Some(proxy) => {
+            let connector =
+                crate::connect::proxied_https_connector(resolver, proxy.clone(), None, roots)?;
+            send(layer, connector, request).await
+        }
+        None => {
+            send(
+                layer,
+                crate::connect::https_connector_with(resolver, roots)?,
+                request,
+            )
+            .await
+        }
+    })
+}
+
+/// Reads the layer's answer into `report` (diagnosis, attempts, status,
+/// request ID, packet); the `http` stage, which took `elapsed`.
+fn read_answer(report: &mut ProbeReport, result: Answer, elapsed: Duration) -> StageResult {
+    match result {
         Ok(response) => {
             let status = response.status();
             let info = response.report();
@@ -517,7 +584,7 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             StageResult {
                 stage: ProbeStage::Http,
                 ok: report.diagnosis.is_success(),
-                elapsed: t.elapsed(),
+                elapsed,
                 detail: format!("status {}", status.as_u16()),
             }
         }
@@ -530,33 +597,11 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
             StageResult {
                 stage: ProbeStage::Http,
                 ok: false,
-                elapsed: t.elapsed(),
+                elapsed,
                 detail: redact::text(&error.to_string()).into_owned(),
             }
         }
-    };
-    if let Some(packet) = report.packet.as_mut() {
-        // Without retries the layer keeps no copy of the body to read the
-        // model from: the probe has it in memory.
-        if packet.model().is_none() && profile.model_in_body() {
-            if let Some(model) = triage_core::body::request_model(&options.body) {
-                packet.set_model(&model);
-            }
-        }
     }
-    let details = log.details();
-    report.stages = connection_stages(
-        &details,
-        &report.diagnosis,
-        options.proxy.is_some(),
-        options.connect_timeout,
-    );
-    // The request's own stage, once the connection went through.
-    if report.stages.iter().all(|s| s.ok) {
-        report.stages.push(http);
-    }
-    report.elapsed = started.elapsed();
-    report
 }
 
 /// The connection stages of the last attempt that made a connection, as
@@ -578,98 +623,103 @@ fn connection_stages(
     };
     let mut stages = Vec::new();
     let mut before = Duration::ZERO;
-    let mut seen_proxy = false;
+    let mut to_proxy = proxied;
     let error = detail.error_chain().join(": ");
     for mark in detail.stages() {
         let elapsed = mark.at().saturating_sub(before);
         before = mark.at();
-        let (stage, text) = match (mark.stage(), mark.ok()) {
-            (Stage::Dns, true) => (
-                ProbeStage::Dns,
-                format!(
-                    "{} -> {}",
-                    detail.name().unwrap_or("?"),
-                    detail.answers().join(", ")
-                ),
-            ),
-            (Stage::Dns, false) => (
-                ProbeStage::Dns,
-                format!("{}: {error}", detail.name().unwrap_or("?")),
-            ),
-            (Stage::Proxy, ok) if proxied && !seen_proxy => {
-                seen_proxy = true;
-                match (ok, detail.connected()) {
-                    (true, Some(addr)) => (ProbeStage::Connect, connected_to(detail, addr)),
-                    (true, None) => (ProbeStage::Connect, "connected".to_owned()),
-                    (false, _) => (ProbeStage::Connect, tried(detail, &error)),
-                }
-            }
-            (Stage::Connect, true) => match detail.connected() {
-                Some(addr) => (ProbeStage::Connect, connected_to(detail, addr)),
-                None => (ProbeStage::Connect, "connected".to_owned()),
-            },
-            (Stage::Connect, false) => (ProbeStage::Connect, tried(detail, &error)),
-            (Stage::Proxy, true) => (
-                ProbeStage::Proxy,
-                format!("tunnel open: {}", detail.proxy_status().unwrap_or("")),
-            ),
-            (Stage::Proxy, false) => (
-                ProbeStage::Proxy,
-                match detail.proxy_status() {
-                    Some(line) => format!("proxy answered: {line}"),
-                    None => error.clone(),
-                },
-            ),
-            (Stage::Tls, ok) => {
-                let presented = detail
-                    .peer()
-                    .map(|p| format!("; certificate {p}"))
-                    .unwrap_or_default();
-                if ok {
-                    (ProbeStage::Tls, format!("handshake done{presented}"))
-                } else {
-                    (ProbeStage::Tls, format!("{error}{presented}"))
-                }
-            }
-            (_, _) => continue,
-        };
-        stages.push(StageResult {
-            stage,
-            ok: mark.ok(),
-            elapsed,
-            detail: text,
-        });
+        // Through a proxy, the first proxy stage is the TCP connection.
+        let tcp_to_proxy = to_proxy && mark.stage() == Stage::Proxy;
+        to_proxy &= !tcp_to_proxy;
+        if let Some((stage, text)) = stage_found(detail, mark, tcp_to_proxy, &error) {
+            stages.push(StageResult {
+                stage,
+                ok: mark.ok(),
+                elapsed,
+                detail: text,
+            });
+        }
     }
     // A connection stage whose timeout fired never ended: it failed.
     let open = diagnosis
         .stage()
         .filter(|s| matches!(s, Stage::Dns | Stage::Connect | Stage::Proxy | Stage::Tls));
-    if let Some(stage) = open {
-        if stages.iter().all(|s| s.ok) {
-            let stage = match stage {
-                Stage::Dns => ProbeStage::Dns,
-                Stage::Proxy if proxied && !seen_proxy => ProbeStage::Connect,
-                Stage::Proxy => ProbeStage::Proxy,
-                Stage::Tls => ProbeStage::Tls,
-                _ => ProbeStage::Connect,
-            };
-            let what = match (stage, detail.name()) {
-                (ProbeStage::Dns, Some(name)) => format!("{name}: "),
-                _ => String::new(),
-            };
-            stages.push(StageResult {
-                stage,
-                ok: false,
-                elapsed: connect_timeout.saturating_sub(before),
-                detail: if error.is_empty() {
-                    format!("{what}no answer in {connect_timeout:?}")
-                } else {
-                    format!("{what}{error}")
-                },
-            });
-        }
+    if let (Some(stage), true) = (open, stages.iter().all(|s| s.ok)) {
+        let stage = match stage {
+            Stage::Dns => ProbeStage::Dns,
+            Stage::Proxy if to_proxy => ProbeStage::Connect,
+            Stage::Proxy => ProbeStage::Proxy,
+            Stage::Tls => ProbeStage::Tls,
+            _ => ProbeStage::Connect,
+        };
+        let what = match (stage, detail.name()) {
+            (ProbeStage::Dns, Some(name)) => format!("{name}: "),
+            _ => String::new(),
+        };
+        stages.push(StageResult {
+            stage,
+            ok: false,
+            elapsed: connect_timeout.saturating_sub(before),
+            detail: if error.is_empty() {
+                format!("{what}no answer in {connect_timeout:?}")
+            } else {
+                format!("{what}{error}")
+            },
+        });
     }
     stages
+}
+
+/// The probe stage a connection stage's `mark` is, and what it found;
+/// `None` for a stage the probe does not list.
+fn stage_found(
+    detail: &Detail,
+    mark: &triage_core::StageMark,
+    tcp_to_proxy: bool,
+    error: &str,
+) -> Option<(ProbeStage, String)> {
+    let name = detail.name().unwrap_or("?");
+    Some(match (mark.stage(), mark.ok()) {
+        (Stage::Dns, true) => (
+            ProbeStage::Dns,
+            format!("{name} -> {}", detail.answers().join(", ")),
+        ),
+        (Stage::Dns, false) => (ProbeStage::Dns, format!("{name}: {error}")),
+        (Stage::Connect, _) | (Stage::Proxy, _)
+            if mark.stage() == Stage::Connect || tcp_to_proxy =>
+        {
+            let text = match (mark.ok(), detail.connected()) {
+                (true, Some(addr)) => connected_to(detail, addr),
+                (true, None) => "connected".to_owned(),
+                (false, _) => tried(detail, error),
+            };
+            (ProbeStage::Connect, text)
+        }
+        (Stage::Proxy, true) => (
+            ProbeStage::Proxy,
+            format!("tunnel open: {}", detail.proxy_status().unwrap_or("")),
+        ),
+        (Stage::Proxy, false) => (
+            ProbeStage::Proxy,
+            match detail.proxy_status() {
+                Some(line) => format!("proxy answered: {line}"),
+                None => error.to_owned(),
+            },
+        ),
+        (Stage::Tls, ok) => {
+            let presented = detail
+                .peer()
+                .map(|p| format!("; certificate {p}"))
+                .unwrap_or_default();
+            let text = if ok {
+                format!("handshake done{presented}")
+            } else {
+                format!("{error}{presented}")
+            };
+            (ProbeStage::Tls, text)
+        }
+        _ => return None,
+    })
 }
 
 /// `connected to ADDR`, with the answers tried before it.

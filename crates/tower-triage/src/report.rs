@@ -1,13 +1,13 @@
 //! [`Report`]: what the layer learned about a call, and [`ReportExt`] to
 //! read it from a response.
 
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::{HeaderValue, Response};
 use triage_core::{Diagnosis, Evidence, Packet, Profile, RateInfo};
 
+use crate::config::ProfileRef;
 use crate::response_body::ResponseBody;
 use crate::whole_body::BodyMode;
 
@@ -224,22 +224,4 @@ pub(crate) fn mark(extensions: &mut http::Extensions, profile: &ProfileRef, mode
 mod sealed {
     pub trait Sealed {}
     impl<B> Sealed for http::Response<crate::ResponseBody<B>> {}
-}
-
-/// The profile of a call: a built-in one (detected from the host) or the
-/// layer's own.
-#[derive(Debug, Clone)]
-pub(crate) enum ProfileRef {
-    Static(&'static Profile),
-    Shared(Arc<Profile>),
-}
-
-impl Deref for ProfileRef {
-    type Target = Profile;
-    fn deref(&self) -> &Profile {
-        match self {
-            ProfileRef::Static(p) => p,
-            ProfileRef::Shared(p) => p,
-        }
-    }
 }

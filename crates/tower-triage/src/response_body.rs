@@ -17,9 +17,9 @@ use std::time::Duration;
 use tokio::time::{Sleep, sleep};
 use triage_core::{BoxError, Profile, TimeoutPhase};
 
+use crate::config::ProfileRef;
 use crate::events;
 use crate::observer::{BodyOutcome, Observer};
-use crate::report::ProfileRef;
 use crate::transport::{TimeoutError, classify_error};
 use crate::whole_body::BodyMode;
 

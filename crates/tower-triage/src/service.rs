@@ -5,12 +5,13 @@ use std::task::{Context, Poll};
 
 use http::{Request, Response};
 use http_body::Body;
-use tower::Service;
+use tower::{Layer, Service};
 use triage_core::BoxError;
 
 use crate::body::TryCloneBody;
+use crate::config::Config;
 use crate::future::ResponseFuture;
-use crate::layer::{Config, TriageLayer};
+use crate::layer::TriageLayer;
 use crate::response_body::ResponseBody;
 
 /// Wraps an HTTP client: classifies every attempt, retries by owner, and
@@ -65,9 +66,9 @@ where
     type Future = ResponseFuture<S, B, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner
-            .poll_ready(cx)
-            .map_err(|e| crate::future::readiness_error(e.into()))
+        self.inner.poll_ready(cx).map_err(|e| {
+            crate::future::readiness_error(&http::Method::GET, &http::Uri::default(), e.into())
+        })
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -76,5 +77,13 @@ where
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         ResponseFuture::new(ready, request, Arc::clone(&self.config))
+    }
+}
+
+impl<S> Layer<S> for TriageLayer {
+    type Service = Triage<S>;
+
+    fn layer(&self, inner: S) -> Triage<S> {
+        Triage::from_config(inner, Arc::clone(&self.config))
     }
 }

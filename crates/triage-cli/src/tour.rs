@@ -92,6 +92,7 @@ struct Seen {
     elapsed: Duration,
 }
 
+// structure: a table (one entry per failure class), not logic.
 fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
     let g = Profile::generic();
     vec![
@@ -301,12 +302,9 @@ fn rules() -> RetryRules {
     )
 }
 
-async fn send(
-    row: &Row,
-    upstream: &Upstream,
-) -> Result<(Result<Seen, Error>, Option<String>), BoxError> {
-    let mut started = Instant::now();
-    let mut request = Request::builder().method(row.method.clone());
+/// The layer of a row: the tour's quick backoff and a 1 s attempt timeout,
+/// whole-body mode or the breaker off when the row says so.
+fn layer_for(row: &Row) -> TriageLayer {
     let mut layer = TriageLayer::new()
         .profile(row.profile.clone())
         .rules(rules())
@@ -317,37 +315,67 @@ async fn send(
     if row.again == Some(false) {
         layer = layer.breaker(tower_triage::Breaker::disabled());
     }
+    layer
+}
+
+/// A response through the layer, as the tour reads it.
+type Answer = Result<http::Response<tower_triage::ResponseBody<hyper::body::Incoming>>, Error>;
+
+/// Sends `request` through `layer` over hyper-util's client with
+/// `connector`.
+async fn through<C>(
+    layer: &TriageLayer,
+    connector: C,
+    request: Request<Full<Bytes>>,
+) -> Result<Answer, BoxError>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Unpin
+        + Send
+        + 'static,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<BoxError>,
+{
+    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
+    let mut svc = layer.layer(client);
+    Ok(svc.ready().await?.call(request).await)
+}
+
+/// The tagged plain connector, with a short connect timeout.
+fn plain() -> tower_triage::connect::TagConnect<
+    hyper_util::client::legacy::connect::HttpConnector<
+        tower_triage::connect::TagResolver<Resolver>,
+    >,
+> {
+    let mut connector = tower_triage::connect::tagged_connector(Resolver::new());
+    connector
+        .get_mut()
+        .set_connect_timeout(Some(Duration::from_millis(250)));
+    connector
+}
+
+/// The row's request sent to its target (the servers it needs kept alive
+/// until the end, in the guard); when the row sends twice (a route that
+/// opens), the second is timed from `started`, reset here.
+async fn call(
+    row: &Row,
+    upstream: &Upstream,
+    started: &mut Instant,
+) -> Result<(Answer, Box<dyn std::any::Any + Send>), BoxError> {
+    let layer = layer_for(row);
+    let request = Request::builder().method(row.method.clone());
     let body = Full::new(Bytes::from_static(b"{}"));
-    // Each target builds its own client; keep the servers alive until the end.
-    let (result, _guard): (
-        Result<http::Response<_>, Error>,
-        Box<dyn std::any::Any + Send>,
-    ) = match &row.target {
+    Ok(match &row.target {
         Target::Path(path) => {
-            let mut connector = tower_triage::connect::tagged_connector(Resolver::new());
-            connector
-                .get_mut()
-                .set_connect_timeout(Some(Duration::from_millis(250)));
-            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-            let mut svc = layer.layer(client);
-            request = request.uri(upstream.url(path));
-            (
-                svc.ready().await?.call(request.body(body)?).await,
-                Box::new(()),
-            )
+            let request = request.uri(upstream.url(path)).body(body)?;
+            (through(&layer, plain(), request).await?, Box::new(()))
         }
         Target::Url(url) => {
-            let mut connector = tower_triage::connect::tagged_connector(Resolver::new());
-            connector
-                .get_mut()
-                .set_connect_timeout(Some(Duration::from_millis(250)));
-            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-            let mut svc = layer.layer(client);
-            request = request.uri(url.as_str());
-            (
-                svc.ready().await?.call(request.body(body)?).await,
-                Box::new(()),
-            )
+            let request = request.uri(url.as_str()).body(body)?;
+            (through(&layer, plain(), request).await?, Box::new(()))
         }
         Target::Tls(problem) => {
             let tls = TlsUpstream::start(*problem).await?;
@@ -361,13 +389,10 @@ async fn send(
                 let first = Request::get(url.as_str()).body(body.clone())?;
                 let _ = svc.ready().await?.call(first).await;
                 // The second is timed on its own.
-                started = Instant::now();
+                *started = Instant::now();
             }
-            request = request.uri(url);
-            (
-                svc.ready().await?.call(request.body(body)?).await,
-                Box::new(tls),
-            )
+            let request = request.uri(url).body(body)?;
+            (svc.ready().await?.call(request).await, Box::new(tls))
         }
         Target::Proxy(behavior) => {
             let proxy = Proxy::start(*behavior).await?;
@@ -376,15 +401,18 @@ async fn send(
                 proxy.url().parse()?,
                 None,
             );
-            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-            let mut svc = layer.layer(client);
-            request = request.uri(upstream.url("/ok"));
-            (
-                svc.ready().await?.call(request.body(body)?).await,
-                Box::new(proxy),
-            )
+            let request = request.uri(upstream.url("/ok")).body(body)?;
+            (through(&layer, connector, request).await?, Box::new(proxy))
         }
-    };
+    })
+}
+
+async fn send(
+    row: &Row,
+    upstream: &Upstream,
+) -> Result<(Result<Seen, Error>, Option<String>), BoxError> {
+    let mut started = Instant::now();
+    let (result, _guard) = call(row, upstream, &mut started).await?;
     let mut note = None;
     if let Err(error) = &result {
         if let Some(route) = error.packet().route_open() {
@@ -399,48 +427,57 @@ async fn send(
         }
     }
     let seen = match result {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let report = response.report();
-            let mut body = response.into_body();
-            let mut bytes = 0usize;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => bytes += frame.into_data().map(|d| d.len()).unwrap_or(0),
-                    Err(_) => {
-                        note = Some(format!("body broke after {bytes} bytes (stage body)"));
-                        break;
-                    }
-                }
-            }
-            let Some(report) = report else {
-                return Err("a response without a report".into());
-            };
-            if row.whole && note.is_none() {
-                note = Some(format!(
-                    "delivered whole: {bytes} bytes, after {} attempt(s)",
-                    report.attempts()
-                ));
-            }
-            let d = report.diagnosis();
-            Ok(Seen {
-                status: Some(status),
-                body: bytes > 0,
-                request_id: report.request_id().is_some(),
-                rate: report.rate().is_known(),
-                owner: d.owner().map_or("-", |o| o.as_str()).to_owned(),
-                class: d.class().to_string(),
-                attempts: report.attempts(),
-                decision: report
-                    .packet()
-                    .map_or("success", |p| p.outcome())
-                    .to_owned(),
-                elapsed: started.elapsed(),
-            })
-        }
+        Ok(response) => Ok(seen(row, response, started, &mut note).await?),
         Err(error) => Err(error),
     };
     Ok((seen, note))
+}
+
+/// What a row's response showed, its body read to the end (a body that
+/// breaks, or a whole one delivered, is noted).
+async fn seen(
+    row: &Row,
+    response: http::Response<tower_triage::ResponseBody<hyper::body::Incoming>>,
+    started: Instant,
+    note: &mut Option<String>,
+) -> Result<Seen, BoxError> {
+    let status = response.status().as_u16();
+    let report = response.report();
+    let mut body = response.into_body();
+    let mut bytes = 0usize;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => bytes += frame.into_data().map(|d| d.len()).unwrap_or(0),
+            Err(_) => {
+                *note = Some(format!("body broke after {bytes} bytes (stage body)"));
+                break;
+            }
+        }
+    }
+    let Some(report) = report else {
+        return Err("a response without a report".into());
+    };
+    if row.whole && note.is_none() {
+        *note = Some(format!(
+            "delivered whole: {bytes} bytes, after {} attempt(s)",
+            report.attempts()
+        ));
+    }
+    let d = report.diagnosis();
+    Ok(Seen {
+        status: Some(status),
+        body: bytes > 0,
+        request_id: report.request_id().is_some(),
+        rate: report.rate().is_known(),
+        owner: d.owner().map_or("-", |o| o.as_str()).to_owned(),
+        class: d.class().to_string(),
+        attempts: report.attempts(),
+        decision: report
+            .packet()
+            .map_or("success", |p| p.outcome())
+            .to_owned(),
+        elapsed: started.elapsed(),
+    })
 }
 
 fn evidence(status: Option<u16>, body: bool, request_id: bool, rate: bool) -> String {

@@ -402,85 +402,110 @@ fn classify_status(status: StatusCode, evidence: &Evidence, profile: &Profile) -
     let said = Said {
         body: evidence.failure_body(),
     };
+    if let Some(diagnosis) = gateway_answer(evidence) {
+        return diagnosis;
+    }
+    if let Some(diagnosis) = marked(status, &said, evidence, profile) {
+        return diagnosis;
+    }
+    by_status(status, &said, evidence, profile)
+}
+
+/// A gateway's own answer (its fingerprint says it generated the page),
+/// unless it is a bare error page carrying the origin's request ID.
+fn gateway_answer(evidence: &Evidence) -> Option<Diagnosis> {
     let has_request_id = evidence.request_id_str().is_some();
-
-    // A gateway's own answer.
-    if let Some(fp) = evidence.fingerprint().filter(|fp| fp.generated()) {
-        let gateway = Some(fp.gateway());
-        match fp.fault() {
-            Some(GatewayFault::RateLimited) => {
-                return Diagnosis::new(
-                    Owner::RateLimit,
-                    Class::RateLimited,
-                    Replay::NotProcessed,
-                    true,
-                )
-                .with_gateway(gateway);
-            }
-            Some(GatewayFault::QuotaExceeded) => {
-                return Diagnosis::new(
-                    Owner::Quota,
-                    Class::QuotaExhausted(QuotaKind::Period),
-                    Replay::NotProcessed,
-                    false,
-                )
-                .with_gateway(gateway);
-            }
-            // A bare error page that carries the origin's request ID came
-            // through the gateway from the origin's own infrastructure.
-            Some(GatewayFault::Unavailable) | None if has_request_id => {}
-            fault => {
-                let fault = fault.unwrap_or(GatewayFault::Unavailable);
-                let replay = match fault.upstream() {
-                    Upstream::NotReached => Replay::NotProcessed,
-                    _ => Replay::Ambiguous,
-                };
-                let retryable = matches!(
-                    fault,
-                    GatewayFault::UpstreamUnreachable
-                        | GatewayFault::UpstreamTimeout
-                        | GatewayFault::UpstreamReset
-                        | GatewayFault::BadUpstreamResponse
-                        | GatewayFault::Overloaded
-                        | GatewayFault::Unavailable
-                );
-                return Diagnosis::new(Owner::Route, Class::Gateway(fault), replay, retryable)
-                    .with_gateway(gateway);
-            }
-        }
-    }
-
-    if let Some(kind) = quota_kind(status, &said, evidence, profile) {
-        return Diagnosis::new(
-            Owner::Quota,
-            Class::QuotaExhausted(kind),
-            Replay::NotProcessed,
-            false,
-        );
-    }
-
-    if status == StatusCode::TOO_MANY_REQUESTS && said.message_has("request too large") {
-        // OpenAI: same code as a rate limit, but the request will never fit.
-        return Diagnosis::new(
-            Owner::Request,
-            Class::RequestTooLarge,
-            Replay::NotProcessed,
-            false,
-        );
-    }
-    if said.has_code("lock_timeout") {
-        // Stripe sends lock contention as 429 `lock_timeout`.
-        return Diagnosis::new(Owner::Request, Class::Conflict, Replay::NotProcessed, true);
-    }
-    if is_rate_limited(status, &said, evidence, profile) {
-        return Diagnosis::new(
+    let fp = evidence.fingerprint().filter(|fp| fp.generated())?;
+    let gateway = Some(fp.gateway());
+    let diagnosis = match fp.fault() {
+        Some(GatewayFault::RateLimited) => Diagnosis::new(
             Owner::RateLimit,
             Class::RateLimited,
             Replay::NotProcessed,
             true,
-        );
-    }
+        ),
+        Some(GatewayFault::QuotaExceeded) => Diagnosis::new(
+            Owner::Quota,
+            Class::QuotaExhausted(QuotaKind::Period),
+            Replay::NotProcessed,
+            false,
+        ),
+        // A bare error page that carries the origin's request ID came
+        // through the gateway from the origin's own infrastructure.
+        Some(GatewayFault::Unavailable) | None if has_request_id => return None,
+        fault => {
+            let fault = fault.unwrap_or(GatewayFault::Unavailable);
+            let replay = match fault.upstream() {
+                Upstream::NotReached => Replay::NotProcessed,
+                _ => Replay::Ambiguous,
+            };
+            let retryable = matches!(
+                fault,
+                GatewayFault::UpstreamUnreachable
+                    | GatewayFault::UpstreamTimeout
+                    | GatewayFault::UpstreamReset
+                    | GatewayFault::BadUpstreamResponse
+                    | GatewayFault::Overloaded
+                    | GatewayFault::Unavailable
+            );
+            Diagnosis::new(Owner::Route, Class::Gateway(fault), replay, retryable)
+        }
+    };
+    Some(diagnosis.with_gateway(gateway))
+}
 
+/// What the answer's markers say before its status does: an exhausted
+/// quota, a request too large sent as 429, lock contention, a rate limit.
+fn marked(
+    status: StatusCode,
+    said: &Said<'_>,
+    evidence: &Evidence,
+    profile: &Profile,
+) -> Option<Diagnosis> {
+    if let Some(kind) = quota_kind(status, said, evidence, profile) {
+        return Some(Diagnosis::new(
+            Owner::Quota,
+            Class::QuotaExhausted(kind),
+            Replay::NotProcessed,
+            false,
+        ));
+    }
+    if status == StatusCode::TOO_MANY_REQUESTS && said.message_has("request too large") {
+        // OpenAI: same code as a rate limit, but the request will never fit.
+        return Some(Diagnosis::new(
+            Owner::Request,
+            Class::RequestTooLarge,
+            Replay::NotProcessed,
+            false,
+        ));
+    }
+    if said.has_code("lock_timeout") {
+        // Stripe sends lock contention as 429 `lock_timeout`.
+        return Some(Diagnosis::new(
+            Owner::Request,
+            Class::Conflict,
+            Replay::NotProcessed,
+            true,
+        ));
+    }
+    if is_rate_limited(status, said, evidence, profile) {
+        return Some(Diagnosis::new(
+            Owner::RateLimit,
+            Class::RateLimited,
+            Replay::NotProcessed,
+            true,
+        ));
+    }
+    None
+}
+
+/// The status's own meaning.
+fn by_status(
+    status: StatusCode,
+    said: &Said<'_>,
+    evidence: &Evidence,
+    profile: &Profile,
+) -> Diagnosis {
     let code = status.as_u16();
     match code {
         401 => Diagnosis::new(
@@ -528,7 +553,7 @@ fn classify_status(status: StatusCode, evidence: &Evidence, profile: &Profile) -
             Replay::Processed,
             false,
         ),
-        _ if is_overloaded(status, &said, evidence) => {
+        _ if is_overloaded(status, said, evidence) => {
             Diagnosis::new(Owner::Server, Class::Overloaded, Replay::NotProcessed, true)
         }
         500.. => {

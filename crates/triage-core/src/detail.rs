@@ -5,9 +5,9 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::packet::{capped, chain_texts, scrub_both};
 use crate::redact;
 use crate::stage::Stage;
+use crate::text::{capped, chain_texts, scrub_both};
 use crate::x509::CertSummary;
 
 /// At most this many DNS answers and stage marks are kept per attempt.

@@ -69,6 +69,7 @@ mod profile;
 pub mod redact;
 pub mod retry;
 mod stage;
+mod text;
 pub(crate) mod time;
 pub mod x509;
 
@@ -78,10 +79,11 @@ pub use error::{BoxError, Error};
 pub use evidence::{BodyProgress, DelaySource, Evidence, RateInfo, RateWindow, RetryHints};
 pub use headers::ResetFormat;
 pub use owner::{Class, ErrorKind, Owner, QuotaKind, Replay};
-pub use packet::{AttemptRecord, MAX_ATTEMPTS, MAX_CHAIN, Packet, PacketBuilder, RouteNote};
+pub use packet::{AttemptRecord, MAX_ATTEMPTS, Packet, PacketBuilder, RouteNote};
 pub use profile::{Profile, ProfileBuilder, RateHeaders};
 pub use retry::{
     AttemptContext, Backoff, Decision, ReplayBasis, ReplayRule, Retry, RetryBudget, RetryRules,
     Stop,
 };
 pub use stage::{CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
+pub use text::MAX_CHAIN;

@@ -14,13 +14,11 @@ use crate::profile::Profile;
 use crate::redact;
 use crate::retry::{Decision, Stop};
 use crate::stage::Stage;
+use crate::text::{capped, chain_texts, scrub_both};
 use crate::time;
 
-/// At most this many links of an error chain are kept.
-pub const MAX_CHAIN: usize = 8;
 /// At most this many attempts are kept (the first ones and the last).
 pub const MAX_ATTEMPTS: usize = 32;
-const MAX_TEXT: usize = 512;
 /// The longest [`Packet::finding`].
 const MAX_FINDING: usize = 1024;
 /// The longest model name kept.
@@ -302,71 +300,7 @@ impl Packet {
             .unwrap_or_default();
         let connection = self.details.iter().rev().find(|d| !d.stages().is_empty());
         if let Some(detail) = connection {
-            let mut before = Duration::ZERO;
-            // Through a proxy, the first of two proxy stages is the TCP
-            // connection to it, the second the tunnel.
-            let mut proxy_marks = detail
-                .stages()
-                .iter()
-                .filter(|m| m.stage() == Stage::Proxy)
-                .count();
-            for mark in detail.stages() {
-                let took = Ms(mark.at().saturating_sub(before));
-                before = mark.at();
-                if !out.is_empty() {
-                    out.push_str("; ");
-                }
-                let name = detail.name().unwrap_or(&host);
-                let _ = match (mark.stage(), mark.ok()) {
-                    (Stage::Dns, true) if detail.answers().is_empty() => {
-                        write!(out, "DNS resolved {name} in {took}")
-                    }
-                    (Stage::Dns, true) => write!(
-                        out,
-                        "DNS resolved {name} to {} in {took}",
-                        Listed(detail.answers())
-                    ),
-                    (Stage::Dns, false) => write!(out, "DNS failed for {name} after {took}"),
-                    (Stage::Connect, true) => match detail.connected() {
-                        Some(addr) => write!(out, "TCP connected to {addr} in {took}"),
-                        None => write!(out, "TCP connected in {took}"),
-                    },
-                    (Stage::Connect, false) if detail.answers().is_empty() => {
-                        write!(out, "TCP connect failed after {took}")
-                    }
-                    (Stage::Connect, false) => write!(
-                        out,
-                        "TCP connect to {} failed after {took}",
-                        Listed(detail.answers())
-                    ),
-                    (Stage::Proxy, true) if proxy_marks >= 2 => {
-                        proxy_marks = 0;
-                        match detail.connected() {
-                            Some(addr) => {
-                                write!(out, "TCP connected to the proxy at {addr} in {took}")
-                            }
-                            None => write!(out, "TCP connected to the proxy in {took}"),
-                        }
-                    }
-                    (Stage::Proxy, true) => write!(out, "the proxy opened a tunnel in {took}"),
-                    (Stage::Proxy, false) => match detail.proxy_status() {
-                        Some(line) => {
-                            write!(out, "the proxy refused the tunnel after {took}: \"{line}\"")
-                        }
-                        None => write!(out, "the proxy hop failed after {took}"),
-                    },
-                    (Stage::Tls, true) => write!(out, "TLS handshake done in {took}"),
-                    (Stage::Tls, false) => match detail.peer() {
-                        Some(peer) => write!(
-                            out,
-                            "TLS failed after {took}: the server's certificate {peer}"
-                        ),
-                        None => write!(out, "TLS failed after {took}"),
-                    },
-                    (stage, true) => write!(out, "{stage} done in {took}"),
-                    (stage, false) => write!(out, "{stage} failed after {took}"),
-                };
-            }
+            connection_phrases(&mut out, detail, &host);
         } else if !self.details.is_empty() {
             out.push_str("no new connection (one was reused)");
         }
@@ -485,64 +419,75 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Scrubs `secrets` by exact value and `prints` by fingerprint from `text`.
-pub(crate) fn scrub_both(text: &mut String, secrets: &[String], prints: &[redact::Fingerprint]) {
-    if let std::borrow::Cow::Owned(clean) = redact::scrub_exact(text, secrets) {
-        *text = clean;
-    }
-    if let std::borrow::Cow::Owned(clean) = redact::scrub_prints(text, prints) {
-        *text = clean;
-    }
-}
-
-/// A text for the packet: at most [`MAX_TEXT`] bytes, no character that
-/// would break or disguise a line (see [`redact::printable`]).
-pub(crate) fn capped(s: &str) -> String {
-    redact::printable(s, MAX_TEXT).into_owned()
-}
-
-/// [`capped`] without a copy when the text is safe already.
-fn capped_owned(s: String) -> String {
-    match redact::printable(&s, MAX_TEXT) {
-        std::borrow::Cow::Borrowed(_) => s,
-        std::borrow::Cow::Owned(safe) => safe,
-    }
-}
-
-/// An error chain as text, outermost first: each link scrubbed of secrets
-/// and capped in length, at most [`MAX_CHAIN`] links, a link that repeats
-/// the one before said once.
-pub(crate) fn chain_texts(error: &(dyn StdError + 'static)) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::new();
-    let mut current = Some(error);
-    while let Some(err) = current {
-        if chain.len() >= MAX_CHAIN {
-            break;
+/// The connection stages of `detail`, one phrase each (`DNS resolved …
+/// in …`, `TCP connected to … in …`, `TLS failed after …: …`).
+fn connection_phrases(out: &mut String, detail: &Detail, host: &str) {
+    use fmt::Write as _;
+    let mut before = Duration::ZERO;
+    // Through a proxy, the first of two proxy stages is the TCP
+    // connection to it, the second the tunnel.
+    let mut proxy_marks = detail
+        .stages()
+        .iter()
+        .filter(|m| m.stage() == Stage::Proxy)
+        .count();
+    for mark in detail.stages() {
+        let took = Ms(mark.at().saturating_sub(before));
+        before = mark.at();
+        if !out.is_empty() {
+            out.push_str("; ");
         }
-        // Sized for a typical message: `to_string` would grow it from 8
-        // bytes, reallocating three or four times.
-        let mut text = String::with_capacity(96);
-        let _ = fmt::Write::write_fmt(&mut text, format_args!("{err}"));
-        let clean = match redact::text(&text) {
-            // Nothing to scrub: keep the string made already.
-            std::borrow::Cow::Borrowed(_) => capped_owned(text),
-            std::borrow::Cow::Owned(scrubbed) => capped_owned(scrubbed),
-        };
-        // An `io::Error` and its payload often print the same words: say
-        // them once.
-        if chain.last() != Some(&clean) {
-            chain.push(clean);
-        }
-        current = match err.downcast_ref::<std::io::Error>() {
-            // io::Error::source() skips its payload; descend into it.
-            Some(io) => io
-                .get_ref()
-                .map(|inner| inner as &(dyn StdError + 'static))
-                .or_else(|| err.source()),
-            None => err.source(),
+        let name = detail.name().unwrap_or(host);
+        let _ = match (mark.stage(), mark.ok()) {
+            (Stage::Dns, true) if detail.answers().is_empty() => {
+                write!(out, "DNS resolved {name} in {took}")
+            }
+            (Stage::Dns, true) => write!(
+                out,
+                "DNS resolved {name} to {} in {took}",
+                Listed(detail.answers())
+            ),
+            (Stage::Dns, false) => write!(out, "DNS failed for {name} after {took}"),
+            (Stage::Connect, true) => match detail.connected() {
+                Some(addr) => write!(out, "TCP connected to {addr} in {took}"),
+                None => write!(out, "TCP connected in {took}"),
+            },
+            (Stage::Connect, false) if detail.answers().is_empty() => {
+                write!(out, "TCP connect failed after {took}")
+            }
+            (Stage::Connect, false) => write!(
+                out,
+                "TCP connect to {} failed after {took}",
+                Listed(detail.answers())
+            ),
+            (Stage::Proxy, true) if proxy_marks >= 2 => {
+                proxy_marks = 0;
+                match detail.connected() {
+                    Some(addr) => {
+                        write!(out, "TCP connected to the proxy at {addr} in {took}")
+                    }
+                    None => write!(out, "TCP connected to the proxy in {took}"),
+                }
+            }
+            (Stage::Proxy, true) => write!(out, "the proxy opened a tunnel in {took}"),
+            (Stage::Proxy, false) => match detail.proxy_status() {
+                Some(line) => {
+                    write!(out, "the proxy refused the tunnel after {took}: \"{line}\"")
+                }
+                None => write!(out, "the proxy hop failed after {took}"),
+            },
+            (Stage::Tls, true) => write!(out, "TLS handshake done in {took}"),
+            (Stage::Tls, false) => match detail.peer() {
+                Some(peer) => write!(
+                    out,
+                    "TLS failed after {took}: the server's certificate {peer}"
+                ),
+                None => write!(out, "TLS failed after {took}"),
+            },
+            (stage, true) => write!(out, "{stage} done in {took}"),
+            (stage, false) => write!(out, "{stage} failed after {took}"),
         };
     }
-    chain
 }
 
 /// Builds a [`Packet`] as attempts happen.

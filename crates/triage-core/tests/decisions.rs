@@ -97,7 +97,6 @@ proptest! {
                     }
                     break;
                 }
-                other => prop_assert!(false, "unknown decision {other:?}"),
             }
         }
         prop_assert!(attempts <= max_retries + 1);

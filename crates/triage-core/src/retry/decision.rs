@@ -7,8 +7,7 @@ use std::time::Duration;
 use crate::evidence::DelaySource;
 use crate::owner::{Owner, Replay};
 
-/// What to do after an attempt.
-#[non_exhaustive]
+/// What to do after an attempt: there are exactly two answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Send the request again after a delay.

@@ -1,0 +1,285 @@
+//! The layer's settings ([`Config`], shared by its clones), the per-host
+//! [`Pool`], and the settings of one call: the layer's, with the request's
+//! [`RequestOptions`] over them ([`CallSettings::resolve`]).
+
+use std::num::NonZeroU64;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use triage_core::{Profile, RetryBudget, RetryRules};
+
+use crate::breaker::{Breaker, DiagnosisWindow, Routes};
+use crate::capture::ConnectionLog;
+use crate::observer::Observer;
+use crate::options::RequestOptions;
+
+/// At most this many bytes of a failure body are read to classify it.
+pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
+
+/// Cloning shares the budget: every copy of a layer spends from one allowance.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) profile: Option<Arc<Profile>>,
+    pub(crate) rules: RetryRules,
+    pub(crate) budget: Arc<RetryBudget>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) body_idle_timeout: Option<Duration>,
+    pub(crate) peek_timeout: Duration,
+    pub(crate) errors_for_status: bool,
+    pub(crate) whole_body: Option<NonZeroU64>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+    pub(crate) breaker: Breaker,
+    pub(crate) window: DiagnosisWindow,
+    pub(crate) routes: Arc<Routes>,
+    pub(crate) pool: Option<Pool>,
+}
+
+/// The per-host concurrency limit: at most `per_host` calls in flight to
+/// one route (from the first attempt until the response body ends), a call
+/// that waits longer than `timeout` for a slot failing with a `pool`
+/// timeout. Clones of the layer share the slots.
+#[derive(Debug, Clone)]
+pub(crate) struct Pool {
+    pub(crate) per_host: usize,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) slots:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
+}
+
+impl Pool {
+    /// The slots of `route`.
+    pub(crate) fn slots(&self, route: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slots.len() >= crate::breaker::MAX_ROUTES && !slots.contains_key(route) {
+            // Bounded memory: forget the routes with no call in flight
+            // (every slot free, nobody else holding the semaphore).
+            let per_host = self.per_host;
+            slots.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < per_host);
+        }
+        Arc::clone(
+            slots
+                .entry(route.to_owned())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_host))),
+        )
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field(
+                "profile",
+                &self.profile.as_ref().map(|p| p.name().to_owned()),
+            )
+            .field("rules", &self.rules)
+            .field("budget", &self.budget)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("body_idle_timeout", &self.body_idle_timeout)
+            .field("peek_timeout", &self.peek_timeout)
+            .field("errors_for_status", &self.errors_for_status)
+            .field("whole_body", &self.whole_body)
+            .field("observer", &self.observer.is_some())
+            .field("breaker", &self.breaker)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            profile: None,
+            rules: RetryRules::default(),
+            budget: Arc::new(RetryBudget::default()),
+            attempt_timeout: None,
+            connect_timeout: None,
+            write_timeout: None,
+            body_idle_timeout: None,
+            peek_timeout: Duration::from_secs(2),
+            errors_for_status: false,
+            whole_body: None,
+            observer: None,
+            breaker: Breaker::default(),
+            window: DiagnosisWindow::default(),
+            routes: Arc::default(),
+            pool: None,
+        }
+    }
+}
+
+/// The profile of a call: a built-in one (detected from the host) or the
+/// layer's own.
+#[derive(Debug, Clone)]
+pub(crate) enum ProfileRef {
+    Static(&'static Profile),
+    Shared(Arc<Profile>),
+}
+
+impl Deref for ProfileRef {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        match self {
+            ProfileRef::Static(p) => p,
+            ProfileRef::Shared(p) => p,
+        }
+    }
+}
+
+/// The settings of one call: the layer's, with the request's
+/// [`RequestOptions`] over them. Read once, when the call starts.
+pub(crate) struct CallSettings {
+    pub(crate) profile: ProfileRef,
+    /// Rules of the request's own (`None`: the layer's).
+    pub(crate) rules: Option<Box<RetryRules>>,
+    pub(crate) attempt_timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) body_idle_timeout: Option<Duration>,
+    pub(crate) whole_body: Option<NonZeroU64>,
+    pub(crate) breaker_on: bool,
+    pub(crate) window_on: bool,
+    pub(crate) log: Option<ConnectionLog>,
+}
+
+impl CallSettings {
+    /// The settings of a call to `uri` under `config`, with `options` (the
+    /// request's, if it has any) over them.
+    pub(crate) fn resolve(config: &Config, options: Option<&RequestOptions>, uri: &Uri) -> Self {
+        let Some(o) = options else {
+            return CallSettings {
+                profile: match &config.profile {
+                    Some(p) => ProfileRef::Shared(Arc::clone(p)),
+                    None => ProfileRef::Static(Profile::detect(host_of(uri))),
+                },
+                rules: None,
+                attempt_timeout: config.attempt_timeout,
+                connect_timeout: config.connect_timeout,
+                write_timeout: config.write_timeout,
+                body_idle_timeout: config.body_idle_timeout,
+                whole_body: config.whole_body,
+                breaker_on: config.breaker.enabled,
+                window_on: config.window.enabled,
+                log: None,
+            };
+        };
+        let rules = (o.max_retries.is_some() || o.deadline.is_some()).then(|| {
+            let mut rules = config.rules.clone();
+            if let Some(n) = o.max_retries {
+                rules = rules.max_retries(n);
+            }
+            if let Some(deadline) = o.deadline {
+                rules = rules.deadline(deadline);
+            }
+            Box::new(rules)
+        });
+        CallSettings {
+            profile: match o.profile.as_ref().or(config.profile.as_ref()) {
+                Some(p) => ProfileRef::Shared(Arc::clone(p)),
+                None => ProfileRef::Static(Profile::detect(host_of(uri))),
+            },
+            rules,
+            attempt_timeout: o.attempt_timeout.unwrap_or(config.attempt_timeout),
+            connect_timeout: o.connect_timeout.unwrap_or(config.connect_timeout),
+            write_timeout: o.write_timeout.unwrap_or(config.write_timeout),
+            body_idle_timeout: o.body_idle_timeout.unwrap_or(config.body_idle_timeout),
+            whole_body: o.whole_body.unwrap_or(config.whole_body),
+            breaker_on: config.breaker.enabled && o.breaker.unwrap_or(true),
+            window_on: config.window.enabled && o.window.unwrap_or(true),
+            log: o.log.clone(),
+        }
+    }
+}
+
+/// The URI's host, without user info or port (`Uri::host` parses more
+/// carefully and costs several times as much; profile detection needs no
+/// more than this).
+pub(crate) fn host_of(uri: &Uri) -> &str {
+    let Some(authority) = uri.authority() else {
+        return "";
+    };
+    let a = authority.as_str();
+    // One pass from the end: the last ':' outside an IP literal ends the
+    // host, an '@' starts it. All three are ASCII, so every cut falls on a
+    // character boundary.
+    let mut end = a.len();
+    let mut port_seen = false;
+    for (i, &b) in a.as_bytes().iter().enumerate().rev() {
+        match b {
+            b'@' => return &a[i + 1..end],
+            b':' if !port_seen => {
+                end = i;
+                port_seen = true;
+            }
+            b']' => port_seen = true,
+            _ => {}
+        }
+    }
+    &a[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_slots_of_idle_routes_are_forgotten_past_the_bound() {
+        let pool = Pool {
+            per_host: 2,
+            timeout: None,
+            slots: Arc::default(),
+        };
+        // One route keeps a call in flight; it must survive the pruning.
+        let busy = pool.slots("http://busy.test:80");
+        let permit = Arc::clone(&busy).try_acquire_owned().unwrap();
+        drop(busy);
+        for n in 0..3000 {
+            drop(pool.slots(&format!("http://host{n}.test:80")));
+        }
+        let slots = pool.slots.lock().unwrap();
+        assert!(slots.len() <= 1025, "{} routes kept", slots.len());
+        assert_eq!(
+            slots["http://busy.test:80"].available_permits(),
+            1,
+            "the busy route's slots were forgotten"
+        );
+        drop(permit);
+    }
+
+    #[test]
+    fn host_of_agrees_with_uri_host() {
+        for uri in [
+            "https://api.openai.com/v1/models",
+            "https://API.OpenAI.com:443/v1",
+            "http://user:pw@api.anthropic.com:8080/x",
+            "http://127.0.0.1:9/",
+            "http://svc.test/",
+            "/relative/only",
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(host_of(&uri), uri.host().unwrap_or(""), "{uri}");
+        }
+        // IP literals keep their brackets; they match no built-in profile.
+        for literal in [
+            "http://[::1]:8080/",
+            "http://[::1]/",
+            "http://u:p@[::1]:80/",
+        ] {
+            let uri: Uri = literal.parse().unwrap();
+            assert_eq!(host_of(&uri), "[::1]", "{literal}");
+        }
+        let uri: Uri = "http://[::1]:8080/".parse().unwrap();
+        assert!(std::ptr::eq(
+            Profile::detect(host_of(&uri)),
+            Profile::generic()
+        ));
+    }
+}

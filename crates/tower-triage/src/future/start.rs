@@ -1,0 +1,247 @@
+//! The start of a call: its settings, the route's admission, the copy of
+//! the request kept for retries, a pool slot, and the first phase.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use http_body::Body;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tower::Service;
+use triage_core::BoxError;
+use triage_core::redact::Fingerprint;
+
+use super::attempt::{WriteWatch, watch};
+use super::request::probe_request;
+use super::{PRINTS, ResponseFuture, State};
+use crate::body::TryCloneBody;
+use crate::breaker::{Admit, route_of};
+use crate::config::{CallSettings, Config};
+use crate::options::RequestOptions;
+
+/// The request split for sending: the head kept for the events, the packet
+/// and retries; the body kept to copy for a retry; the request to send;
+/// the fingerprints of its secrets when its head is not kept.
+struct Split<B> {
+    head: Request<()>,
+    template: Option<B>,
+    send: Request<B>,
+    prints: [Fingerprint; PRINTS],
+}
+
+/// Keeps a copy of the request for retries, when retries are on and the
+/// body can be copied; otherwise sends the original. A write timeout
+/// watches the body being sent through the kept original, so it keeps one
+/// even without retries.
+fn split<B: TryCloneBody>(request: Request<B>, keep: bool) -> Split<B> {
+    let (parts, body) = request.into_parts();
+    let copy = keep.then(|| body.try_clone_body()).flatten();
+    // The head keeps what the events and the packet name (no allocation:
+    // the URI's parts are shared) and, when a copy of the body was made,
+    // the whole head to send again.
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    let mut prints = [Fingerprint::default(); PRINTS];
+    match copy {
+        Some(copy) => {
+            // Keep a copy of the head and send the original: the inner
+            // client adds its own headers (`host`, ...) to the map it gets,
+            // and the original has room for them, a fresh copy has none.
+            *head.version_mut() = parts.version;
+            *head.headers_mut() = parts.headers.clone();
+            *head.extensions_mut() = parts.extensions.clone();
+            Split {
+                head,
+                template: Some(body),
+                send: Request::from_parts(parts, copy),
+                prints,
+            }
+        }
+        None => {
+            if !parts.headers.is_empty() {
+                prints = Fingerprint::of_headers(&parts.headers);
+            }
+            Split {
+                head,
+                template: None,
+                send: Request::from_parts(parts, body),
+                prints,
+            }
+        }
+    }
+}
+
+/// A slot of the route's pool, when the layer limits them: held at once,
+/// or the route's slots to wait on.
+fn pool_slot(
+    config: &Config,
+    admit: &Admit,
+    head: &Request<()>,
+) -> (Option<OwnedSemaphorePermit>, Option<Arc<Semaphore>>) {
+    match (admit, &config.pool) {
+        (Admit::Pass, Some(pool)) => {
+            let slots = pool.slots(&route_of(head.uri()));
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(slot) => (Some(slot), None),
+                Err(_) => (None, Some(slots)),
+            }
+        }
+        _ => (None, None),
+    }
+}
+
+/// The first phase of a call: the attempt, the wait for a pool slot or the
+/// route's probe (the request held meanwhile), or the refusal.
+struct First<F, R, B> {
+    state: State<F, R>,
+    held: Option<Box<Request<B>>>,
+    trial: bool,
+    attempt: u32,
+}
+
+fn first<S, B, R>(
+    service: &mut S,
+    admit: Admit,
+    slots: Option<Arc<Semaphore>>,
+    send: Request<B>,
+    (head, config): (&Request<()>, &Config),
+) -> First<S::Future, R, B>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    B: TryCloneBody,
+{
+    let calling = |future| State::Calling {
+        future,
+        timer: None,
+        connect_timer: None,
+        connecting: None,
+    };
+    match admit {
+        Admit::Pass => match slots {
+            None => First {
+                state: calling(service.call(send)),
+                held: None,
+                trial: false,
+                attempt: 1,
+            },
+            Some(slots) => First {
+                state: State::Acquiring {
+                    acquire: Box::pin(slots.acquire_owned()),
+                    timer: None,
+                },
+                held: Some(Box::new(send)),
+                trial: false,
+                attempt: 0,
+            },
+        },
+        Admit::Refuse(error) => First {
+            state: State::Refused { error },
+            held: None,
+            trial: false,
+            attempt: 0,
+        },
+        Admit::Probe => match B::empty() {
+            Some(empty) => First {
+                state: State::Probing {
+                    future: service.call(probe_request(head, &config.breaker, empty)),
+                },
+                held: Some(Box::new(send)),
+                trial: false,
+                attempt: 0,
+            },
+            // No empty body of this type: the request is the probe.
+            None => First {
+                state: calling(service.call(send)),
+                held: None,
+                trial: true,
+                attempt: 1,
+            },
+        },
+    }
+}
+
+impl<S, B, R> ResponseFuture<S, B, R>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    B: TryCloneBody,
+    R: Body,
+    R::Error: Into<BoxError>,
+{
+    pub(crate) fn new(mut service: S, request: Request<B>, config: Arc<Config>) -> Self {
+        let options = request.extensions().get::<RequestOptions>();
+        let settings = CallSettings::resolve(&config, options, request.uri());
+        let rules = settings.rules.as_deref().unwrap_or(&config.rules);
+        let (retries, total) = (rules.retries(), rules.total_deadline());
+        let now = Instant::now();
+        // One atomic load while no route has a failure on record.
+        let any_route = config.routes.any();
+        let admit = if settings.breaker_on && any_route {
+            config.routes.admit(&route_of(request.uri()), now)
+        } else {
+            Admit::Pass
+        };
+        if !matches!(admit, Admit::Refuse(_)) {
+            config.budget.deposit(now.into_std());
+        }
+        let split = split(request, retries > 0 || settings.write_timeout.is_some());
+        let (permit, slots) = pool_slot(&config, &admit, &split.head);
+        let first = first(
+            &mut service,
+            admit,
+            slots,
+            split.send,
+            (&split.head, &config),
+        );
+        // The first attempt (or the probe) is watched when its route has an
+        // open diagnosis window, or the request keeps a connection log.
+        let logged = settings.log.is_some();
+        let capture = match &first.state {
+            // (No route with a failure on record: nothing to look up.)
+            State::Calling { .. } | State::Probing { .. } if any_route || logged => watch(
+                (settings.window_on, logged),
+                &config,
+                split.head.uri(),
+                now,
+                if first.held.is_some() {
+                    0
+                } else {
+                    first.attempt
+                },
+            ),
+            _ => None,
+        };
+        ResponseFuture {
+            state: first.state,
+            deadline: None,
+            deadline_at: total.and_then(|d| now.checked_add(d)),
+            rules: settings.rules,
+            attempt_timeout: settings.attempt_timeout,
+            body_idle_timeout: settings.body_idle_timeout,
+            write: settings
+                .write_timeout
+                .map(|limit| Box::new(WriteWatch::new(limit))),
+            connect_timeout: settings.connect_timeout,
+            whole_body: settings.whole_body,
+            service,
+            head: split.head,
+            body: split.template,
+            next: None,
+            profile: settings.profile,
+            config,
+            attempt: first.attempt,
+            started: now,
+            attempt_started: now,
+            breaker_on: settings.breaker_on,
+            window_on: settings.window_on,
+            trial: first.trial,
+            held: first.held,
+            permit,
+            capture,
+            log: settings.log,
+            prints: split.prints,
+            packet: None,
+        }
+    }
+}

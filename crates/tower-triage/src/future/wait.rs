@@ -1,0 +1,182 @@
+//! The waits of a call: the backoff before a retry, a slot of the route's
+//! pool, and an open route's verification probe; and the refusal of an
+//! open route.
+
+use std::task::{Context, Poll};
+use std::time::SystemTime;
+
+use http::{Request, Response};
+use tokio::time::Instant;
+use tower::Service;
+use triage_core::{
+    BoxError, Diagnosis, Error, Evidence, PacketBuilder, Stage, Stop, TimeoutPhase, classify,
+};
+
+use super::attempt::expired;
+use super::judge;
+use super::{Flow, Projection, State, StateProj, StateReplace, method, random, uri};
+use crate::body::TryCloneBody;
+use crate::breaker::{Admit, route_of};
+use crate::events;
+use crate::observer::{Outcome, RouteEvent};
+use crate::transport::classify_error;
+
+/// Phase `Waiting`: the backoff before the next attempt. The route may
+/// have opened meanwhile (another request's failure was proven permanent):
+/// the retry is then refused like a new request.
+pub(super) fn waiting<S, B, R>(this: &mut Projection<'_, S, B, R>, cx: &mut Context<'_>) -> Flow<R>
+where
+    S: Service<Request<B>>,
+{
+    let StateProj::Waiting { timer } = this.state.as_mut().project() else {
+        unreachable!("dispatched to its phase")
+    };
+    if timer.as_mut().poll(cx).is_pending() {
+        return Flow::Pending;
+    }
+    if *this.breaker_on && this.config.routes.any() {
+        let route = route_of(uri!(this));
+        if let Some(refusal) = this.config.routes.refuse_retry(&route) {
+            let error = refused_retry(this, refusal);
+            this.state.set(State::Refused { error });
+            return Flow::Moved;
+        }
+    }
+    this.state.set(State::Ready);
+    Flow::Moved
+}
+
+/// The error of a request whose route opened while it waited to retry:
+/// the diagnosis that opened the route, and this request's own packet (its
+/// attempts so far), stopped by the route.
+fn refused_retry<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    (diagnosis, evidence, opened, refused): (Diagnosis, Evidence, SystemTime, u64),
+) -> Box<Error>
+where
+    S: Service<Request<B>>,
+{
+    let builder = this.packet.take().unwrap_or_else(|| {
+        Box::new(PacketBuilder::new(
+            method!(this),
+            uri!(this),
+            this.profile,
+            SystemTime::now(),
+        ))
+    });
+    let mut packet = builder.finish(this.started.elapsed());
+    packet.stopped_by_route(opened, refused);
+    Box::new(Error::new(
+        diagnosis,
+        Stop::RouteOpen,
+        &evidence,
+        packet,
+        None,
+    ))
+}
+
+/// Phase `Acquiring`: waits for a slot of the route's pool, at most the
+/// pool's timeout (then a `pool` timeout of the connection path).
+pub(super) fn acquiring<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    cx: &mut Context<'_>,
+) -> Flow<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+{
+    let StateProj::Acquiring { acquire, timer } = this.state.as_mut().project() else {
+        unreachable!("dispatched to its phase")
+    };
+    let limit = this.config.pool.as_ref().and_then(|p| p.timeout);
+    if timer.is_none() {
+        if let Some(limit) = limit {
+            *timer = Some(Box::pin(tokio::time::sleep(limit)));
+        }
+    }
+    if let Poll::Ready(slot) = acquire.as_mut().poll(cx) {
+        // The semaphore is never closed.
+        *this.permit = slot.ok();
+        this.state.set(State::Ready);
+        return Flow::Moved;
+    }
+    if !expired(timer, cx) {
+        return Flow::Pending;
+    }
+    this.state.set(State::Done);
+    *this.held = None;
+    *this.attempt = 1;
+    let limit = limit.unwrap_or_default();
+    Flow::Judged(judge::timeout(
+        this,
+        Stage::Connect,
+        TimeoutPhase::Pool,
+        limit,
+        true,
+    ))
+}
+
+/// Phase `Refused`: the open route's refusal goes out, told.
+pub(super) fn refused<S, B, R>(this: &mut Projection<'_, S, B, R>) -> Error
+where
+    S: Service<Request<B>>,
+{
+    let StateReplace::Refused { error } = this.state.as_mut().project_replace(State::Done) else {
+        unreachable!("dispatched to its phase")
+    };
+    events::route_refused(&route_of(this.head.uri()), error.packet());
+    if let Some(observer) = &this.config.observer {
+        observer.on_outcome(&Outcome::Failed {
+            packet: error.packet(),
+        });
+    }
+    *error
+}
+
+/// Phase `Probing`: the open route's verification probe is out. Any answer
+/// from the far side proves the path: the route closes and the held
+/// request goes ahead; a failure keeps the route open, backs its next probe
+/// off, and the held request is refused like the others.
+pub(super) fn probing<S, B, R>(this: &mut Projection<'_, S, B, R>, cx: &mut Context<'_>) -> Flow<R>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+{
+    let StateProj::Probing { future } = this.state.as_mut().project() else {
+        unreachable!("dispatched to its phase")
+    };
+    let answer = match crate::capture::scope(this.capture, || future.poll(cx)) {
+        Poll::Pending => return Flow::Pending,
+        Poll::Ready(answer) => answer,
+    };
+    let route = route_of(this.head.uri());
+    let now = Instant::now();
+    let capture = this.capture.take();
+    let routes = &this.config.routes;
+    let e: BoxError = match answer {
+        Ok(_) => {
+            routes.reached(&route, now, this.config.observer.as_ref());
+            this.state.set(State::Ready);
+            return Flow::Moved;
+        }
+        Err(e) => e.into(),
+    };
+    let evidence = Evidence::from_transport(classify_error(&*e, true, None));
+    let diagnosis = classify(&evidence, this.profile);
+    let observer = this.config.observer.as_ref();
+    if let Some(detail) = judge::captured(routes, observer, &route, capture, &diagnosis, &e) {
+        routes.note_probe(&route, detail);
+    }
+    routes.probe_failed(&route, now, random(), &this.config.breaker);
+    let event = RouteEvent::ProbeFailed {
+        route: &route,
+        diagnosis: &diagnosis,
+    };
+    events::route(observer, &event);
+    // The waiting request is refused like the others.
+    match routes.admit(&route, now) {
+        Admit::Refuse(error) => this.state.set(State::Refused { error }),
+        _ => this.state.set(State::Ready),
+    }
+    Flow::Moved
+}
