@@ -10,10 +10,10 @@ use std::time::Duration;
 use http::Uri;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
-use crate::breaker::{Breaker, DiagnosisWindow, Routes};
 use crate::capture::ConnectionLog;
 use crate::observer::Observer;
 use crate::options::RequestOptions;
+use crate::route::{Breaker, DiagnosisWindow, Routes};
 
 /// At most this many bytes of a failure body are read to classify it.
 pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
@@ -57,7 +57,7 @@ impl Pool {
             .slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if slots.len() >= crate::breaker::MAX_ROUTES && !slots.contains_key(route) {
+        if slots.len() >= crate::route::MAX_ROUTES && !slots.contains_key(route) {
             // Bounded memory: forget the routes with no call in flight
             // (every slot free, nobody else holding the semaphore).
             let per_host = self.per_host;

@@ -37,7 +37,7 @@ use tower::{Layer, Service};
 use triage_core::{BoxError, Stage};
 
 use crate::capture;
-pub use crate::transport::StageError;
+pub use crate::error::StageError;
 use crate::transport::chain;
 
 fn is_tagged(error: &(dyn StdError + 'static)) -> bool {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use triage_core::{Profile, RetryBudget, RetryRules};
 
-use crate::breaker::{Breaker, DiagnosisWindow};
 use crate::config::{Config, Pool};
 use crate::observer::Observer;
+use crate::route::{Breaker, DiagnosisWindow};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
 
 /// Wraps an HTTP client in [`Triage`].

@@ -95,15 +95,15 @@
 #![forbid(unsafe_code)]
 
 pub mod body;
-mod breaker;
 mod capture;
 mod config;
 #[cfg(feature = "hyper-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hyper-util")))]
 pub mod connect;
-mod events;
+mod error;
 mod future;
 mod layer;
+mod notify;
 mod observer;
 mod options;
 #[cfg(feature = "rustls")]
@@ -111,21 +111,22 @@ mod options;
 pub mod probe;
 mod report;
 mod response_body;
+mod route;
 mod service;
 mod transport;
 pub mod whole_body;
 
-pub use breaker::{Breaker, DiagnosisWindow};
 pub use capture::ConnectionLog;
 pub use config::PEEK_LIMIT;
-pub use events::TARGET;
+pub use error::{StageError, TimeoutError};
 pub use future::ResponseFuture;
 pub use layer::TriageLayer;
+pub use notify::TARGET;
 pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome, RouteEvent};
 pub use options::RequestOptions;
 pub use report::{Report, ReportExt};
 pub use response_body::ResponseBody;
+pub use route::{Breaker, DiagnosisWindow};
 pub use service::Triage;
-pub use transport::{StageError, TimeoutError};
 pub use triage_core as core;
 pub use whole_body::{BodyMode, DEFAULT_WHOLE_BODY_CAP};

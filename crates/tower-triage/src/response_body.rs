@@ -18,9 +18,10 @@ use tokio::time::{Sleep, sleep};
 use triage_core::{BoxError, Profile, TimeoutPhase};
 
 use crate::config::ProfileRef;
-use crate::events;
+use crate::error::TimeoutError;
+use crate::notify;
 use crate::observer::{BodyOutcome, Observer};
-use crate::transport::{TimeoutError, classify_error};
+use crate::transport::classify_error;
 use crate::whole_body::BodyMode;
 
 pin_project! {
@@ -115,8 +116,8 @@ impl Front {
 /// The event and observer call for a body's end (complete or dropped).
 fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome, mode: BodyMode) {
     match outcome {
-        BodyOutcome::Complete { bytes } => events::body_complete(bytes, mode),
-        BodyOutcome::Dropped { bytes } => events::body_dropped(bytes, mode),
+        BodyOutcome::Complete { bytes } => notify::body_complete(bytes, mode),
+        BodyOutcome::Dropped { bytes } => notify::body_dropped(bytes, mode),
         _ => {}
     }
     if let Some(observer) = observer {
@@ -347,7 +348,7 @@ where
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
                 let fault = classify_error(&*error, true, None).fault();
-                events::body_failed(*this.bytes, fault, *this.mode);
+                notify::body_failed(*this.bytes, fault, *this.mode);
                 if let Some(observer) = this.observer {
                     observer.on_body(&BodyOutcome::Failed {
                         bytes: *this.bytes,

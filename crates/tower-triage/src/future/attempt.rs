@@ -17,11 +17,12 @@ use super::peek::Peek;
 use super::request::with_body;
 use super::{Flow, Next, Projection, State, StateProj, StateReplace, Timer, method, uri};
 use crate::body::TryCloneBody;
-use crate::breaker::route_of;
 use crate::capture::{self, Capture};
 use crate::config::Config;
+use crate::error::SharedConnectError;
 use crate::response_body::ResponseBody;
-use crate::transport::{SharedConnectError, classify_error, watch_connect};
+use crate::route::route_of;
+use crate::transport::{classify_error, watch_connect};
 use crate::whole_body::{self, BodyMode, Whole};
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the

@@ -17,13 +17,13 @@ use triage_core::{
 use super::request::{IDEMPOTENCY_KEY, wall_clock_for};
 use super::{Next, Projection, method, random, uri};
 use crate::body::TryCloneBody;
-use crate::breaker::{Routes, connection_failure, route_of};
 use crate::capture::Capture;
-use crate::events;
+use crate::error::TimeoutError;
+use crate::notify;
 use crate::observer::{AttemptInfo, Observer, Outcome, RouteEvent};
 use crate::report::Report;
 use crate::response_body::ResponseBody;
-use crate::transport::TimeoutError;
+use crate::route::{Routes, connection_failure, route_of};
 use crate::whole_body::BodyMode;
 
 /// Decides after an attempt: classification, the retry rules, the event,
@@ -71,10 +71,8 @@ where
         decision: &decision,
         body_mode,
     };
-    events::attempt(&info, (this.head.headers(), this.prints));
-    if let Some(observer) = &this.config.observer {
-        observer.on_attempt(&info);
-    }
+    let observer = this.config.observer.as_ref();
+    notify::attempt(observer, &info, (this.head.headers(), this.prints));
     if !diagnosis.is_success() || this.packet.is_some() {
         if this.packet.is_none() {
             *this.packet = Some(Box::new(packet_builder(this)));
@@ -180,7 +178,7 @@ pub(super) fn breaker_record<S, B, R>(
             route: &route,
             diagnosis,
         };
-        events::route(this.config.observer.as_ref(), &event);
+        notify::route(this.config.observer.as_ref(), &event);
         return;
     }
     let packet = || {
@@ -207,11 +205,11 @@ pub(super) fn breaker_record<S, B, R>(
             diagnosis,
             probe_in: breaker.probe_initial,
         };
-        events::route(this.config.observer.as_ref(), &event);
+        notify::route(this.config.observer.as_ref(), &event);
     }
     if recorded.window {
         let window = &this.config.window;
-        events::window_opened(&route, window, diagnosis, error.map(|e| &**e as _));
+        notify::window_opened(&route, window, diagnosis, error.map(|e| &**e as _));
     }
 }
 
@@ -232,7 +230,7 @@ pub(super) fn captured(
     let mut detail = capture.into_detail();
     detail.set_window(n, of);
     detail.set_error(&**error);
-    events::route(
+    notify::route(
         observer,
         &RouteEvent::Detail {
             route,
@@ -292,7 +290,7 @@ where
     // all there is to say: the report is read from its head when asked
     // (`ReportExt`), and nothing goes into its extensions.
     let first = *this.attempt == 1 && this.packet.is_none();
-    if first && this.config.observer.is_none() && !events::success_enabled() {
+    if first && this.config.observer.is_none() && !notify::success_enabled() {
         // The happy path: no evidence read, no clock read, no allocation
         // (and, while no route has a failure on record, one atomic load).
         if *this.breaker_on && (*this.trial || this.config.routes.any()) {
@@ -359,10 +357,8 @@ pub(super) fn failed<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    events::outcome(method!(this), uri!(this), packet, body_mode);
-    if let Some(observer) = &this.config.observer {
-        observer.on_outcome(&Outcome::Failed { packet });
-    }
+    let request = (method!(this), uri!(this));
+    notify::failed(this.config.observer.as_ref(), request, packet, body_mode);
 }
 
 /// An attempt that ran out of its `limit` in `phase` at `stage`, judged

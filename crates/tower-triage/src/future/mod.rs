@@ -45,12 +45,11 @@ use triage_core::{
 };
 
 use crate::body::TryCloneBody;
-use crate::breaker::route_of;
 use crate::capture::{Capture, ConnectionLog};
 use crate::config::{Config, ProfileRef};
-use crate::events;
-use crate::observer::Outcome;
+use crate::notify;
 use crate::response_body::ResponseBody;
+use crate::route::route_of;
 use crate::transport::classify_error;
 use crate::whole_body::{Read, Whole};
 
@@ -220,10 +219,9 @@ pin_project! {
                 StateProj::Waiting { .. } => None,
             };
             // Dropped before it finished: the caller cancelled.
-            events::cancelled(method!(this), uri!(this), *this.attempt, stage, this.started.elapsed());
-            if let Some(observer) = &this.config.observer {
-                observer.on_outcome(&Outcome::Cancelled { attempts: *this.attempt, stage });
-            }
+            let request = (method!(this), uri!(this));
+            let elapsed = this.started.elapsed();
+            notify::cancelled(this.config.observer.as_ref(), request, *this.attempt, stage, elapsed);
         }
     }
 }

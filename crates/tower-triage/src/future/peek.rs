@@ -16,7 +16,7 @@ use super::judge;
 use super::{Flow, Next, Projection, State, StateProj, StateReplace, method, uri};
 use crate::body::TryCloneBody;
 use crate::config::PEEK_LIMIT;
-use crate::events;
+use crate::notify;
 use crate::response_body::ResponseBody;
 use crate::whole_body::BodyMode;
 
@@ -155,7 +155,7 @@ where
     }
     let report = judge::report(this, &evidence, diagnosis, mode);
     if let Some(packet) = report.packet() {
-        events::outcome(method!(this), uri!(this), packet, Some(mode));
+        notify::outcome(method!(this), uri!(this), packet, Some(mode));
     }
     // Every byte is handed back, so Content-Length still holds.
     let mut response = Response::from_parts(

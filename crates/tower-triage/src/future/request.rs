@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use http::{Request, Uri};
 use triage_core::Profile;
 
-use crate::breaker::Breaker;
+use crate::route::Breaker;
 
 /// The header whose presence makes a non-idempotent request safe to send
 /// again.

@@ -15,9 +15,9 @@ use super::attempt::{WriteWatch, watch};
 use super::request::probe_request;
 use super::{PRINTS, ResponseFuture, State};
 use crate::body::TryCloneBody;
-use crate::breaker::{Admit, route_of};
 use crate::config::{CallSettings, Config};
 use crate::options::RequestOptions;
+use crate::route::{Admit, route_of};
 
 /// The request split for sending: the head kept for the events, the packet
 /// and retries; the body kept to copy for a retry; the request to send;

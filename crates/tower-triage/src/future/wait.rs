@@ -16,9 +16,9 @@ use super::attempt::expired;
 use super::judge;
 use super::{Flow, Projection, State, StateProj, StateReplace, method, random, uri};
 use crate::body::TryCloneBody;
-use crate::breaker::{Admit, route_of};
-use crate::events;
-use crate::observer::{Outcome, RouteEvent};
+use crate::notify;
+use crate::observer::RouteEvent;
+use crate::route::{Admit, route_of};
 use crate::transport::classify_error;
 
 /// Phase `Waiting`: the backoff before the next attempt. The route may
@@ -124,12 +124,8 @@ where
     let StateReplace::Refused { error } = this.state.as_mut().project_replace(State::Done) else {
         unreachable!("dispatched to its phase")
     };
-    events::route_refused(&route_of(this.head.uri()), error.packet());
-    if let Some(observer) = &this.config.observer {
-        observer.on_outcome(&Outcome::Failed {
-            packet: error.packet(),
-        });
-    }
+    let route = route_of(this.head.uri());
+    notify::route_refused(this.config.observer.as_ref(), &route, error.packet());
     *error
 }
 
@@ -172,7 +168,7 @@ where
         route: &route,
         diagnosis: &diagnosis,
     };
-    events::route(observer, &event);
+    notify::route(observer, &event);
     // The waiting request is refused like the others.
     match routes.admit(&route, now) {
         Admit::Refuse(error) => this.state.set(State::Refused { error }),

@@ -21,7 +21,9 @@ fn scrubbed<'a>(text: &'a str, secrets: &[String], prints: &[Fingerprint]) -> Co
     }
 }
 
-use crate::observer::AttemptInfo;
+use std::sync::Arc;
+
+use crate::observer::{AttemptInfo, Observer, Outcome};
 use crate::whole_body::BodyMode;
 
 /// The event target, for filters: `tower_triage=debug`.
@@ -32,9 +34,13 @@ pub const TARGET: &str = "tower_triage";
 /// What the request carried (`headers`, or `prints` when its head was not
 /// kept) is scrubbed from a failure's remote texts.
 pub(crate) fn attempt(
+    observer: Option<&Arc<dyn Observer>>,
     info: &AttemptInfo<'_>,
     (headers, prints): (&http::HeaderMap, &[Fingerprint]),
 ) {
+    if let Some(observer) = observer {
+        observer.on_attempt(info);
+    }
     let AttemptInfo {
         method,
         uri,
@@ -107,6 +113,20 @@ pub(crate) fn success_enabled() -> bool {
     tracing::enabled!(target: TARGET, Level::DEBUG)
 }
 
+/// A call that fails with an error: the event, and the observer's
+/// [`Outcome::Failed`].
+pub(crate) fn failed(
+    observer: Option<&Arc<dyn Observer>>,
+    (method, uri): (&Method, &Uri),
+    packet: &Packet,
+    body_mode: Option<BodyMode>,
+) {
+    outcome(method, uri, packet, body_mode);
+    if let Some(observer) = observer {
+        observer.on_outcome(&Outcome::Failed { packet });
+    }
+}
+
 /// The final failure, with the escalation packet's summary.
 pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Option<BodyMode>) {
     if level_enabled!(Level::ERROR) {
@@ -128,14 +148,21 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Op
     }
 }
 
-/// The caller dropped the call before it finished.
+/// The caller dropped the call before it finished: the event, and the
+/// observer's [`Outcome::Cancelled`].
 pub(crate) fn cancelled(
-    method: &Method,
-    uri: &Uri,
+    observer: Option<&Arc<dyn Observer>>,
+    (method, uri): (&Method, &Uri),
     attempt: u32,
     stage: Option<triage_core::Stage>,
     elapsed: std::time::Duration,
 ) {
+    if let Some(observer) = observer {
+        observer.on_outcome(&Outcome::Cancelled {
+            attempts: attempt,
+            stage,
+        });
+    }
     if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,
@@ -203,10 +230,7 @@ pub(crate) fn body_complete(bytes: u64, body_mode: BodyMode) {
 }
 
 /// A route event: its tracing event, then the observer's call.
-pub(crate) fn route(
-    observer: Option<&std::sync::Arc<dyn crate::Observer>>,
-    event: &crate::RouteEvent<'_>,
-) {
+pub(crate) fn route(observer: Option<&Arc<dyn Observer>>, event: &crate::RouteEvent<'_>) {
     use crate::RouteEvent;
     match *event {
         RouteEvent::Opened {
@@ -245,7 +269,10 @@ fn route_opened(route: &str, diagnosis: &triage_core::Diagnosis, probe_in: std::
 }
 
 /// An open route refused a request (DEBUG).
-pub(crate) fn route_refused(route: &str, packet: &Packet) {
+pub(crate) fn route_refused(observer: Option<&Arc<dyn Observer>>, route: &str, packet: &Packet) {
+    if let Some(observer) = observer {
+        observer.on_outcome(&Outcome::Failed { packet });
+    }
     if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,

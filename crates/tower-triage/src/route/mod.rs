@@ -1,4 +1,12 @@
-//! [`Breaker`]: the route breaker, and the state of the routes.
+//! The routes of a layer (scheme, host and port): the state kept for each
+//! one with a failure on record, shared by the [`Breaker`] (refuse, probe,
+//! reopen) and the [`DiagnosisWindow`] (capture the next failures).
+
+mod breaker;
+mod window;
+
+pub use breaker::Breaker;
+pub use window::DiagnosisWindow;
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -6,210 +14,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Uri};
+use http::Uri;
 use tokio::time::Instant;
 use triage_core::{
     Diagnosis, Error, Evidence, Fault, Owner, Packet, Stop, TimeoutPhase, TransportFailure,
 };
-
-/// The route breaker: prove the route, then reopen the workload.
-///
-/// A route is a scheme, host and port seen by one layer (so one client,
-/// one proxy setting). After a failure of the connection path that is
-/// proven permanent — the closed list of
-/// [`TransportFailure::is_permanent`](triage_core::TransportFailure::is_permanent):
-/// a DNS name that does not exist, a certificate this client does not
-/// trust, TLS spoken to a plain port, a proxy that wants credentials,
-/// refuses the tunnel or is not there — or after a run of connection
-/// failures of any other kind (5 by default), the route *opens*:
-/// every further request on it fails at once with the diagnosis and packet
-/// of the failure that opened it, stamped with when that was and how many
-/// requests were refused, without a DNS lookup, a connection or a handshake.
-///
-/// **The fail-safe rule.** An error the layer does not recognise (class
-/// `transport.<stage>.unknown`) is never a permanent verdict: it only counts
-/// toward the run, like a reset or a timeout, and a healthy answer on the
-/// route forgets the run. Nothing outside the closed list opens a route on
-/// one failure.
-///
-/// While it is open, a verification probe (by default `HEAD /` on the
-/// route; see [`Breaker::probe`]) is sent through the same client, one at a
-/// time, when a request arrives after the probe's backoff (1 s, doubling to
-/// 60 s, with jitter); any answer from the far side — whatever its status —
-/// proves the connection path and closes the route, and the request that
-/// was waiting goes ahead. A body type that cannot make an empty body sends
-/// the request itself as the probe.
-///
-/// At most 1,024 routes with a failure on record are kept per layer (a
-/// service that calls many hosts stays bounded); past that, a new failing
-/// route is not tracked.
-///
-/// Events (target `tower_triage`): WARN when a route opens, INFO when it
-/// recovers (with the outage's length and the refused count), DEBUG for
-/// each refused request and failed probe; the [`Observer`](crate::Observer)
-/// sees [`Outcome::Failed`](crate::Outcome::Failed) for refusals. Turn it
-/// off per layer with [`Breaker::disabled`], per request with
-/// [`RequestOptions::breaker`](crate::RequestOptions::breaker).
-///
-/// ```
-/// use std::time::Duration;
-/// use http::Method;
-/// use tower_triage::{Breaker, TriageLayer};
-///
-/// let layer = TriageLayer::new().breaker(
-///     Breaker::new()
-///         .consecutive_failures(3)
-///         .probe(Method::GET, "/v1/models")
-///         .probe_backoff(Duration::from_millis(500), Duration::from_secs(30)),
-/// );
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone)]
-pub struct Breaker {
-    pub(crate) enabled: bool,
-    pub(crate) consecutive: u32,
-    pub(crate) probe_initial: Duration,
-    pub(crate) probe_max: Duration,
-    pub(crate) probe_method: Method,
-    pub(crate) probe_path: http::uri::PathAndQuery,
-}
-
-impl Default for Breaker {
-    fn default() -> Self {
-        Breaker {
-            enabled: true,
-            consecutive: 5,
-            probe_initial: Duration::from_secs(1),
-            probe_max: Duration::from_secs(60),
-            probe_method: Method::HEAD,
-            probe_path: http::uri::PathAndQuery::from_static("/"),
-        }
-    }
-}
-
-impl Breaker {
-    /// The defaults: on; opens after a failure proven permanent or after 5
-    /// connection failures in a row; probes with `HEAD /`, 1 s after opening,
-    /// then backing off to 60 s.
-    pub fn new() -> Breaker {
-        Breaker::default()
-    }
-
-    /// A breaker that never opens.
-    pub fn disabled() -> Breaker {
-        Breaker {
-            enabled: false,
-            ..Breaker::default()
-        }
-    }
-
-    /// Opens the route after `n` connection failures in a row (at least 1).
-    pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive = n.max(1);
-        self
-    }
-
-    /// The verification probe: `method` and `path` (with its query, if
-    /// any) on the failing route, e.g. `GET /v1/models`. An invalid path
-    /// keeps the default `/`.
-    pub fn probe(mut self, method: Method, path: &str) -> Self {
-        self.probe_method = method;
-        if let Ok(path) = path.parse() {
-            self.probe_path = path;
-        }
-        self
-    }
-
-    /// The wait before the first probe, doubled after each failed probe up
-    /// to `max` (each wait less up to a quarter, at random).
-    pub fn probe_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.probe_initial = initial;
-        self.probe_max = max.max(initial);
-        self
-    }
-}
-
-/// The diagnosis window: once a route's connection path fails, capture
-/// the detail of its next failures, for a while, then stop by itself.
-///
-/// Debug detail is worth most right after the first failure, and costs
-/// (in event volume) most if it never stops. So after the first failure of
-/// the connection path on a route, a window opens for that route: each of
-/// the next failed attempts on it (retries, other requests, the route
-/// breaker's verification probes) is watched from its first byte, and its
-/// detail is kept — when each connection stage ended and how (DNS, connect,
-/// proxy, TLS, timed from the attempt's start), the addresses DNS answered,
-/// the certificate the server presented (subject, issuer, validity; with the
-/// connectors of the `connect` module, feature `rustls`), and the full error
-/// chain. The window closes after `failures` captured failures (default 10)
-/// or `duration` (default 5 minutes), whichever comes first; at most one is
-/// open per route, and a route gets a new one only after it recovers (a
-/// status comes back) and fails again.
-///
-/// The detail goes to DEBUG events (target `tower_triage`, message
-/// `diagnosis detail`) and to the attempt's escalation packet
-/// ([`Packet::details`](triage_core::Packet::details)); an open route's
-/// refusals carry the latest. It is as secret-free as the rest of the packet:
-/// addresses and certificate names are public facts of the route, error
-/// texts are scrubbed. Stage detail needs the tagged connectors of the
-/// `connect` module; with any other client the window still records each
-/// failure's full error chain.
-///
-/// Attempts on routes without a window pay nothing for it; while some
-/// route has a failure on record, an attempt looks its route up once.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_triage::{DiagnosisWindow, TriageLayer};
-///
-/// let layer = TriageLayer::new().diagnosis_window(
-///     DiagnosisWindow::new().failures(20).duration(Duration::from_secs(600)),
-/// );
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct DiagnosisWindow {
-    pub(crate) enabled: bool,
-    pub(crate) failures: u32,
-    pub(crate) duration: Duration,
-}
-
-impl Default for DiagnosisWindow {
-    fn default() -> Self {
-        DiagnosisWindow {
-            enabled: true,
-            failures: 10,
-            duration: Duration::from_secs(300),
-        }
-    }
-}
-
-impl DiagnosisWindow {
-    /// The defaults: on; 10 failures or 5 minutes per window.
-    pub fn new() -> DiagnosisWindow {
-        DiagnosisWindow::default()
-    }
-
-    /// No window: no detail is captured.
-    pub fn disabled() -> DiagnosisWindow {
-        DiagnosisWindow {
-            enabled: false,
-            ..DiagnosisWindow::default()
-        }
-    }
-
-    /// Closes a window after `n` captured failures (at least 1).
-    pub fn failures(mut self, n: u32) -> Self {
-        self.failures = n.max(1);
-        self
-    }
-
-    /// Closes a window `duration` after it opened.
-    pub fn duration(mut self, duration: Duration) -> Self {
-        self.duration = duration;
-        self
-    }
-}
 
 /// At most this many routes with a failure on record per layer (and
 /// routes with pool slots, past which idle ones are forgotten).
@@ -475,7 +284,7 @@ impl Routes {
         match state.window {
             Window::Open { until, seen, .. } if now >= until => {
                 state.window = Window::Spent;
-                crate::events::window_closed(route, seen, "time");
+                crate::notify::window_closed(route, seen, "time");
                 false
             }
             Window::Open { .. } => true,
@@ -496,7 +305,7 @@ impl Routes {
         let (n, of) = (*seen, *failures);
         if n >= of {
             state.window = Window::Spent;
-            crate::events::window_closed(route, n, "failures");
+            crate::notify::window_closed(route, n, "failures");
         }
         Some((n, of))
     }
@@ -532,7 +341,7 @@ impl Routes {
             outage: recovered.outage,
             refused: recovered.refused,
         };
-        crate::events::route(observer, &event);
+        crate::notify::route(observer, &event);
         Some(recovered)
     }
 
@@ -561,6 +370,7 @@ impl Routes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::Method;
     use triage_core::{Profile, Stage, TransportFailure, classify};
 
     fn diagnosis(stage: Stage, fault: Fault) -> (Diagnosis, Evidence) {
