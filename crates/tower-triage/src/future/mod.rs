@@ -391,3 +391,6 @@ pub(crate) fn readiness_error(method: &Method, uri: &Uri, error: BoxError) -> Er
         .finish(Duration::ZERO);
     Error::new(diagnosis, stop, &evidence, packet, Some(error))
 }
+
+#[cfg(test)]
+mod tests;
