@@ -80,6 +80,8 @@ def module_of(path, src):
 def edges(crate):
     graph = {}
     for path, src in sources(crate):
+        if os.path.basename(path) == "tests.rs":
+            continue  # a test module (`#[cfg(test)] mod tests;`)
         me = module_of(path, src)
         text = open(path, encoding="utf-8").read()
         # Leave out test modules.
