@@ -10,7 +10,7 @@ use crate::observer::Observer;
 use crate::route::{Breaker, DiagnosisWindow};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
 
-/// Wraps an HTTP client in [`Triage`].
+/// Wraps an HTTP client in [`Triage`](crate::Triage).
 ///
 /// Clones share one retry budget, so every clone of a client spends from the
 /// same allowance.
