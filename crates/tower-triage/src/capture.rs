@@ -12,7 +12,9 @@ use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
-use triage_core::{Detail, MAX_ATTEMPTS, Stage};
+#[cfg(feature = "hyper-util")]
+use triage_core::Stage;
+use triage_core::{Detail, MAX_ATTEMPTS};
 
 /// What every attempt of one request showed on its way to the server, when
 /// the request asks for it with
@@ -73,6 +75,8 @@ impl ConnectionLog {
 /// What one attempt's connection showed, raw.
 #[derive(Debug)]
 pub(crate) struct Capture {
+    // When the attempt started: the stage marks' origin.
+    #[cfg_attr(not(feature = "hyper-util"), allow(dead_code))]
     started: Instant,
     detail: Detail,
 }

@@ -393,6 +393,46 @@ impl rustls::client::danger::ServerCertVerifier for ShowingVerifier {
     }
 }
 
+/// The standard client: hyper-util's legacy `Client` over the tagged
+/// HTTPS connector (system resolver and roots), wrapped in [`Triage`]. A
+/// name for an axum `State` field or a struct, instead of a five-level type.
+///
+/// ```no_run
+/// use tower_triage::TriageLayer;
+/// use tower_triage::connect::{HttpsClient, https_client};
+///
+/// #[derive(Clone)]
+/// struct AppState {
+///     upstream: HttpsClient,
+/// }
+///
+/// # fn main() -> Result<(), tower_triage::core::BoxError> {
+/// let state = AppState { upstream: https_client(&TriageLayer::sdk())? };
+/// # let _ = state; Ok(()) }
+/// ```
+///
+/// [`Triage`]: crate::Triage
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub type HttpsClient<B = http_body_util::Full<bytes::Bytes>> =
+    crate::Triage<hyper_util::client::legacy::Client<HttpsTagged<GaiResolver>, B>>;
+
+/// [`HttpsClient`] with `layer`'s settings (HTTP/2 too, with feature
+/// `http2`, when the server offers it). Fails when no root certificate
+/// could be loaded.
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub fn https_client<B>(layer: &crate::TriageLayer) -> Result<HttpsClient<B>, BoxError>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(https_connector()?);
+    Ok(layer.layer(client))
+}
+
 /// A tagged HTTPS connector over the system resolver, trusting the system's
 /// root certificates (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured).
 /// Fails when no root certificate could be loaded.

@@ -56,6 +56,7 @@ struct Inner {
     stop: Stop,
     status: Option<StatusCode>,
     request_id: Option<String>,
+    retry_after: Option<std::time::Duration>,
     packet: Packet,
 }
 
@@ -84,6 +85,11 @@ impl Error {
                 stop,
                 status,
                 request_id: evidence.request_id_str().map(str::to_owned),
+                retry_after: evidence
+                    .hints()
+                    .server_delay()
+                    .map(|(wait, _)| wait)
+                    .or_else(|| evidence.rate().exhausted_reset()),
                 packet,
             }),
             source,
@@ -140,9 +146,19 @@ impl Error {
         &self.inner.packet
     }
 
+    /// When the upstream said to come back: its `Retry-After` (or
+    /// `retry-after-ms`, …) on the last answer, else the reset of an
+    /// exhausted rate window; `None` when it said nothing.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.inner.retry_after
+    }
+
     /// What a person should do next.
     pub fn next_step(&self) -> &'static str {
-        self.inner.diagnosis.next_step()
+        self.inner
+            .stop
+            .next_step()
+            .unwrap_or_else(|| self.inner.diagnosis.next_step())
     }
 }
 

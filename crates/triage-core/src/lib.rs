@@ -65,6 +65,7 @@ pub mod gateway;
 pub mod headers;
 mod owner;
 mod packet;
+pub mod problem;
 mod profile;
 pub mod redact;
 pub mod retry;

@@ -663,7 +663,11 @@ impl PacketBuilder {
             packet.stage = diagnosis.stage();
             packet.gateway = diagnosis.gateway().map(|g| g.name());
             packet.outcome = decision.reason();
-            packet.next_step = diagnosis.next_step();
+            packet.next_step = match decision {
+                Decision::Stop(stop) => stop.next_step(),
+                Decision::Retry(_) => None,
+            }
+            .unwrap_or_else(|| diagnosis.next_step());
         }
         self.packet.finding = self.packet.find();
         self.packet

@@ -8,8 +8,10 @@
 //! - a streaming body goes through [`ReplayBody`], which keeps what the first
 //!   attempt sent, up to a cap (64 KiB by default), so that a later attempt
 //!   can replay it; past the cap the request is not retried;
-//! - boxed bodies cannot be copied: such a request is classified and
-//!   reported, but never retried.
+//! - a boxed body (`BoxBody`, `UnsyncBoxBody`, and with feature `axum`,
+//!   `axum::body::Body`) is copied when it is known to be empty, as a
+//!   `GET`'s is; any other cannot be read twice: such a request is
+//!   classified and reported, but not retried (wrap it in [`ReplayBody`]).
 //!
 //! # Example
 //!
@@ -38,11 +40,17 @@ mod replay;
 
 use bytes::{Buf, Bytes};
 use http_body::Body;
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{BodyExt, Either, Empty, Full};
 
 pub use replay::{DEFAULT_REPLAY_CAP, ReplayBody, ReplayError};
 
 /// A request body that may be copied for another attempt.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot say whether it can be sent again",
+    label = "the layer needs a body it can copy for a retry",
+    note = "wrap the body in `tower_triage::body::ReplayBody::new(body)`: it keeps what the first attempt sent (up to 64 KiB) to send again",
+    note = "in-memory bodies (`Full`, `Empty`, `String`) and empty boxed bodies work as they are"
+)]
 pub trait TryCloneBody: Body + Sized {
     /// A copy that will send the same bytes again from the start, or `None`
     /// when that is not possible (a stream over its replay cap, a stream
@@ -159,22 +167,54 @@ where
     }
 }
 
+/// Whether `body` is known to be empty (its size hint says 0 bytes, or it
+/// has ended).
+fn known_empty<B: Body>(body: &B) -> bool {
+    body.is_end_stream() || body.size_hint().exact() == Some(0)
+}
+
 impl<D, E> TryCloneBody for http_body_util::combinators::BoxBody<D, E>
 where
-    D: Buf,
+    D: Buf + 'static,
+    E: 'static,
 {
-    /// A boxed body cannot be copied.
+    /// A boxed body is copied only when it is known to be empty (a `GET`'s):
+    /// a fresh empty body. Anything else cannot be read twice; wrap it in
+    /// [`ReplayBody`] to make it replayable.
     fn try_clone_body(&self) -> Option<Self> {
-        None
+        known_empty(self).then(|| Self::new(Empty::new().map_err(|never| match never {})))
+    }
+
+    fn empty() -> Option<Self> {
+        Some(Self::new(Empty::new().map_err(|never| match never {})))
     }
 }
 
 impl<D, E> TryCloneBody for http_body_util::combinators::UnsyncBoxBody<D, E>
 where
-    D: Buf,
+    D: Buf + 'static,
+    E: 'static,
 {
-    /// A boxed body cannot be copied.
+    /// Copied only when known to be empty, like [`BoxBody`](http_body_util::combinators::BoxBody).
     fn try_clone_body(&self) -> Option<Self> {
-        None
+        known_empty(self).then(|| Self::new(Empty::new().map_err(|never| match never {})))
+    }
+
+    fn empty() -> Option<Self> {
+        Some(Self::new(Empty::new().map_err(|never| match never {})))
+    }
+}
+
+/// axum's request body (feature `axum`): copied only when known to be
+/// empty, like a boxed body; wrap anything else in [`ReplayBody`].
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+impl TryCloneBody for axum_core::body::Body {
+    fn try_clone_body(&self) -> Option<Self> {
+        known_empty(self).then(axum_core::body::Body::empty)
+    }
+
+    fn empty() -> Option<Self> {
+        Some(axum_core::body::Body::empty())
     }
 }

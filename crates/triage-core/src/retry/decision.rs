@@ -151,7 +151,21 @@ pub enum Stop {
     RouteOpen,
 }
 
+/// The next step of a retryable failure whose request body could not be
+/// sent again: the diagnosis's own would say to wait and retry.
+const BODY_NOT_REPLAYABLE_STEP: &str = "the failure was retryable, but the request was not sent again: its body cannot be read twice (a stream past the replay cap, or a boxed body that is not empty); wrap it in tower_triage::body::ReplayBody, or send a body that can be copied";
+
 impl Stop {
+    /// The next step this stop calls for instead of the diagnosis's, if
+    /// any: a retryable failure that could not be retried because of the
+    /// request's body.
+    pub const fn next_step(&self) -> Option<&'static str> {
+        match self {
+            Stop::BodyNotReplayable => Some(BODY_NOT_REPLAYABLE_STEP),
+            _ => None,
+        }
+    }
+
     /// A stable, lowercase name.
     pub const fn as_str(&self) -> &'static str {
         match self {
