@@ -126,8 +126,8 @@ impl ProbeReport {
     /// `stage` (the transport stage, or the probe stage that failed),
     /// `status`, `request_id`, `attempts` (each with its status, stage,
     /// owner, class, decision), `retries`, `elapsed_ms`, `next_step`,
-    /// `finding` (the packet's sentence), `stages` (each timed, with what
-    /// it found, scrubbed) and `packet`.
+    /// `finding` (the packet's sentence), `stages` (each timed to 0.1 ms,
+    /// with what it found, scrubbed) and `packet`.
     /// For an admin endpoint; `triage probe --json` prints the same.
     #[cfg(feature = "serde")]
     #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -180,7 +180,7 @@ impl ProbeReport {
             "stages": report.stages.iter().map(|s| serde_json::json!({
                 "stage": s.stage.as_str(),
                 "ok": s.ok,
-                "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
+                "elapsed_ms": (s.elapsed.as_secs_f64() * 10_000.0).round() / 10.0,
                 "detail": shown(&s.detail),
             })).collect::<Vec<_>>(),
             "packet": report.packet.as_ref().and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),

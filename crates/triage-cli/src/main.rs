@@ -17,7 +17,24 @@ use tower_triage::core::redact::printable;
 
 /// See who owns an outbound HTTP failure, and what to do next.
 #[derive(Debug, Parser)]
-#[command(name = "triage", version, about)]
+#[command(
+    name = "triage",
+    version,
+    about = "See who owns an outbound HTTP failure, and what to do next: `triage tour`, `triage probe URL`",
+    long_about = "See who owns an outbound HTTP failure, and what to do next.
+
+`triage tour` shows every failure class (DNS, connect, TLS, proxy, timeouts, rate
+limits, quotas, gateways, servers) against an embedded loopback upstream: what came
+back, who owns it, what the layer did. Nothing leaves the machine.
+
+`triage probe URL` sends one request from here through the same layer and connectors
+a service would use, and names the first point where the evidence changes, with an
+escalation packet for any failure.",
+    after_help = "Examples:\n  \
+        triage tour\n  \
+        triage probe https://api.example.com/v1/models -H 'Authorization: Bearer …'\n  \
+        triage probe https://api.example.com/v1/models --json --proxy http://proxy:3128"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,13 +42,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send one request per failure class to an embedded loopback upstream
-    /// and print the evidence, the owner and the decision of each.
+    /// Show every failure class against an embedded loopback upstream
+    ///
+    /// One request per failure class goes through the layer to an embedded loopback
+    /// upstream; each row shows the evidence, the owner and the decision, as soon as
+    /// it is done.
+    #[command(verbatim_doc_comment)]
     Tour,
-    /// Test the path to a URL from here, stage by stage (DNS, connect,
-    /// proxy, TLS, HTTP), and name the first point where the evidence changes.
+    /// Test the path to a URL from here and name where the evidence changes
+    ///
+    /// One request through the layer and its connectors, as a service would send it:
+    /// DNS, connect, proxy, TLS and the answer, each timed, the first point where the
+    /// evidence changes, and an escalation packet for any failure.
+    #[command(after_help = PROBE_HELP, verbatim_doc_comment)]
     Probe(Box<probe::ProbeArgs>),
 }
+
+/// `triage probe --help`'s closing lines: examples and exit statuses.
+const PROBE_HELP: &str = "Examples:
+  triage probe https://api.openai.com/v1/models -H 'Authorization: Bearer sk-…'
+  triage probe https://svc.internal:8443/health --cacert ca.pem --resolve svc.internal:8443:10.0.0.7
+  triage probe https://api.example.com/v1/chat -X POST --data @body.json --profile openai --json
+  HTTPS_PROXY=http://user:pass@proxy:3128 triage probe https://api.example.com/
+
+Nothing the request carries (headers, query values, user info, proxy credentials) is printed back.
+
+Exit status:
+  0  every stage went through and the answer was a success
+  1  a failure was diagnosed (the report and its packet say whose and what next)
+  2  bad usage (one line on stderr)";
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -83,16 +122,17 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Tour => match runtime.block_on(tour::run()) {
-            Ok(table) => {
-                print!("{table}");
-                ExitCode::SUCCESS
+        Command::Tour => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            match runtime.block_on(tour::run(&mut out, tour::Paint::detect())) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("triage tour: {error}");
+                    ExitCode::from(1)
+                }
             }
-            Err(error) => {
-                eprintln!("triage tour: {error}");
-                ExitCode::from(1)
-            }
-        },
+        }
         Command::Probe(args) => match runtime.block_on(probe::run(&args)) {
             Ok((text, ok)) => {
                 print!("{text}");

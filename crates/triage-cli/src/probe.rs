@@ -24,16 +24,16 @@ pub(crate) struct ProbeArgs {
     /// The request body, or `@FILE` to read it from a file.
     #[arg(long)]
     data: Option<String>,
-    /// The provider profile (openai, azure-openai, anthropic, gemini, aws, github, stripe, generic).
+    /// Provider profile: openai, azure-openai, anthropic, gemini, aws, github, stripe, generic.
     #[arg(long)]
     profile: Option<String>,
-    /// `HOST:PORT:ADDR`: use ADDR for HOST:PORT (the URL's or the proxy's), like curl (repeatable: each address is tried in turn).
+    /// `HOST:PORT:ADDR`: use ADDR for the URL's or the proxy's HOST:PORT (repeatable).
     #[arg(long)]
     resolve: Vec<String>,
     /// Trust the certificates in this PEM file instead of the system's roots.
     #[arg(long)]
     cacert: Option<String>,
-    /// Go through this HTTP proxy (default: `HTTPS_PROXY` or `HTTP_PROXY`, unless `NO_PROXY` matches).
+    /// HTTP proxy to go through (default: HTTPS_PROXY or HTTP_PROXY, unless NO_PROXY matches).
     #[arg(long)]
     proxy: Option<String>,
     /// Seconds allowed for each connection stage.

@@ -1,7 +1,6 @@
 //! `triage tour`: one request per failure class through the layer, against
 //! the testkit's loopback upstream, printed as a table with a lesson a row.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -497,80 +496,194 @@ fn evidence(status: Option<u16>, body: bool, request_id: bool, rate: bool) -> St
     out
 }
 
-/// Runs the tour and returns the table as text.
-pub(crate) async fn run() -> Result<String, BoxError> {
+/// The widest line the tour prints.
+pub(crate) const WIDTH: usize = 100;
+
+/// How a line goes on when it wraps: deeper than the line it continues.
+const CONTINUED: &str = "      ";
+
+/// `text` after `first`, wrapped at word boundaries to [`WIDTH`] columns,
+/// the continuation lines indented with [`CONTINUED`].
+fn wrapped(first: &str, text: &str) -> String {
+    let mut out = String::from(first);
+    let mut column = first.chars().count();
+    let mut fresh = true;
+    for word in text.split(' ') {
+        let len = word.chars().count();
+        if !fresh && column + 1 + len > WIDTH {
+            out.push('\n');
+            out.push_str(CONTINUED);
+            column = CONTINUED.len();
+        } else if !fresh {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += len;
+        fresh = false;
+    }
+    out.push('\n');
+    out
+}
+
+/// Colours for a terminal (off when stdout is not one, or `NO_COLOR` is
+/// set; `CLICOLOR_FORCE` turns them on anyway, unless `NO_COLOR`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Paint(pub(crate) bool);
+
+impl Paint {
+    /// The colours this process should use.
+    pub(crate) fn detect() -> Paint {
+        use std::io::IsTerminal;
+        let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        if set("NO_COLOR") {
+            return Paint(false);
+        }
+        Paint(set("CLICOLOR_FORCE") || std::io::stdout().is_terminal())
+    }
+
+    /// `text`, padded to `width`, in the colour of `owner`.
+    fn owner(self, owner: &str, width: usize) -> String {
+        let padded = format!("{owner:<width$}");
+        if !self.0 {
+            return padded;
+        }
+        let code = match owner {
+            "-" | "none" => "32",
+            "connection_path" | "route" => "31",
+            "server" => "35",
+            "rate_limit" | "quota" => "33",
+            _ => "36",
+        };
+        format!("\x1b[{code}m{padded}\x1b[0m")
+    }
+
+    fn dim(self, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[2m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// One row's lines: the case, owner, attempts, decision and time; the
+/// evidence and class; the lesson; the note, if any. Each line at most
+/// [`WIDTH`] columns (without the colour codes).
+fn row_lines(
+    n: usize,
+    row: &Row,
+    seen: &Result<Seen, Error>,
+    note: Option<&str>,
+    paint: Paint,
+) -> String {
+    let (ev, owner, class, tries, decision, elapsed) = match seen {
+        Ok(s) => (
+            evidence(s.status, s.body, s.request_id, s.rate),
+            s.owner.clone(),
+            s.class.clone(),
+            s.attempts,
+            s.decision.clone(),
+            s.elapsed,
+        ),
+        Err(e) => {
+            let last = e.packet().attempts().last();
+            (
+                evidence(
+                    e.status().map(|s| s.as_u16()),
+                    last.is_some_and(|a| a.has_body()),
+                    e.request_id().is_some(),
+                    e.packet().rate().is_some(),
+                ),
+                e.owner().map_or("-", |o| o.as_str()).to_owned(),
+                e.class().to_string(),
+                e.attempts(),
+                e.stop().as_str().to_owned(),
+                e.packet().elapsed(),
+            )
+        }
+    };
+    let decision = if note.is_some_and(|n| n.starts_with("body broke")) {
+        "body failed".to_owned()
+    } else {
+        decision
+    };
+    let mut out = format!(
+        "{:<3} {:<31} {} {:>5}  {:<20} {:>7.1}ms\n",
+        n,
+        row.name,
+        paint.owner(&owner, 16),
+        tries,
+        decision,
+        elapsed.as_secs_f64() * 1000.0
+    );
+    out.push_str(&wrapped("    ", &format!("class {class}; {ev}")));
+    out.push_str(&paint.dim(&wrapped("    ", row.lesson)));
+    if let Some(note) = note {
+        out.push_str(&wrapped("    ", note));
+    }
+    out
+}
+
+/// Runs the tour, writing each row to `out` as soon as it is done.
+pub(crate) async fn run(out: &mut dyn std::io::Write, paint: Paint) -> Result<(), BoxError> {
     let upstream = Upstream::start().await?;
     let closed = triage_testkit::closed_port()?;
     let backlog = triage_testkit::full_backlog()?;
     let started = Instant::now();
-    let mut out = String::new();
     writeln!(
         out,
         "triage tour: one request per failure class, through the layer, against a loopback upstream\n"
     )?;
     writeln!(
         out,
-        "{:<3} {:<31} {:<36} {:<16} {:>5}  {:<20} {:>9}",
-        "#", "class", "evidence", "owner", "tries", "decision", "time"
+        "{:<3} {:<31} {:<16} {:>5}  {:<20} {:>9}",
+        "#", "case", "owner", "tries", "decision", "time"
     )?;
+    out.flush()?;
     for (i, row) in rows(closed.port(), backlog.addr().port())
         .iter()
         .enumerate()
     {
         let (seen, note) = send(row, &upstream).await?;
-        let (ev, owner, class, tries, decision, elapsed) = match &seen {
-            Ok(s) => (
-                evidence(s.status, s.body, s.request_id, s.rate),
-                s.owner.clone(),
-                s.class.clone(),
-                s.attempts,
-                s.decision.clone(),
-                s.elapsed,
-            ),
-            Err(e) => {
-                let first = e.packet().attempts().last();
-                (
-                    evidence(
-                        e.status().map(|s| s.as_u16()),
-                        first.is_some_and(|a| a.has_body()),
-                        e.request_id().is_some(),
-                        e.packet().rate().is_some(),
-                    ),
-                    e.owner().map_or("-", |o| o.as_str()).to_owned(),
-                    e.class().to_string(),
-                    e.attempts(),
-                    e.stop().as_str().to_owned(),
-                    e.packet().elapsed(),
-                )
-            }
-        };
-        let decision = if note.as_deref().is_some_and(|n| n.starts_with("body broke")) {
-            "body failed".to_owned()
-        } else {
-            decision
-        };
-        writeln!(
+        write!(
             out,
-            "{:<3} {:<31} {:<36} {:<16} {:>5}  {:<20} {:>7.1}ms",
-            i + 1,
-            row.name,
-            ev,
-            owner,
-            tries,
-            decision,
-            elapsed.as_secs_f64() * 1000.0
+            "{}",
+            row_lines(i + 1, row, &seen, note.as_deref(), paint)
         )?;
-        writeln!(out, "    class {class}: {}", row.lesson)?;
-        if let Some(note) = note {
-            writeln!(out, "    {note}")?;
-        }
+        out.flush()?;
     }
-    writeln!(
-        out,
-        "\n{} cases in {:.1} s; upstream saw {} requests. Run `triage tour` again any time; nothing left this machine.",
+    let summary = format!(
+        "{} cases in {:.1} s; upstream saw {} requests; nothing left this machine.",
         rows(0, 0).len(),
         started.elapsed().as_secs_f64(),
         upstream.total_hits()
+    );
+    write!(out, "\n{}", wrapped("", &summary))?;
+    write!(
+        out,
+        "{}",
+        wrapped(
+            "",
+            "Next: run `triage probe https://<your API>/…` from where your service runs, \
+             and wrap your client: `TriageLayer::new().layer(client)` (see the README's Quick start)."
+        )
     )?;
-    Ok(out)
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_lines_fit_and_keep_every_word() {
+        let text = "word ".repeat(60);
+        let out = wrapped("    ", text.trim_end());
+        assert!(out.lines().all(|l| l.chars().count() <= WIDTH), "{out}");
+        assert_eq!(out.split_whitespace().count(), 60);
+        assert!(out.lines().skip(1).all(|l| l.starts_with(CONTINUED)));
+        assert_eq!(wrapped("    ", "short"), "    short\n");
+    }
 }

@@ -18,7 +18,10 @@ fn the_tour_shows_every_failure_class() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let printed = String::from_utf8(out.stdout).unwrap();
+    // Long notes wrap at 100 columns onto deeper-indented lines: read them
+    // whole.
+    let text = printed.replace("\n      ", " ");
     for class in [
         "class success",
         "quota_exhausted.billing",
@@ -83,4 +86,116 @@ fn help_and_version_exit_0() {
     let out = triage(&["--version"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// Issue 16, the CLI: at most 100 columns, no colour codes off a terminal
+/// (forced with `CLICOLOR_FORCE`, never with `NO_COLOR`), and the tour ends
+/// with the next step.
+#[test]
+fn the_tour_fits_100_columns_and_colours_only_when_asked() {
+    let out = triage(&["tour"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    assert!(!text.contains('\x1b'), "colour codes off a terminal");
+    let next = text.lines().rev().take(3).collect::<Vec<_>>().join(" ");
+    assert!(next.contains("Next: run `triage probe"), "{next}");
+    assert!(next.contains("TriageLayer::new().layer(client)"), "{next}");
+
+    let forced = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .arg("tour")
+        .env("CLICOLOR_FORCE", "1")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let coloured = String::from_utf8(forced.stdout).unwrap();
+    assert!(
+        coloured.contains("\x1b[31mconnection_path"),
+        "forced colour"
+    );
+    let plain = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .arg("tour")
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains('\x1b'),
+        "NO_COLOR wins"
+    );
+}
+
+/// Issue 16, the CLI: the tour prints each row as it finishes, not the
+/// whole table at the end (its waits add up to seconds).
+#[test]
+fn the_tour_prints_each_row_as_it_finishes() {
+    use std::io::{BufRead, BufReader};
+    use std::time::Instant;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .arg("tour")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut first_row = None;
+    let mut lines = 0;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        lines += 1;
+        if first_row.is_none() && line.starts_with("1   success") {
+            first_row = Some(Instant::now());
+        }
+    }
+    let ended = Instant::now();
+    assert!(child.wait().unwrap().success());
+    let first_row = first_row.expect("the first row");
+    assert!(lines > 60);
+    // The later rows wait out a 300 ms server wait, 1 s timeouts and a
+    // route's backoff: seconds after the first row was already printed.
+    assert!(
+        ended.duration_since(first_row) > std::time::Duration::from_secs(2),
+        "the first row came only {:?} before the end",
+        ended.duration_since(first_row)
+    );
+}
+
+/// Issue 16, the CLI: the help describes both commands, `probe --help`
+/// gives examples and the exit statuses, and every help fits 100 columns.
+#[test]
+fn help_describes_both_commands_with_examples_and_exit_statuses() {
+    let top = String::from_utf8(triage(&["--help"]).stdout).unwrap();
+    assert!(
+        top.contains("`triage tour` shows every failure class"),
+        "{top}"
+    );
+    assert!(
+        top.contains("`triage probe URL` sends one request"),
+        "{top}"
+    );
+    assert!(top.contains("Examples:"), "{top}");
+    let probe = String::from_utf8(triage(&["probe", "--help"]).stdout).unwrap();
+    for part in [
+        "Examples:",
+        "Exit status:",
+        "  2  bad usage",
+        "--max-retries",
+    ] {
+        assert!(probe.contains(part), "{part} missing: {probe}");
+    }
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["probe", "--help"],
+        &["tour", "--help"],
+    ] {
+        let text = String::from_utf8(triage(args).stdout).unwrap();
+        for line in text.lines() {
+            assert!(line.chars().count() <= 100, "{args:?}: {line}");
+        }
+    }
 }
