@@ -33,7 +33,7 @@ pub(crate) struct ProbeArgs {
     /// Trust the certificates in this PEM file instead of the system's roots.
     #[arg(long)]
     cacert: Option<String>,
-    /// HTTP proxy to go through (default: HTTPS_PROXY or HTTP_PROXY, unless NO_PROXY matches).
+    /// HTTP proxy (default: `HTTPS_PROXY` or `HTTP_PROXY`, unless `NO_PROXY` matches).
     #[arg(long)]
     proxy: Option<String>,
     /// Seconds allowed for each connection stage.
