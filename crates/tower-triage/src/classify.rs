@@ -16,6 +16,27 @@
 //! # let _ = trace;
 //! ```
 //!
+//! Outside the layer, the trace sees one call and its final verdict;
+//! inside, every attempt:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::ServiceBuilder;
+//! use tower_http::trace::TraceLayer;
+//! use tower_triage::TriageLayer;
+//! use tower_triage::classify::TriageClassifier;
+//!
+//! # let client = tower::service_fn(|_: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! let client = ServiceBuilder::new()
+//!     .layer(TraceLayer::new(TriageClassifier::new())) // outside: the final verdict
+//!     .layer(TriageLayer::new()) // retries inside the span
+//!     .service(client);
+//! # let _ = client;
+//! ```
+//!
 //! A response is judged from the [`Report`] the triage layer left on it
 //! (inside the `TraceLayer`), else from its head, with the profile of the
 //! request's host: around a bare client a classifier sees no body, so a
