@@ -182,9 +182,28 @@ impl TriageLayer {
         self
     }
 
-    /// Sends the data of every event to `observer` as values.
+    /// Sends the data of every event to `observer` as values. Called again,
+    /// it adds another: each observer sees every event, in the order they
+    /// were added (metrics and an audit log side by side).
+    ///
+    /// ```
+    /// use tower_triage::{Observer, TriageLayer};
+    ///
+    /// struct Metrics;
+    /// impl Observer for Metrics {}
+    /// struct Audit;
+    /// impl Observer for Audit {}
+    ///
+    /// let layer = TriageLayer::new().observer(Metrics).observer(Audit);
+    /// # let _ = layer;
+    /// ```
     pub fn observer(mut self, observer: impl Observer) -> Self {
-        self.config().observer = Some(Arc::new(observer));
+        let added: Arc<dyn Observer> = Arc::new(observer);
+        let config = self.config();
+        config.observer = Some(match config.observer.take() {
+            None => added,
+            Some(before) => Arc::new(crate::observer::FanOut([before, added])),
+        });
         self
     }
 

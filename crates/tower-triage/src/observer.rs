@@ -165,3 +165,24 @@ pub enum BodyOutcome {
         bytes: u64,
     },
 }
+
+/// Two observers, each told every event in turn (more nest).
+pub(crate) struct FanOut(pub(crate) [std::sync::Arc<dyn Observer>; 2]);
+
+impl Observer for FanOut {
+    fn on_attempt(&self, attempt: &AttemptInfo<'_>) {
+        self.0.iter().for_each(|o| o.on_attempt(attempt));
+    }
+
+    fn on_outcome(&self, outcome: &Outcome<'_>) {
+        self.0.iter().for_each(|o| o.on_outcome(outcome));
+    }
+
+    fn on_body(&self, body: &BodyOutcome) {
+        self.0.iter().for_each(|o| o.on_body(body));
+    }
+
+    fn on_route(&self, event: &RouteEvent<'_>) {
+        self.0.iter().for_each(|o| o.on_route(event));
+    }
+}

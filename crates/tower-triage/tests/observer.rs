@@ -210,3 +210,55 @@ async fn a_body_dropped_early_is_reported_and_an_empty_one_is_not() {
     drop(body);
     assert_eq!(record.0.bodies.lock().unwrap().len(), 1);
 }
+
+/// Issue 16: more than one observer, each told every event (three, to
+/// cover a fan-out of a fan-out).
+#[tokio::test(start_paused = true)]
+async fn every_observer_added_sees_every_event() {
+    let records = [Record::default(), Record::default(), Record::default()];
+    let hits = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&hits);
+    let inner = service_fn(move |_req: Request<Full<Bytes>>| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let status = if n == 0 { 503 } else { 200 };
+            Ok::<_, io::Error>(
+                Response::builder()
+                    .status(status)
+                    .body(chunks(&["ok"], false))
+                    .unwrap(),
+            )
+        }
+    });
+    let mut svc = TriageLayer::new()
+        .observer(records[0].clone())
+        .observer(records[1].clone())
+        .observer(records[2].clone())
+        .layer(inner);
+    let response = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(
+            Request::get("http://a.test/")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let _ = response.into_body().collect().await.unwrap();
+    for record in &records {
+        assert_eq!(
+            record.0.attempts.lock().unwrap().clone(),
+            vec![(1, Some(Owner::Server), "retry"), (2, None, "success")]
+        );
+        assert_eq!(
+            record.0.outcomes.lock().unwrap().clone(),
+            vec!["response 2 success".to_owned()]
+        );
+        assert_eq!(
+            record.0.bodies.lock().unwrap().clone(),
+            vec![BodyOutcome::Complete { bytes: 2 }]
+        );
+    }
+}
