@@ -372,3 +372,102 @@ pub(crate) fn window_closed(route: &str, captured: u32, why: &'static str) {
         );
     }
 }
+
+/// The URI as the span's `url.full`: redacted, and only when a subscriber
+/// records the field (no string is made otherwise).
+struct RedactedUri<'a>(&'a Uri);
+
+impl std::fmt::Display for RedactedUri<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&triage_core::redact::uri(self.0))
+    }
+}
+
+/// The span of one call (DEBUG, target `tower_triage`), after
+/// OpenTelemetry's HTTP client conventions: named `HTTP`, `otel.name` the
+/// method; `http.request.method`, `server.address`, `server.port`,
+/// `url.full` (redacted), `url.scheme`; recorded when known:
+/// `network.protocol.version`, `http.response.status_code`, `error.type`
+/// (triage's class family: low cardinality), `http.request.resend_count`
+/// (on resends only), and triage's own `triage.owner`, `triage.class`,
+/// `triage.stage`, `triage.decision`. Every attempt's event is inside it.
+/// Disabled (one level check) when DEBUG is off for the target.
+pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
+    // The values are read only when the span is enabled.
+    let scheme = || uri.scheme_str().unwrap_or("http");
+    tracing::debug_span!(
+        target: TARGET,
+        "HTTP",
+        otel.name = method.as_str(),
+        otel.kind = "client",
+        http.request.method = method.as_str(),
+        server.address = uri.host().unwrap_or(""),
+        server.port = uri
+            .port_u16()
+            .unwrap_or(if scheme() == "https" { 443 } else { 80 }),
+        url.full = %RedactedUri(uri),
+        url.scheme = scheme(),
+        network.protocol.version = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        http.request.resend_count = tracing::field::Empty,
+        triage.owner = tracing::field::Empty,
+        triage.class = tracing::field::Empty,
+        triage.stage = tracing::field::Empty,
+        triage.decision = tracing::field::Empty,
+    )
+}
+
+/// The version as OpenTelemetry writes it (`1.1`, `2`).
+pub(crate) fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
+/// The class family of a class (`transport.connect.refused` →
+/// `transport.connect`, `server_error.503` → `server_error`): the span's
+/// `error.type`, of low cardinality.
+pub(crate) fn class_family(class: &str) -> &str {
+    match class.strip_prefix("transport.") {
+        Some(rest) => {
+            let stage = rest.split('.').next().unwrap_or(rest);
+            &class[..("transport.".len() + stage.len())]
+        }
+        None => class.split('.').next().unwrap_or(class),
+    }
+}
+
+/// Records an attempt's verdict on the call's span (when it is enabled):
+/// its status, resends and decision; and for the final failure, its
+/// owner, class, stage and `error.type`.
+pub(crate) fn record_attempt(span: &tracing::Span, info: &AttemptInfo<'_>) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(status) = info.evidence.status() {
+        span.record("http.response.status_code", status.as_u16());
+    }
+    if info.attempt > 1 {
+        span.record("http.request.resend_count", info.attempt - 1);
+    }
+    span.record("triage.decision", info.decision.reason());
+    // The span tells the call's outcome: a failure that is retried is the
+    // attempt's event's to tell, not the span's.
+    if info.diagnosis.is_success() || info.decision.is_retry() {
+        return;
+    }
+    let class = info.diagnosis.class().to_string();
+    span.record("error.type", class_family(&class));
+    span.record("triage.class", class.as_str());
+    if let Some(owner) = info.diagnosis.owner() {
+        span.record("triage.owner", owner.as_str());
+    }
+    if let Some(stage) = info.diagnosis.stage() {
+        span.record("triage.stage", stage.as_str());
+    }
+}

@@ -255,6 +255,10 @@ where
     else {
         unreachable!("answered while calling")
     };
+    if !this.span.is_disabled() {
+        let version = crate::notify::protocol_version(response.version());
+        this.span.record("network.protocol.version", version);
+    }
     let status = response.status();
     if status.as_u16() >= 400 {
         let (parts, body) = response.into_parts();

@@ -73,6 +73,7 @@ where
     };
     let observer = this.config.observer.as_ref();
     notify::attempt(observer, &info, (this.head.headers(), this.prints));
+    notify::record_attempt(this.span, &info);
     if !diagnosis.is_success() || this.packet.is_some() {
         if this.packet.is_none() {
             *this.packet = Some(Box::new(packet_builder(this)));

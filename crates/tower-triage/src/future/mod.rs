@@ -196,6 +196,8 @@ pin_project! {
         // of them without a copy.
         prints: [Fingerprint; PRINTS],
         packet: Option<Box<PacketBuilder>>,
+        // The call's span (disabled unless DEBUG is on for the target).
+        span: tracing::Span,
     }
 
     impl<S, B, R> PinnedDrop for ResponseFuture<S, B, R>
@@ -278,6 +280,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        // Every attempt's event is inside the call's span (a handle of the
+        // span is entered: the projection stays free to borrow).
+        let span = this.span.clone();
+        let _entered = span.enter();
         if let Some(over) = past_deadline(&mut this, cx) {
             return Poll::Ready(over);
         }

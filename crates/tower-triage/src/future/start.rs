@@ -185,6 +185,7 @@ where
         if !matches!(admit, Admit::Refuse(_)) {
             config.budget.deposit(now.into_std());
         }
+        let span = crate::notify::call_span(request.method(), request.uri());
         let split = split(request, retries > 0 || settings.write_timeout.is_some());
         let (permit, slots) = pool_slot(&config, &admit, &split.head);
         let first = first(
@@ -242,6 +243,7 @@ where
             log: settings.log,
             prints: split.prints,
             packet: None,
+            span,
         }
     }
 }
