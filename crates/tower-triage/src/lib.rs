@@ -58,6 +58,46 @@
 //!   roots) that shows the server's certificate to a diagnosis window, and
 //!   the `probe` module.
 //! - `serde`: JSON for the probe's report and the packet.
+//! - `http2`: h2 through ALPN (and h2c), with h2's own errors read.
+//! - `axum`: `triage_core::Error` answers as `application/problem+json`;
+//!   an empty `axum::body::Body` can be sent again.
+//! - `tower-http`: [`classify::TriageClassifier`] for tower-http's
+//!   `TraceLayer`.
+//!
+//! # Composing with tower
+//!
+//! Where a middleware sits says what it sees. Inside the layer (between it
+//! and the client), a middleware runs once per *attempt*: a
+//! `tower::timeout` there bounds each attempt, and its `Elapsed` is judged a
+//! timeout of the stage it fired in. Outside, it runs once per *call*: a
+//! timeout there bounds the call with every retry and wait (the layer's
+//! own total deadline does the same and says so in the packet), a trace
+//! sees the final verdict, a concurrency limit counts calls, not attempts.
+//! A `Buffer` works on either side.
+//!
+//! ```
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use tower_triage::TriageLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! # let client = service_fn(|_req: http::Request<Full<Bytes>>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//! let client = ServiceBuilder::new()
+//!     // Outside: per call (every attempt and wait).
+//!     .concurrency_limit(64)
+//!     .layer(TriageLayer::new())
+//!     // Inside: per attempt.
+//!     .timeout(Duration::from_secs(30))
+//!     .service(client);
+//! let request = http::Request::get("https://api.example.com/v1/models").body(Full::new(Bytes::new()))?;
+//! let response = client.oneshot(request).await?;
+//! assert_eq!(response.status(), 200);
+//! # Ok(()) }
+//! ```
 //!
 //! Request bodies must say whether they can be sent again: see [`body`].
 //! Final failure statuses come back as responses (with the [`Report`]) unless
