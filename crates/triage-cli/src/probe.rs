@@ -36,10 +36,10 @@ pub(crate) struct ProbeArgs {
     /// HTTP proxy (default: `HTTPS_PROXY` or `HTTP_PROXY`, unless `NO_PROXY` matches).
     #[arg(long)]
     proxy: Option<String>,
-    /// Seconds allowed for each connection stage.
+    /// Seconds allowed for each attempt's connection (DNS, TCP, proxy and TLS together).
     #[arg(long, default_value_t = 10.0)]
     connect_timeout: f64,
-    /// Seconds allowed for each attempt's response head.
+    /// Seconds allowed for each attempt, its connection and a small body included.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
     /// Retries of the request.
