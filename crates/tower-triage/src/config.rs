@@ -147,13 +147,50 @@ pub(crate) struct CallSettings {
     pub(crate) whole_body: Option<NonZeroU64>,
     pub(crate) breaker_on: bool,
     pub(crate) window_on: bool,
+    /// What few calls carry: a connection log, a correlation ID (boxed:
+    /// the others pay a null pointer).
+    pub(crate) extras: Option<Box<Extras>>,
+}
+
+/// A call's rarely set extras.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
     pub(crate) log: Option<ConnectionLog>,
+    pub(crate) correlation: Option<Arc<str>>,
+}
+
+/// The extras of a call: the options' log and correlation ID, else the
+/// correlation ID of a forwarded request's tower-http `RequestId`.
+fn extras(options: Option<&RequestOptions>, extensions: &http::Extensions) -> Option<Box<Extras>> {
+    let log = options.and_then(|o| o.log.clone());
+    let correlation = options
+        .and_then(|o| o.correlation.clone())
+        .or_else(|| request_id(extensions));
+    (log.is_some() || correlation.is_some()).then(|| Box::new(Extras { log, correlation }))
+}
+
+/// The correlation ID of tower-http's `RequestId` extension, if any.
+#[cfg(feature = "tower-http")]
+fn request_id(extensions: &http::Extensions) -> Option<Arc<str>> {
+    let id = extensions.get::<tower_http::request_id::RequestId>()?;
+    let text = String::from_utf8_lossy(id.header_value().as_bytes());
+    let text = triage_core::redact::printable(&text, crate::options::MAX_CORRELATION);
+    Some(Arc::from(text.as_ref()))
+}
+
+#[cfg(not(feature = "tower-http"))]
+fn request_id(_: &http::Extensions) -> Option<Arc<str>> {
+    None
 }
 
 impl CallSettings {
     /// The settings of a call to `uri` under `config`, with `options` (the
     /// request's, if it has any) over them.
-    pub(crate) fn resolve(config: &Config, options: Option<&RequestOptions>, uri: &Uri) -> Self {
+    pub(crate) fn resolve(
+        config: &Config,
+        options: Option<&RequestOptions>,
+        (uri, extensions): (&Uri, &http::Extensions),
+    ) -> Self {
         let Some(o) = options else {
             return CallSettings {
                 profile: match &config.profile {
@@ -168,7 +205,12 @@ impl CallSettings {
                 whole_body: config.whole_body,
                 breaker_on: config.breaker.enabled,
                 window_on: config.window.enabled,
-                log: None,
+                extras: request_id(extensions).map(|correlation| {
+                    Box::new(Extras {
+                        log: None,
+                        correlation: Some(correlation),
+                    })
+                }),
             };
         };
         let rules = (o.max_retries.is_some() || o.deadline.is_some()).then(|| {
@@ -194,7 +236,7 @@ impl CallSettings {
             whole_body: o.whole_body.unwrap_or(config.whole_body),
             breaker_on: config.breaker.enabled && o.breaker.unwrap_or(true),
             window_on: config.window.enabled && o.window.unwrap_or(true),
-            log: o.log.clone(),
+            extras: extras(Some(o), extensions),
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) fn attempt(
     observer: Option<&Arc<dyn Observer>>,
     info: &AttemptInfo<'_>,
     (headers, prints): (&http::HeaderMap, &[Fingerprint]),
+    correlation_id: Option<&str>,
 ) {
     if let Some(observer) = observer {
         observer.on_attempt(info);
@@ -88,6 +89,7 @@ pub(crate) fn attempt(
                     body_bytes = evidence.body().seen().then(|| evidence.body().bytes()),
                     body_mode = body_mode.map(BodyMode::as_str),
                     request_id = request_id.as_deref(),
+                    correlation_id = correlation_id,
                     error.code = error_code.as_deref(),
                     rate.remaining_requests = rate.requests.remaining,
                     rate.remaining_tokens = rate.tokens.remaining,
@@ -142,6 +144,7 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Op
             outcome = packet.outcome(),
             body_mode = body_mode.map(BodyMode::as_str),
             request_ids = ?packet.request_ids(),
+            correlation_id = packet.correlation_id(),
             next_step = packet.next_step(),
             "request failed"
         );
@@ -415,6 +418,7 @@ pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
         triage.class = tracing::field::Empty,
         triage.stage = tracing::field::Empty,
         triage.decision = tracing::field::Empty,
+        triage.correlation_id = tracing::field::Empty,
     )
 }
 

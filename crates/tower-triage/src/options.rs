@@ -9,6 +9,9 @@ use triage_core::Profile;
 
 use crate::ConnectionLog;
 
+/// The longest correlation ID kept.
+pub(crate) const MAX_CORRELATION: usize = 128;
+
 /// Overrides for one request; put it in the request's extensions.
 ///
 /// ```
@@ -33,6 +36,7 @@ pub struct RequestOptions {
     pub(crate) window: Option<bool>,
     pub(crate) whole_body: Option<Option<NonZeroU64>>,
     pub(crate) log: Option<ConnectionLog>,
+    pub(crate) correlation: Option<Arc<str>>,
 }
 
 impl RequestOptions {
@@ -105,6 +109,25 @@ impl RequestOptions {
     /// for every call.
     pub fn connection_log(mut self, log: ConnectionLog) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// The ID of the inbound request this call serves (a gateway's
+    /// downstream request): written into the call's events, span and
+    /// escalation packet, so an upstream failure can be tied to it. Capped
+    /// at 128 characters, control characters removed. With feature
+    /// `tower-http`, tower-http's `RequestId` extension (set by
+    /// `SetRequestIdLayer`) on a forwarded request is read the same way.
+    ///
+    /// ```
+    /// use tower_triage::RequestOptions;
+    ///
+    /// let options = RequestOptions::new().correlation_id("inbound-5f2c8e0f");
+    /// # let _ = options;
+    /// ```
+    pub fn correlation_id(mut self, id: impl AsRef<str>) -> Self {
+        let id = triage_core::redact::printable(id.as_ref(), MAX_CORRELATION);
+        self.correlation = Some(Arc::from(id.as_ref()));
         self
     }
 

@@ -175,6 +175,8 @@ pub struct Packet {
     route: Option<RouteNote>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     model: Option<String>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    correlation_id: Option<String>,
     finding: String,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     details: Vec<Detail>,
@@ -265,6 +267,12 @@ impl Packet {
     /// JSON body's top-level `model`), if known.
     pub fn model(&self) -> Option<&str> {
         self.model.as_deref()
+    }
+
+    /// The ID of the inbound request this call served (a gateway's
+    /// downstream request), when the caller gave one.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
     }
 
     /// Names the model the request asked for (capped, printable).
@@ -529,6 +537,7 @@ impl PacketBuilder {
                 runtime: String::new(),
                 route: None,
                 model: None,
+                correlation_id: None,
                 finding: String::new(),
                 details: Vec::new(),
             },
@@ -624,6 +633,13 @@ impl PacketBuilder {
         self.packet.push_detail(detail);
     }
 
+    /// Ties the packet to the inbound request it served (see
+    /// [`Packet::correlation_id`]; capped, printable).
+    pub fn correlation_id(mut self, id: &str) -> Self {
+        self.packet.correlation_id = Some(redact::printable(id, 128).into_owned());
+        self
+    }
+
     /// Names the model the request asked for (see [`Packet::model`]).
     pub fn model(mut self, model: &str) -> Self {
         self.packet.set_model(model);
@@ -679,6 +695,9 @@ impl fmt::Display for Packet {
         writeln!(f, "triage escalation packet")?;
         writeln!(f, "  when:        {}", self.timestamp)?;
         writeln!(f, "  request:     {} {}", self.method, self.endpoint)?;
+        if let Some(id) = &self.correlation_id {
+            writeln!(f, "  serving:     {id}")?;
+        }
         writeln!(f, "  profile:     {}", self.profile)?;
         if let Some(model) = &self.model {
             writeln!(f, "  model:       {model}")?;

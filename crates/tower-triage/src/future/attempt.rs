@@ -125,7 +125,7 @@ where
     *this.attempt += 1;
     *this.attempt_started = Instant::now();
     *this.capture = watch(
-        (*this.window_on, this.log.is_some()),
+        (*this.window_on, this.log().is_some()),
         this.config,
         uri!(this),
         *this.attempt_started,
@@ -247,7 +247,7 @@ where
     // The connection log keeps what was captured; a window has nothing to
     // count.
     if let Some(capture) = this.capture.take() {
-        if let Some(log) = this.log.as_ref() {
+        if let Some(log) = this.log() {
             log.push(capture.into_detail());
         }
     }

@@ -72,7 +72,8 @@ where
         body_mode,
     };
     let observer = this.config.observer.as_ref();
-    notify::attempt(observer, &info, (this.head.headers(), this.prints));
+    let secrets = (this.head.headers(), &this.prints[..]);
+    notify::attempt(observer, &info, secrets, this.correlation());
     notify::record_attempt(this.span, &info);
     if !diagnosis.is_success() || this.packet.is_some() {
         if this.packet.is_none() {
@@ -128,11 +129,14 @@ where
         .checked_sub(this.started.elapsed())
         .unwrap_or_else(SystemTime::now);
     let secrets = triage_core::redact::request_values(uri!(this), this.head.headers());
-    let builder = PacketBuilder::new(method!(this), uri!(this), this.profile, started)
+    let mut builder = PacketBuilder::new(method!(this), uri!(this), this.profile, started)
         .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
         .runtime("tokio")
         .secrets(secrets)
         .prints(this.prints);
+    if let Some(id) = this.correlation() {
+        builder = builder.correlation_id(id);
+    }
     // Read from the copy kept for retries, never anything else.
     let model = this
         .profile
@@ -461,7 +465,7 @@ fn keep_capture<S, B, R>(
     let Some(capture) = this.capture.take() else {
         return;
     };
-    let detail = match this.log.as_ref() {
+    let detail = match this.log() {
         Some(log) => {
             let mut detail = capture.into_detail();
             detail.set_error(&**error);

@@ -46,7 +46,7 @@ use triage_core::{
 
 use crate::body::TryCloneBody;
 use crate::capture::{Capture, ConnectionLog};
-use crate::config::{Config, ProfileRef};
+use crate::config::{Config, Extras, ProfileRef};
 use crate::notify;
 use crate::response_body::ResponseBody;
 use crate::route::route_of;
@@ -188,9 +188,9 @@ pin_project! {
         // What the attempt's connection showed, while its route's
         // diagnosis window is open or the request keeps a connection log.
         capture: Option<Box<Capture>>,
-        // Where every attempt's capture goes, when the request asked for
-        // a connection log.
-        log: Option<ConnectionLog>,
+        // The connection log and the correlation ID, when the request
+        // carries either.
+        extras: Option<Box<Extras>>,
         // Fingerprints of the sensitive header values, when the head was
         // not kept (no retries): a failure's packet and events are scrubbed
         // of them without a copy.
@@ -396,6 +396,23 @@ pub(crate) fn readiness_error(method: &Method, uri: &Uri, error: BoxError) -> Er
         .error(&*error)
         .finish(Duration::ZERO);
     Error::new(diagnosis, stop, &evidence, packet, Some(error))
+}
+
+impl<S, B, R> ResponseFutureProj<'_, S, B, R>
+where
+    S: Service<Request<B>>,
+{
+    /// The request's connection log, if it keeps one.
+    fn log(&self) -> Option<&ConnectionLog> {
+        self.extras.as_deref().and_then(|e| e.log.as_ref())
+    }
+
+    /// The inbound request's ID this call serves, if known.
+    fn correlation(&self) -> Option<&str> {
+        self.extras
+            .as_deref()
+            .and_then(|e| e.correlation.as_deref())
+    }
 }
 
 #[cfg(test)]

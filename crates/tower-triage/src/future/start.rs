@@ -171,7 +171,8 @@ where
 {
     pub(crate) fn new(mut service: S, request: Request<B>, config: Arc<Config>) -> Self {
         let options = request.extensions().get::<RequestOptions>();
-        let settings = CallSettings::resolve(&config, options, request.uri());
+        let settings =
+            CallSettings::resolve(&config, options, (request.uri(), request.extensions()));
         let rules = settings.rules.as_deref().unwrap_or(&config.rules);
         let (retries, total) = (rules.retries(), rules.total_deadline());
         let now = Instant::now();
@@ -197,7 +198,14 @@ where
         );
         // The first attempt (or the probe) is watched when its route has an
         // open diagnosis window, or the request keeps a connection log.
-        let logged = settings.log.is_some();
+        let logged = settings.extras.as_ref().is_some_and(|e| e.log.is_some());
+        if let Some(id) = settings
+            .extras
+            .as_ref()
+            .and_then(|e| e.correlation.as_deref())
+        {
+            span.record("triage.correlation_id", id);
+        }
         let capture = match &first.state {
             // (No route with a failure on record: nothing to look up.)
             State::Calling { .. } | State::Probing { .. } if any_route || logged => watch(
@@ -240,7 +248,7 @@ where
             held: first.held,
             permit,
             capture,
-            log: settings.log,
+            extras: settings.extras,
             prints: split.prints,
             packet: None,
             span,
