@@ -57,6 +57,9 @@ pin_project! {
         // The call's pool slot, freed when the body ends or is dropped
         // (boxed: only with a pool limit, and it keeps the body small).
         permit: Option<Box<tokio::sync::OwnedSemaphorePermit>>,
+        // The call's span, when enabled: the body's outcome is told inside
+        // it (boxed: only with DEBUG on for the target).
+        span: Option<Box<tracing::Span>>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -71,6 +74,7 @@ pin_project! {
             } else {
                 BodyOutcome::Dropped { bytes: *this.bytes }
             };
+            let _entered = this.span.as_deref().map(tracing::Span::enter);
             report_body(this.observer.as_ref(), outcome, *this.mode);
         }
     }
@@ -114,6 +118,38 @@ impl Front {
 }
 
 /// The event and observer call for a body's end (complete or dropped).
+/// A frame polled from the stream, under the idle timeout (`limit`): a
+/// stream that stays pending for `limit` fails with a body-idle timeout;
+/// any progress re-arms the timer.
+fn idle_watched<D, E: Into<BoxError>>(
+    polled: Poll<Option<Result<Frame<D>, E>>>,
+    idle: &mut Option<Pin<Box<Sleep>>>,
+    limit: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<D>, BoxError>>> {
+    match (polled, limit) {
+        (Poll::Pending, Some(limit)) => {
+            let timer = idle.get_or_insert_with(|| Box::pin(sleep(limit)));
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    *idle = None;
+                    Poll::Ready(Some(Err(BoxError::from(TimeoutError::new(
+                        TimeoutPhase::BodyIdle,
+                        limit,
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }
+        (polled, _) => {
+            if polled.is_ready() {
+                *idle = None;
+            }
+            polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+        }
+    }
+}
+
 fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome, mode: BodyMode) {
     match outcome {
         BodyOutcome::Complete { bytes } => notify::body_complete(bytes, mode),
@@ -155,6 +191,7 @@ impl<B: Body> ResponseBody<B> {
             idle: None,
             profile: None,
             permit: None,
+            span: None,
         }
     }
 
@@ -227,6 +264,16 @@ impl<B: Body> ResponseBody<B> {
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> ResponseBody<B> {
         self.permit = permit.map(Box::new);
+        self
+    }
+
+    /// Tells the body's outcome inside the call's `span`, when it is
+    /// enabled.
+    #[inline]
+    pub(crate) fn with_span(mut self, span: &tracing::Span) -> ResponseBody<B> {
+        if !span.is_disabled() {
+            self.span = Some(Box::new(span.clone()));
+        }
         self
     }
 
@@ -306,6 +353,7 @@ where
         let Some(inner) = inner else {
             *this.done = true;
             *this.permit = None;
+            let _entered = this.span.as_deref().map(tracing::Span::enter);
             report_body(
                 this.observer.as_ref(),
                 BodyOutcome::Complete { bytes: *this.bytes },
@@ -314,30 +362,7 @@ where
             return Poll::Ready(None);
         };
         let polled = inner.poll_frame(cx);
-        let idle = this.idle;
-        let polled = match (polled, *this.idle_timeout) {
-            (Poll::Pending, Some(limit)) => {
-                let timer = idle.get_or_insert_with(|| Box::pin(sleep(limit)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        *idle = None;
-                        Poll::Ready(Some(Err(BoxError::from(TimeoutError::new(
-                            TimeoutPhase::BodyIdle,
-                            limit,
-                        )))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            (polled, _) => {
-                // Any progress re-arms the idle timer.
-                if polled.is_ready() {
-                    *idle = None;
-                }
-                polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
-            }
-        };
-        match polled {
+        match idle_watched(polled, this.idle, *this.idle_timeout, cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = frame.map_data(|mut data| data.copy_to_bytes(data.remaining()));
                 if let Some(data) = frame.data_ref() {
@@ -348,6 +373,7 @@ where
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
                 let fault = classify_error(&*error, true, None).fault();
+                let _entered = this.span.as_deref().map(tracing::Span::enter);
                 notify::body_failed(*this.bytes, fault, *this.mode);
                 if let Some(observer) = this.observer {
                     observer.on_body(&BodyOutcome::Failed {
@@ -360,6 +386,7 @@ where
             Poll::Ready(None) => {
                 *this.done = true;
                 *this.permit = None;
+                let _entered = this.span.as_deref().map(tracing::Span::enter);
                 report_body(
                     this.observer.as_ref(),
                     BodyOutcome::Complete { bytes: *this.bytes },

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
@@ -162,6 +162,10 @@ async fn a_call_has_one_span_with_its_attempts_inside() {
     let url = format!("{}?session=s3cr3tValue99", upstream.url("/flaky/1/503"));
     let response = client(rules).oneshot(get(&url)).await.unwrap();
     assert_eq!(response.status(), 200);
+    // The body is read after the call returned: its outcome is still told
+    // inside the call's span.
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(!body.is_empty());
 
     let seen = spans.seen.lock().unwrap();
     let (id, fields) = the_span(&seen);
@@ -201,6 +205,17 @@ async fn a_call_has_one_span_with_its_attempts_inside() {
     assert!(
         attempts.iter().all(|(parent, _)| *parent == Some(id)),
         "{attempts:?}"
+    );
+    let body: Vec<_> = seen
+        .events
+        .iter()
+        .filter(|(_, message)| message == "response body complete")
+        .collect();
+    assert_eq!(body.len(), 1, "{:?}", seen.events);
+    assert_eq!(
+        body[0].0,
+        Some(id),
+        "the body's outcome is tied to its call"
     );
 }
 

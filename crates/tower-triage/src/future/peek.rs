@@ -162,7 +162,8 @@ where
         parts,
         ResponseBody::peeked(seen, rest, this.config.observer.clone())
             .with_idle_timeout(*this.body_idle_timeout)
-            .with_permit(this.permit.take()),
+            .with_permit(this.permit.take())
+            .with_span(this.span),
     );
     response.extensions_mut().insert(report);
     Next::Respond(response)
