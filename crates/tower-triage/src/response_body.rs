@@ -56,10 +56,9 @@ pin_project! {
         profile: Option<ProfileRef>,
         // The call's pool slot, freed when the body ends or is dropped
         // (boxed: only with a pool limit, and it keeps the body small).
-        permit: Option<Box<tokio::sync::OwnedSemaphorePermit>>,
-        // The call's span, when enabled: the body's outcome is told inside
-        // it (boxed: only with DEBUG on for the target).
-        span: Option<Box<tracing::Span>>,
+        // The call's pool slot and span, when it has either (boxed: most
+        // calls have neither, and it keeps the body small).
+        extras: Option<Box<BodyExtras>>,
     }
 
     impl<B> PinnedDrop for ResponseBody<B> {
@@ -74,7 +73,7 @@ pin_project! {
             } else {
                 BodyOutcome::Dropped { bytes: *this.bytes }
             };
-            let _entered = this.span.as_deref().map(tracing::Span::enter);
+            let _entered = span_of(this.extras).map(tracing::Span::enter);
             report_body(this.observer.as_ref(), outcome, *this.mode);
         }
     }
@@ -150,6 +149,26 @@ fn idle_watched<D, E: Into<BoxError>>(
     }
 }
 
+/// A body's rare companions: its call's pool slot (freed when the body
+/// ends) and its call's span (when enabled).
+#[derive(Debug, Default)]
+struct BodyExtras {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    span: Option<tracing::Span>,
+}
+
+/// The call's span, if the body keeps it.
+fn span_of(extras: &Option<Box<BodyExtras>>) -> Option<&tracing::Span> {
+    extras.as_deref().and_then(|e| e.span.as_ref())
+}
+
+/// The body ended: its pool slot is free.
+fn free_slot(extras: &mut Option<Box<BodyExtras>>) {
+    if let Some(extras) = extras.as_deref_mut() {
+        extras.permit = None;
+    }
+}
+
 fn report_body(observer: Option<&Arc<dyn Observer>>, outcome: BodyOutcome, mode: BodyMode) {
     match outcome {
         BodyOutcome::Complete { bytes } => notify::body_complete(bytes, mode),
@@ -190,8 +209,7 @@ impl<B: Body> ResponseBody<B> {
             idle_timeout: None,
             idle: None,
             profile: None,
-            permit: None,
-            span: None,
+            extras: None,
         }
     }
 
@@ -263,18 +281,20 @@ impl<B: Body> ResponseBody<B> {
         mut self,
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> ResponseBody<B> {
-        self.permit = permit.map(Box::new);
+        if let Some(permit) = permit {
+            self.extras.get_or_insert_with(Box::default).permit = Some(permit);
+        }
         self
     }
 
     /// Tells the body's outcome inside the call's `span`, when it is
     /// enabled.
+    /// (In place: the body is not moved for it, on every call.)
     #[inline]
-    pub(crate) fn with_span(mut self, span: &tracing::Span) -> ResponseBody<B> {
+    pub(crate) fn set_span(&mut self, span: &tracing::Span) {
         if !span.is_disabled() {
-            self.span = Some(Box::new(span.clone()));
+            self.extras.get_or_insert_with(Box::default).span = Some(span.clone());
         }
-        self
     }
 
     /// Fails the body when no frame arrives for `timeout`.
@@ -352,8 +372,8 @@ where
         // Nothing left to stream: the body ended with what was read.
         let Some(inner) = inner else {
             *this.done = true;
-            *this.permit = None;
-            let _entered = this.span.as_deref().map(tracing::Span::enter);
+            free_slot(this.extras);
+            let _entered = span_of(this.extras).map(tracing::Span::enter);
             report_body(
                 this.observer.as_ref(),
                 BodyOutcome::Complete { bytes: *this.bytes },
@@ -373,7 +393,7 @@ where
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
                 let fault = classify_error(&*error, true, None).fault();
-                let _entered = this.span.as_deref().map(tracing::Span::enter);
+                let _entered = span_of(this.extras).map(tracing::Span::enter);
                 notify::body_failed(*this.bytes, fault, *this.mode);
                 if let Some(observer) = this.observer {
                     observer.on_body(&BodyOutcome::Failed {
@@ -385,8 +405,8 @@ where
             }
             Poll::Ready(None) => {
                 *this.done = true;
-                *this.permit = None;
-                let _entered = this.span.as_deref().map(tracing::Span::enter);
+                free_slot(this.extras);
+                let _entered = span_of(this.extras).map(tracing::Span::enter);
                 report_body(
                     this.observer.as_ref(),
                     BodyOutcome::Complete { bytes: *this.bytes },

@@ -288,10 +288,10 @@ where
     B: TryCloneBody,
     R: Body,
 {
-    let body = body
+    let mut body = body
         .with_idle_timeout(*this.body_idle_timeout)
-        .with_permit(this.permit.take())
-        .with_span(this.span);
+        .with_permit(this.permit.take());
+    body.set_span(this.span);
     // At the first attempt, with nothing failed before, the response says
     // all there is to say: the report is read from its head when asked
     // (`ReportExt`), and nothing goes into its extensions.
