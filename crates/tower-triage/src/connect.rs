@@ -428,9 +428,24 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    Ok(client_with(layer, https_connector()?))
+}
+
+/// hyper-util's legacy `Client` over `connector` (a tagged one, for stage
+/// detail), on tokio, wrapped in `layer`: the client the probe and the
+/// tour build for each connector.
+pub fn client_with<C, B>(
+    layer: &crate::TriageLayer,
+    connector: C,
+) -> crate::Triage<hyper_util::client::legacy::Client<C, B>>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+    B: http_body::Body + Send,
+    B::Data: Send,
+{
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build(https_connector()?);
-    Ok(layer.layer(client))
+        .build(connector);
+    layer.layer(client)
 }
 
 /// A tagged HTTPS connector over the system resolver, trusting the system's

@@ -29,10 +29,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
-use hyper_util::rt::TokioExecutor;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 use triage_core::{
     Class, Detail, Diagnosis, Fault, Owner, Packet, Profile, RetryRules, Stage, TransportFailure,
     redact,
@@ -762,18 +760,9 @@ async fn send<C>(
     request: http::Request<Full<Bytes>>,
 ) -> Result<http::Response<crate::ResponseBody<hyper::body::Incoming>>, triage_core::Error>
 where
-    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read
-        + hyper::rt::Write
-        + hyper_util::client::legacy::connect::Connection
-        + Unpin
-        + Send
-        + 'static,
-    C::Future: Send + Unpin + 'static,
-    C::Error: Into<triage_core::BoxError>,
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let mut svc = layer.layer(client);
+    let mut svc = crate::connect::client_with::<_, Full<Bytes>>(layer, connector);
     match svc.ready().await {
         Ok(svc) => svc.call(request).await,
         Err(e) => Err(e),

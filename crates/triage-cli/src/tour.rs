@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 use tower_triage::core::{Backoff, Error, Profile, RetryRules};
 use tower_triage::{ReportExt, TriageLayer};
 use triage_testkit::{CertProblem, Proxy, ProxyBehavior, Resolver, TlsUpstream, Upstream};
@@ -328,18 +326,9 @@ async fn through<C>(
     request: Request<Full<Bytes>>,
 ) -> Result<Answer, BoxError>
 where
-    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
-    C::Response: hyper::rt::Read
-        + hyper::rt::Write
-        + hyper_util::client::legacy::connect::Connection
-        + Unpin
-        + Send
-        + 'static,
-    C::Future: Send + Unpin + 'static,
-    C::Error: Into<BoxError>,
+    C: hyper_util::client::legacy::connect::Connect + Clone + Send + Sync + 'static,
 {
-    let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-    let mut svc = layer.layer(client);
+    let mut svc = tower_triage::connect::client_with::<_, Full<Bytes>>(layer, connector);
     Ok(svc.ready().await?.call(request).await)
 }
 
@@ -381,8 +370,7 @@ async fn call(
             let mut roots = rustls::RootCertStore::empty();
             roots.add(tls.ca_der().to_vec().into())?;
             let connector = tower_triage::connect::https_connector_with(Resolver::new(), roots)?;
-            let client = Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector);
-            let mut svc = layer.layer(client);
+            let mut svc = tower_triage::connect::client_with::<_, Full<Bytes>>(&layer, connector);
             let url = tls.url("/ok");
             if row.again.is_some() {
                 let first = Request::get(url.as_str()).body(body.clone())?;
