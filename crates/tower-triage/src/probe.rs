@@ -401,14 +401,8 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let request = match request_for(&url, &options, &log) {
         Ok(request) => request,
         Err(e) => {
-            report.stages.push(StageResult {
-                stage: ProbeStage::Http,
-                ok: false,
-                elapsed: Duration::ZERO,
-                detail: format!("invalid request: {e}"),
-            });
-            report.diagnosis = failure(Stage::Write, Fault::Unknown);
-            return report;
+            let detail = format!("invalid request: {e}");
+            return stopped(report, (ProbeStage::Http, Stage::Write), detail, started);
         }
     };
     let t = Instant::now();
@@ -416,15 +410,8 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     let result = match through(&url, &options, &layer, request).await {
         Ok(result) => result,
         Err(setup) => {
-            report.stages.push(StageResult {
-                stage: ProbeStage::Tls,
-                ok: false,
-                elapsed: Duration::ZERO,
-                detail: format!("TLS setup failed: {setup}"),
-            });
-            report.diagnosis = failure(Stage::Tls, Fault::Unknown);
-            report.elapsed = started.elapsed();
-            return report;
+            let detail = format!("TLS setup failed: {setup}");
+            return stopped(report, (ProbeStage::Tls, Stage::Tls), detail, started);
         }
     };
     let http = read_answer(&mut report, result, t.elapsed());
@@ -447,6 +434,25 @@ pub async fn probe(url: Uri, options: ProbeOptions) -> ProbeReport {
     if report.stages.iter().all(|s| s.ok) {
         report.stages.push(http);
     }
+    report.elapsed = started.elapsed();
+    report
+}
+
+/// The report of a probe that could not send its request (`detail` says
+/// why): one failed stage, an unknown fault at `at`, never permanent.
+fn stopped(
+    mut report: ProbeReport,
+    (stage, at): (ProbeStage, Stage),
+    detail: String,
+    started: Instant,
+) -> ProbeReport {
+    report.stages.push(StageResult {
+        stage,
+        ok: false,
+        elapsed: Duration::ZERO,
+        detail,
+    });
+    report.diagnosis = failure(at, Fault::Unknown);
     report.elapsed = started.elapsed();
     report
 }
