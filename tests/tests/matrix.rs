@@ -40,7 +40,10 @@ enum Proto {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Under {
     Hyper(Composition),
+    /// The layer over a `service_fn` that sends through reqwest.
     Reqwest,
+    /// reqwest with the layer as its middleware.
+    ReqwestMiddleware,
 }
 
 impl Under {
@@ -56,26 +59,74 @@ impl Under {
         match self {
             Under::Hyper(composition) => build(composition, roots(), log),
             Under::Reqwest => reqwest_composition(log),
+            Under::ReqwestMiddleware => middleware_composition(log),
         }
     }
 }
 
-/// (g) the layer over a `service_fn` that sends through reqwest (HTTP/1,
-/// rustls with the ring provider trusting the testkit's CA, `svc.test`
-/// pinned to 127.0.0.1: no real name is ever resolved).
-fn reqwest_composition(log: &Log) -> Svc {
+/// A reqwest client over HTTP/1, rustls with the ring provider trusting the
+/// testkit's CA, `svc.test` pinned to 127.0.0.1: no real name is ever
+/// resolved.
+fn reqwest_client() -> reqwest::Client {
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots())
         .with_no_client_auth();
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .no_proxy()
         .resolve("svc.test", "127.0.0.1:0".parse().unwrap())
         .tls_backend_preconfigured(tls)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// (h) reqwest with [`TriageMiddleware`](tower_triage::reqwest::TriageMiddleware)
+/// built from the same layer, called through reqwest-middleware's client;
+/// its error is unwrapped to triage's, its response read as an
+/// `http::Response` (the report rides in the extensions).
+fn middleware_composition(log: &Log) -> Svc {
+    let client = reqwest_middleware::ClientBuilder::new(reqwest_client())
+        .with(tower_triage::reqwest::TriageMiddleware::new(layer(
+            true, log,
+        )))
+        .build();
+    let send = service_fn(move |request: http::Request<Full<Bytes>>| {
+        let client = client.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let sent = client
+                .request(parts.method, parts.uri.to_string())
+                .headers(parts.headers)
+                .body(bytes)
+                .send()
+                .await;
+            match sent {
+                Ok(response) => Ok(http::Response::from(response)),
+                Err(reqwest_middleware::Error::Middleware(error)) => {
+                    let error = error
+                        .downcast::<tower_triage::core::Error>()
+                        .unwrap_or_else(|other| panic!("not triage's error: {other}"));
+                    Err(triage_matrix::BoxError::from(error))
+                }
+                Err(reqwest_middleware::Error::Reqwest(error)) => {
+                    panic!("the client's error came past the middleware: {error}")
+                }
+            }
+        }
+    });
+    unify(send)
+}
+
+/// (g) the layer over a `service_fn` that sends through reqwest.
+fn reqwest_composition(log: &Log) -> Svc {
+    let client = reqwest_client();
     let send = service_fn(move |request: http::Request<Full<Bytes>>| {
         let client = client.clone();
         async move {
@@ -219,6 +270,7 @@ async fn verdict(fault: Fault, under: Under) -> Verdict {
 fn every_composition() -> Vec<Under> {
     let mut all: Vec<Under> = Composition::ALL.into_iter().map(Under::Hyper).collect();
     all.push(Under::Reqwest);
+    all.push(Under::ReqwestMiddleware);
     all
 }
 

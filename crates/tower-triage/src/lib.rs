@@ -153,6 +153,9 @@ mod options;
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod probe;
 mod report;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod response_body;
 mod route;
 mod service;

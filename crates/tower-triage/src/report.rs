@@ -224,4 +224,6 @@ pub(crate) fn mark(extensions: &mut http::Extensions, profile: &ProfileRef, mode
 mod sealed {
     pub trait Sealed {}
     impl<B> Sealed for http::Response<crate::ResponseBody<B>> {}
+    #[cfg(feature = "reqwest")]
+    impl Sealed for reqwest::Response {}
 }
