@@ -63,6 +63,9 @@ fn layer() -> TriageLayer {
 }
 
 fn client(layer: TriageLayer) -> ClientWithMiddleware {
+    // Built in one workspace with the matrix, reqwest gets rustls without a
+    // provider of its own (feature unification): it then needs a process default.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     ClientBuilder::new(client)
         .with(TriageMiddleware::new(layer))
