@@ -149,6 +149,9 @@ mod layer;
 mod notify;
 mod observer;
 mod options;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub mod probe;
@@ -168,7 +171,7 @@ pub use error::{StageError, TimeoutError};
 pub use future::ResponseFuture;
 pub use layer::TriageLayer;
 pub use notify::TARGET;
-pub use observer::{AttemptInfo, BodyOutcome, Observer, Outcome, RouteEvent};
+pub use observer::{AttemptInfo, BodyOutcome, Call, Observer, Outcome, RouteEvent};
 pub use options::RequestOptions;
 pub use report::{Report, ReportExt};
 pub use response_body::ResponseBody;

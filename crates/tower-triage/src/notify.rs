@@ -23,7 +23,7 @@ fn scrubbed<'a>(text: &'a str, secrets: &[String], prints: &[Fingerprint]) -> Co
 
 use std::sync::Arc;
 
-use crate::observer::{AttemptInfo, Observer, Outcome};
+use crate::observer::{AttemptInfo, Call, Observer, Outcome};
 use crate::whole_body::BodyMode;
 
 /// The event target, for filters: `tower_triage=debug`.
@@ -119,13 +119,13 @@ pub(crate) fn success_enabled() -> bool {
 /// [`Outcome::Failed`].
 pub(crate) fn failed(
     observer: Option<&Arc<dyn Observer>>,
-    (method, uri): (&Method, &Uri),
+    call: Call<'_>,
     packet: &Packet,
     body_mode: Option<BodyMode>,
 ) {
-    outcome(method, uri, packet, body_mode);
+    outcome(call.method, call.uri, packet, body_mode);
     if let Some(observer) = observer {
-        observer.on_outcome(&Outcome::Failed { packet });
+        observer.on_outcome(&Outcome::Failed { call, packet });
     }
 }
 
@@ -155,13 +155,19 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Op
 /// observer's [`Outcome::Cancelled`].
 pub(crate) fn cancelled(
     observer: Option<&Arc<dyn Observer>>,
-    (method, uri): (&Method, &Uri),
+    call: Call<'_>,
     attempt: u32,
     stage: Option<triage_core::Stage>,
-    elapsed: std::time::Duration,
 ) {
+    let Call {
+        method,
+        uri,
+        elapsed,
+        ..
+    } = call;
     if let Some(observer) = observer {
         observer.on_outcome(&Outcome::Cancelled {
+            call,
             attempts: attempt,
             stage,
         });
@@ -272,9 +278,14 @@ fn route_opened(route: &str, diagnosis: &triage_core::Diagnosis, probe_in: std::
 }
 
 /// An open route refused a request (DEBUG).
-pub(crate) fn route_refused(observer: Option<&Arc<dyn Observer>>, route: &str, packet: &Packet) {
+pub(crate) fn route_refused(
+    observer: Option<&Arc<dyn Observer>>,
+    call: Call<'_>,
+    route: &str,
+    packet: &Packet,
+) {
     if let Some(observer) = observer {
-        observer.on_outcome(&Outcome::Failed { packet });
+        observer.on_outcome(&Outcome::Failed { call, packet });
     }
     if level_enabled!(Level::DEBUG) {
         event!(
@@ -433,19 +444,6 @@ pub(crate) fn protocol_version(version: http::Version) -> &'static str {
     }
 }
 
-/// The class family of a class (`transport.connect.refused` →
-/// `transport.connect`, `server_error.503` → `server_error`): the span's
-/// `error.type`, of low cardinality.
-pub(crate) fn class_family(class: &str) -> &str {
-    match class.strip_prefix("transport.") {
-        Some(rest) => {
-            let stage = rest.split('.').next().unwrap_or(rest);
-            &class[..("transport.".len() + stage.len())]
-        }
-        None => class.split('.').next().unwrap_or(class),
-    }
-}
-
 /// Records an attempt's verdict on the call's span (when it is enabled):
 /// its status, resends and decision; and for the final failure, its
 /// owner, class, stage and `error.type`.
@@ -465,8 +463,8 @@ pub(crate) fn record_attempt(span: &tracing::Span, info: &AttemptInfo<'_>) {
     if info.diagnosis.is_success() || info.decision.is_retry() {
         return;
     }
+    span.record("error.type", info.diagnosis.class().family());
     let class = info.diagnosis.class().to_string();
-    span.record("error.type", class_family(&class));
     span.record("triage.class", class.as_str());
     if let Some(owner) = info.diagnosis.owner() {
         span.record("triage.owner", owner.as_str());

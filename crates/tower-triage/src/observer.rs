@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::{Method, Uri};
+use http::{Method, StatusCode, Uri};
 use triage_core::{Decision, Detail, Diagnosis, Evidence, Fault, Packet, Stage};
 
 use crate::whole_body::BodyMode;
@@ -120,6 +120,10 @@ pub struct AttemptInfo<'a> {
 pub enum Outcome<'a> {
     /// A response was handed back (a success, or a final failure status).
     Response {
+        /// The call.
+        call: Call<'a>,
+        /// The response's status.
+        status: StatusCode,
         /// Attempts made.
         attempts: u32,
         /// The verdict on the last attempt.
@@ -129,16 +133,56 @@ pub enum Outcome<'a> {
     },
     /// The call failed with an error; the packet says why.
     Failed {
+        /// The call.
+        call: Call<'a>,
         /// The escalation packet.
         packet: &'a Packet,
     },
     /// The caller dropped the call before it finished.
     Cancelled {
+        /// The call.
+        call: Call<'a>,
         /// Attempts started.
         attempts: u32,
         /// Where the call was; `None` while waiting between attempts.
         stage: Option<Stage>,
     },
+}
+
+impl<'a> Outcome<'a> {
+    /// The call that ended, whatever the outcome.
+    pub fn call(&self) -> &Call<'a> {
+        match self {
+            Outcome::Response { call, .. }
+            | Outcome::Failed { call, .. }
+            | Outcome::Cancelled { call, .. } => call,
+        }
+    }
+}
+
+/// The call an [`Outcome`] ends: what was asked, and how long the whole of it
+/// took, every attempt and wait included.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request URI (may hold secrets: redact before writing it anywhere,
+    /// see [`triage_core::redact::uri`]).
+    pub uri: &'a Uri,
+    /// From the call's start to its end: to the response head when the body
+    /// streams, to the body's end when it was read whole inside the attempt.
+    pub elapsed: Duration,
+}
+
+impl<'a> Call<'a> {
+    pub(crate) fn new(method: &'a Method, uri: &'a Uri, elapsed: Duration) -> Call<'a> {
+        Call {
+            method,
+            uri,
+            elapsed,
+        }
+    }
 }
 
 /// What happened to a response body after it was handed back.

@@ -82,8 +82,10 @@ impl Observer for Record {
                 diagnosis,
                 ..
             } => format!("response {attempts} {}", diagnosis.class()),
-            Outcome::Failed { packet } => format!("failed {}", packet.outcome()),
-            Outcome::Cancelled { attempts, stage } => {
+            Outcome::Failed { packet, .. } => format!("failed {}", packet.outcome()),
+            Outcome::Cancelled {
+                attempts, stage, ..
+            } => {
                 self.0.cancelled.lock().unwrap().push((*attempts, *stage));
                 format!("cancelled {attempts} {stage:?}")
             }

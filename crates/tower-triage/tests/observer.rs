@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -21,6 +22,7 @@ struct Seen {
     attempts: Mutex<Vec<(u32, Option<Owner>, &'static str)>>,
     outcomes: Mutex<Vec<String>>,
     bodies: Mutex<Vec<BodyOutcome>>,
+    elapsed: Mutex<Vec<Duration>>,
 }
 
 #[derive(Clone, Default)]
@@ -35,14 +37,27 @@ impl Observer for Record {
             .push((a.attempt, a.diagnosis.owner(), a.decision.reason()));
     }
     fn on_outcome(&self, outcome: &Outcome<'_>) {
+        let call = outcome.call();
+        self.0.elapsed.lock().unwrap().push(call.elapsed);
+        let host = call.uri.host().unwrap_or("");
         let text = match outcome {
             Outcome::Response {
                 attempts,
                 diagnosis,
+                status,
                 ..
-            } => format!("response {attempts} {}", diagnosis.class()),
-            Outcome::Failed { packet } => format!("failed {}", packet.outcome()),
-            Outcome::Cancelled { attempts, stage } => format!("cancelled {attempts} {stage:?}"),
+            } => format!(
+                "response {} {host} {} {attempts} {}",
+                call.method,
+                status.as_u16(),
+                diagnosis.class()
+            ),
+            Outcome::Failed { packet, .. } => {
+                format!("failed {} {host} {}", call.method, packet.outcome())
+            }
+            Outcome::Cancelled {
+                attempts, stage, ..
+            } => format!("cancelled {attempts} {stage:?}"),
             _ => String::from("other"),
         };
         self.0.outcomes.lock().unwrap().push(text);
@@ -120,7 +135,7 @@ async fn the_observer_sees_every_attempt_and_the_outcome() {
     );
     assert_eq!(
         record.0.outcomes.lock().unwrap().clone(),
-        vec!["response 2 success".to_owned()]
+        vec!["response GET a.test 200 2 success".to_owned()]
     );
     assert_eq!(
         record.0.bodies.lock().unwrap().clone(),
@@ -254,11 +269,48 @@ async fn every_observer_added_sees_every_event() {
         );
         assert_eq!(
             record.0.outcomes.lock().unwrap().clone(),
-            vec!["response 2 success".to_owned()]
+            vec!["response GET a.test 200 2 success".to_owned()]
         );
         assert_eq!(
             record.0.bodies.lock().unwrap().clone(),
             vec![BodyOutcome::Complete { bytes: 2 }]
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_call_is_told_with_what_was_asked_and_its_whole_time() {
+    let record = Record::default();
+    let inner = service_fn(|_req: Request<Full<Bytes>>| async {
+        Err::<Response<Full<Bytes>>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
+    });
+    let mut svc = TriageLayer::new().observer(record.clone()).layer(inner);
+    let started = tokio::time::Instant::now();
+    let error = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(
+            Request::post("http://b.test/v1/things")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    let attempts = record.0.attempts.lock().unwrap().clone();
+    assert!(
+        attempts.len() > 1,
+        "a refused connection is retried: {attempts:?}"
+    );
+    assert_eq!(
+        record.0.outcomes.lock().unwrap().clone(),
+        vec![format!("failed POST b.test {}", error.packet().outcome())]
+    );
+    let elapsed = record.0.elapsed.lock().unwrap().clone();
+    assert_eq!(elapsed.len(), 1);
+    assert!(
+        elapsed[0] > Duration::ZERO && elapsed[0] <= took,
+        "the call's time spans its attempts and waits: {elapsed:?} of {took:?}"
+    );
 }

@@ -20,7 +20,7 @@ use std::fmt;
 use http::StatusCode;
 
 use crate::gateway::GatewayFault;
-use crate::stage::{Fault, TransportFailure};
+use crate::stage::{Fault, Stage, TransportFailure};
 
 /// Who has to act on a failure.
 #[non_exhaustive]
@@ -141,6 +141,48 @@ pub enum Class {
 }
 
 impl Class {
+    /// The class's family: its name up to the first detail that varies
+    /// (`transport.connect`, `server_error`, `quota_exhausted`, `gateway`).
+    /// Few values, so fit for a metric's attribute or OpenTelemetry's
+    /// `error.type`.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use triage_core::Class;
+    ///
+    /// assert_eq!(Class::ServerError(StatusCode::BAD_GATEWAY).family(), "server_error");
+    /// assert_eq!(Class::RateLimited.family(), "rate_limited");
+    /// ```
+    pub const fn family(&self) -> &'static str {
+        match self {
+            Class::Success => "success",
+            Class::Transport(t) => match t.stage() {
+                Stage::Dns => "transport.dns",
+                Stage::Connect => "transport.connect",
+                Stage::Proxy => "transport.proxy",
+                Stage::Tls => "transport.tls",
+                Stage::Write => "transport.write",
+                Stage::AwaitHeaders => "transport.await_headers",
+                Stage::Body => "transport.body",
+            },
+            Class::Unauthenticated => "unauthenticated",
+            Class::Forbidden => "forbidden",
+            Class::QuotaExhausted(_) => "quota_exhausted",
+            Class::RateLimited => "rate_limited",
+            Class::BadRequest => "bad_request",
+            Class::NotFound => "not_found",
+            Class::RequestTimeout => "request_timeout",
+            Class::Conflict => "conflict",
+            Class::RequestTooLarge => "request_too_large",
+            Class::UnprocessableEntity => "unprocessable_entity",
+            Class::ClientError(_) => "client_error",
+            Class::ServerError(_) => "server_error",
+            Class::Overloaded => "overloaded",
+            Class::Gateway(_) => "gateway",
+            Class::Cancelled => "cancelled",
+        }
+    }
+
     /// The transport failure, for [`Class::Transport`].
     pub const fn transport(&self) -> Option<TransportFailure> {
         match self {

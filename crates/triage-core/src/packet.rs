@@ -161,6 +161,8 @@ pub struct Packet {
     gateway: Option<&'static str>,
     owner: Option<Owner>,
     class: String,
+    #[cfg_attr(feature = "serde", serde(skip))]
+    family: &'static str,
     stage: Option<Stage>,
     outcome: &'static str,
     next_step: &'static str,
@@ -377,6 +379,11 @@ impl Packet {
     pub fn class(&self) -> &str {
         &self.class
     }
+    /// The final class's family ([`Class::family`](crate::Class::family)),
+    /// of few values: fit for a metric's attribute.
+    pub fn class_family(&self) -> &'static str {
+        self.family
+    }
     /// The stage of the final transport failure.
     pub fn stage(&self) -> Option<Stage> {
         self.stage
@@ -524,6 +531,7 @@ impl PacketBuilder {
                 gateway: None,
                 owner: None,
                 class: String::from("success"),
+                family: "success",
                 stage: None,
                 outcome: "success",
                 next_step: "nothing to do",
@@ -676,6 +684,7 @@ impl PacketBuilder {
             let packet = &mut self.packet;
             packet.owner = diagnosis.owner();
             packet.class = diagnosis.class().to_string();
+            packet.family = diagnosis.class().family();
             packet.stage = diagnosis.stage();
             packet.gateway = diagnosis.gateway().map(|g| g.name());
             packet.outcome = decision.reason();

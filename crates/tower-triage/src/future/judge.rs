@@ -20,7 +20,7 @@ use crate::body::TryCloneBody;
 use crate::capture::Capture;
 use crate::error::TimeoutError;
 use crate::notify;
-use crate::observer::{AttemptInfo, Observer, Outcome, RouteEvent};
+use crate::observer::{AttemptInfo, Call, Observer, Outcome, RouteEvent};
 use crate::report::Report;
 use crate::response_body::ResponseBody;
 use crate::route::{Routes, connection_failure, route_of};
@@ -256,7 +256,10 @@ where
     S: Service<Request<B>>,
 {
     if let Some(observer) = &this.config.observer {
+        let call = Call::new(method!(this), uri!(this), this.started.elapsed());
         observer.on_outcome(&Outcome::Response {
+            call,
+            status: evidence.status().unwrap_or_default(),
             attempts: *this.attempt,
             diagnosis: &diagnosis,
             body_mode,
@@ -363,8 +366,8 @@ pub(super) fn failed<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    let request = (method!(this), uri!(this));
-    notify::failed(this.config.observer.as_ref(), request, packet, body_mode);
+    let call = Call::new(method!(this), uri!(this), packet.elapsed());
+    notify::failed(this.config.observer.as_ref(), call, packet, body_mode);
 }
 
 /// An attempt that ran out of its `limit` in `phase` at `stage`, judged

@@ -48,6 +48,7 @@ use crate::body::TryCloneBody;
 use crate::capture::{Capture, ConnectionLog};
 use crate::config::{Config, Extras, ProfileRef};
 use crate::notify;
+use crate::observer::Call;
 use crate::response_body::ResponseBody;
 use crate::route::route_of;
 use crate::transport::classify_error;
@@ -221,9 +222,8 @@ pin_project! {
                 StateProj::Waiting { .. } => None,
             };
             // Dropped before it finished: the caller cancelled.
-            let request = (method!(this), uri!(this));
-            let elapsed = this.started.elapsed();
-            notify::cancelled(this.config.observer.as_ref(), request, *this.attempt, stage, elapsed);
+            let call = Call::new(method!(this), uri!(this), this.started.elapsed());
+            notify::cancelled(this.config.observer.as_ref(), call, *this.attempt, stage);
         }
     }
 }

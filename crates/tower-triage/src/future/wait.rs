@@ -17,7 +17,7 @@ use super::judge;
 use super::{Flow, Projection, State, StateProj, StateReplace, method, random, uri};
 use crate::body::TryCloneBody;
 use crate::notify;
-use crate::observer::RouteEvent;
+use crate::observer::{Call, RouteEvent};
 use crate::route::{Admit, route_of};
 use crate::transport::classify_error;
 
@@ -125,7 +125,8 @@ where
         unreachable!("dispatched to its phase")
     };
     let route = route_of(this.head.uri());
-    notify::route_refused(this.config.observer.as_ref(), &route, error.packet());
+    let call = Call::new(method!(this), uri!(this), this.started.elapsed());
+    notify::route_refused(this.config.observer.as_ref(), call, &route, error.packet());
     *error
 }
 
