@@ -78,25 +78,25 @@ pub(crate) fn attempt(
                     target: TARGET,
                     $level,
                     http.request.method = method.as_str(),
-                    server.address = uri.host().unwrap_or(""),
+                    server.address = uri.host(),
                     url.path = uri.path(),
-                    http.request.resend_count = n.saturating_sub(1),
+                    http.request.resend_count = (n > 1).then(|| n - 1),
                     http.response.status_code = evidence.status().map(|s| s.as_u16()),
-                    owner = diagnosis.owner().map(|o| o.as_str()),
-                    class = %diagnosis.class(),
-                    stage = diagnosis.stage().map(|s| s.as_str()),
-                    body_seen = evidence.body().seen() || evidence.failure_body().is_some(),
-                    body_bytes = evidence.body().seen().then(|| evidence.body().bytes()),
-                    body_mode = body_mode.map(BodyMode::as_str),
-                    request_id = request_id.as_deref(),
-                    correlation_id = correlation_id,
-                    error.code = error_code.as_deref(),
-                    rate.remaining_requests = rate.requests.remaining,
-                    rate.remaining_tokens = rate.tokens.remaining,
-                    rate.reset_ms = rate.exhausted_reset().map(|d| d.as_millis() as u64),
-                    decision = decision.reason(),
-                    delay_ms = decision.delay().map(|d| d.as_millis() as u64),
-                    elapsed_ms = evidence.elapsed().as_millis() as u64,
+                    triage.owner = diagnosis.owner().map(|o| o.as_str()),
+                    triage.class = %diagnosis.class(),
+                    triage.stage = diagnosis.stage().map(|s| s.as_str()),
+                    triage.body_seen = evidence.body().seen() || evidence.failure_body().is_some(),
+                    triage.body_bytes = evidence.body().seen().then(|| evidence.body().bytes()),
+                    triage.body_mode = body_mode.map(BodyMode::as_str),
+                    triage.request_id = request_id.as_deref(),
+                    triage.correlation_id = correlation_id,
+                    triage.error_code = error_code.as_deref(),
+                    triage.rate.remaining_requests = rate.requests.remaining,
+                    triage.rate.remaining_tokens = rate.tokens.remaining,
+                    triage.rate.reset_ms = rate.exhausted_reset().map(|d| d.as_millis() as u64),
+                    triage.decision = decision.reason(),
+                    triage.delay_ms = decision.delay().map(|d| d.as_millis() as u64),
+                    triage.elapsed_ms = evidence.elapsed().as_millis() as u64,
                     "attempt {}",
                     if decision.is_retry() { "failed, retrying" } else if diagnosis.is_success() { "succeeded" } else { "failed" }
                 );
@@ -136,16 +136,16 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Op
             target: TARGET,
             Level::ERROR,
             http.request.method = method.as_str(),
-            server.address = uri.host().unwrap_or(""),
-            owner = packet.owner().map(|o| o.as_str()),
-            class = packet.class(),
-            stage = packet.stage().map(|s| s.as_str()),
-            attempts = packet.attempts_total(),
-            outcome = packet.outcome(),
-            body_mode = body_mode.map(BodyMode::as_str),
-            request_ids = ?packet.request_ids(),
-            correlation_id = packet.correlation_id(),
-            next_step = packet.next_step(),
+            server.address = uri.host(),
+            triage.owner = packet.owner().map(|o| o.as_str()),
+            triage.class = packet.class(),
+            triage.stage = packet.stage().map(|s| s.as_str()),
+            triage.attempts = packet.attempts_total(),
+            triage.outcome = packet.outcome(),
+            triage.body_mode = body_mode.map(BodyMode::as_str),
+            triage.request_ids = json_array(packet.request_ids()),
+            triage.correlation_id = packet.correlation_id(),
+            triage.next_step = packet.next_step(),
             "request failed"
         );
     }
@@ -177,13 +177,13 @@ pub(crate) fn cancelled(
             target: TARGET,
             Level::DEBUG,
             http.request.method = method.as_str(),
-            server.address = uri.host().unwrap_or(""),
-            owner = triage_core::Owner::Caller.as_str(),
-            class = "cancelled",
-            stage = stage.map(|s| s.as_str()),
-            waiting = stage.is_none(),
-            attempts = attempt,
-            elapsed_ms = elapsed.as_millis() as u64,
+            server.address = uri.host(),
+            triage.owner = triage_core::Owner::Caller.as_str(),
+            triage.class = "cancelled",
+            triage.stage = stage.map(|s| s.as_str()),
+            triage.waiting = stage.is_none(),
+            triage.attempts = attempt,
+            triage.elapsed_ms = elapsed.as_millis() as u64,
             "request cancelled by the caller"
         );
     }
@@ -195,15 +195,15 @@ pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault, body_mode: Body
         event!(
             target: TARGET,
             Level::ERROR,
-            owner = triage_core::Owner::ConnectionPath.as_str(),
-            stage = triage_core::Stage::Body.as_str(),
-            fault = fault.as_str(),
-            timeout = match fault {
+            triage.owner = triage_core::Owner::ConnectionPath.as_str(),
+            triage.stage = triage_core::Stage::Body.as_str(),
+            triage.fault = fault.as_str(),
+            triage.timeout = match fault {
                 triage_core::Fault::Timeout(phase) => Some(phase.as_str()),
                 _ => None,
             },
-            bytes,
-            body_mode = body_mode.as_str(),
+            triage.bytes = bytes,
+            triage.body_mode = body_mode.as_str(),
             "response body failed"
         );
     }
@@ -215,10 +215,10 @@ pub(crate) fn body_dropped(bytes: u64, body_mode: BodyMode) {
         event!(
             target: TARGET,
             Level::DEBUG,
-            owner = triage_core::Owner::Caller.as_str(),
-            stage = triage_core::Stage::Body.as_str(),
-            bytes,
-            body_mode = body_mode.as_str(),
+            triage.owner = triage_core::Owner::Caller.as_str(),
+            triage.stage = triage_core::Stage::Body.as_str(),
+            triage.bytes = bytes,
+            triage.body_mode = body_mode.as_str(),
             "response body dropped by the caller before its end"
         );
     }
@@ -230,9 +230,9 @@ pub(crate) fn body_complete(bytes: u64, body_mode: BodyMode) {
         event!(
             target: TARGET,
             Level::DEBUG,
-            stage = triage_core::Stage::Body.as_str(),
-            bytes,
-            body_mode = body_mode.as_str(),
+            triage.stage = triage_core::Stage::Body.as_str(),
+            triage.bytes = bytes,
+            triage.body_mode = body_mode.as_str(),
             "response body complete"
         );
     }
@@ -266,12 +266,12 @@ fn route_opened(route: &str, diagnosis: &triage_core::Diagnosis, probe_in: std::
         event!(
             target: TARGET,
             Level::WARN,
-            route = route,
-            owner = diagnosis.owner().map(|o| o.as_str()),
-            class = %diagnosis.class(),
-            stage = diagnosis.stage().map(|s| s.as_str()),
-            next_step = diagnosis.next_step(),
-            probe_in_ms = probe_in.as_millis() as u64,
+            triage.route = route,
+            triage.owner = diagnosis.owner().map(|o| o.as_str()),
+            triage.class = %diagnosis.class(),
+            triage.stage = diagnosis.stage().map(|s| s.as_str()),
+            triage.next_step = diagnosis.next_step(),
+            triage.probe_in_ms = probe_in.as_millis() as u64,
             "route open: further requests fail at once until a probe gets through"
         );
     }
@@ -291,10 +291,10 @@ pub(crate) fn route_refused(
         event!(
             target: TARGET,
             Level::DEBUG,
-            route = route,
-            owner = packet.owner().map(|o| o.as_str()),
-            class = packet.class(),
-            refused = packet.route_open().map(|r| r.refused()),
+            triage.route = route,
+            triage.owner = packet.owner().map(|o| o.as_str()),
+            triage.class = packet.class(),
+            triage.refused = packet.route_open().map(|r| r.refused()),
             "request refused: the route is open"
         );
     }
@@ -306,8 +306,8 @@ fn route_probe_failed(route: &str, diagnosis: &triage_core::Diagnosis) {
         event!(
             target: TARGET,
             Level::DEBUG,
-            route = route,
-            class = %diagnosis.class(),
+            triage.route = route,
+            triage.class = %diagnosis.class(),
             "route probe failed: the route stays open"
         );
     }
@@ -319,9 +319,9 @@ fn route_recovered(route: &str, outage: std::time::Duration, refused: u64) {
         event!(
             target: TARGET,
             Level::INFO,
-            route = route,
-            outage_ms = outage.as_millis() as u64,
-            refused = refused,
+            triage.route = route,
+            triage.outage_ms = outage.as_millis() as u64,
+            triage.refused = refused,
             "route recovered: requests flow again"
         );
     }
@@ -340,12 +340,12 @@ pub(crate) fn window_opened(
         event!(
             target: TARGET,
             Level::DEBUG,
-            route = route,
-            class = %diagnosis.class(),
-            stage = diagnosis.stage().map(|s| s.as_str()),
-            error = chain.as_deref(),
-            failures = window.failures,
-            duration_ms = window.duration.as_millis() as u64,
+            triage.route = route,
+            triage.class = %diagnosis.class(),
+            triage.stage = diagnosis.stage().map(|s| s.as_str()),
+            triage.error = chain.as_deref(),
+            triage.failures = window.failures,
+            triage.duration_ms = window.duration.as_millis() as u64,
             "diagnosis window open: the next failures on this route are captured in detail"
         );
     }
@@ -359,14 +359,14 @@ fn detail(route: &str, detail: &triage_core::Detail) {
         event!(
             target: TARGET,
             Level::DEBUG,
-            route = route,
-            attempt = detail.attempt(),
-            window_n = n,
-            window_of = of,
-            detail = %detail,
-            peer = peer.as_deref(),
-            answers = detail.answers().join(" ").as_str(),
-            proxy_status = detail.proxy_status(),
+            triage.route = route,
+            triage.attempt = detail.attempt(),
+            triage.window_n = n,
+            triage.window_of = of,
+            triage.detail = %detail,
+            triage.peer = peer.as_deref(),
+            triage.answers = detail.answers().join(" ").as_str(),
+            triage.proxy_status = detail.proxy_status(),
             "diagnosis detail"
         );
     }
@@ -379,11 +379,43 @@ pub(crate) fn window_closed(route: &str, captured: u32, why: &'static str) {
         event!(
             target: TARGET,
             Level::DEBUG,
-            route = route,
-            captured = captured,
-            closed_by = why,
+            triage.route = route,
+            triage.captured = captured,
+            triage.closed_by = why,
             "diagnosis window closed"
         );
+    }
+}
+
+/// Strings written as a JSON array (`["a","b"]`), for a field that holds a
+/// list; `None` (the field left out) when there are none.
+fn json_array(items: &[String]) -> Option<tracing::field::DisplayValue<JsonArray<'_>>> {
+    (!items.is_empty()).then(|| tracing::field::display(JsonArray(items)))
+}
+
+/// See [`json_array`].
+struct JsonArray<'a>(&'a [String]);
+
+impl std::fmt::Display for JsonArray<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        f.write_char('[')?;
+        for (i, item) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_char(',')?;
+            }
+            f.write_char('"')?;
+            for c in item.chars() {
+                match c {
+                    '"' => f.write_str("\\\"")?,
+                    '\\' => f.write_str("\\\\")?,
+                    c if c.is_control() => write!(f, "\\u{:04x}", u32::from(c))?,
+                    c => f.write_char(c)?,
+                }
+            }
+            f.write_char('"')?;
+        }
+        f.write_char(']')
     }
 }
 
@@ -415,7 +447,7 @@ pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
         otel.name = method.as_str(),
         otel.kind = "client",
         http.request.method = method.as_str(),
-        server.address = uri.host().unwrap_or(""),
+        server.address = uri.host(),
         server.port = uri
             .port_u16()
             .unwrap_or(if scheme() == "https" { 443 } else { 80 }),
@@ -471,5 +503,20 @@ pub(crate) fn record_attempt(span: &tracing::Span, info: &AttemptInfo<'_>) {
     }
     if let Some(stage) = info.diagnosis.stage() {
         span.record("triage.stage", stage.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JsonArray;
+
+    #[test]
+    fn request_ids_are_a_json_array_with_quotes_and_controls_escaped() {
+        let ids = [String::from("req_1"), String::from("a\"b\\c\u{1}")];
+        assert_eq!(JsonArray(&ids).to_string(), r#"["req_1","a\"b\\c\u0001"]"#);
+        assert!(
+            super::json_array(&[]).is_none(),
+            "no ids: the field is left out"
+        );
     }
 }

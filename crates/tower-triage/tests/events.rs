@@ -70,19 +70,29 @@ async fn events_carry_the_evidence_and_no_secret() {
         "{}",
         attempts[0]
     );
-    assert!(attempts[0].contains("owner=server"));
-    assert!(attempts[0].contains("decision=retry"));
-    assert!(attempts[0].contains("request_id=req_503"));
+    assert!(attempts[0].contains("triage.owner=server"));
+    assert!(attempts[0].contains("triage.decision=retry"));
+    assert!(attempts[0].contains("triage.request_id=req_503"));
     assert!(attempts[0].contains("server.address=api.openai.com"));
     assert!(attempts[1].starts_with("ERROR"), "{}", attempts[1]);
-    assert!(attempts[1].contains("owner=auth"));
-    assert!(attempts[1].contains("decision=not_retryable"));
+    assert!(attempts[1].contains("triage.owner=auth"));
+    assert!(attempts[1].contains("triage.decision=not_retryable"));
     assert!(attempts[1].contains("http.request.resend_count=1"));
     assert!(
         lines
             .iter()
-            .any(|l| l.contains("request failed") && l.contains("attempts=2")),
+            .any(|l| l.contains("request failed") && l.contains("triage.attempts=2")),
         "{all}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("request failed")
+            && l.contains(r#"triage.request_ids=["req_503","req_401"]"#)),
+        "the request IDs of every attempt, as a JSON array: {all}"
+    );
+    assert!(
+        !attempts[0].contains("resend_count"),
+        "a first attempt is no resend: {}",
+        attempts[0]
     );
 }
 
