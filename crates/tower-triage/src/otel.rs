@@ -3,15 +3,20 @@
 //!
 //! | Instrument | Kind, unit | Attributes |
 //! |---|---|---|
-//! | `http.client.request.duration` | histogram, `s` | `http.request.method`, `server.address`, `server.port`, `url.scheme`, `http.response.status_code` (when a response came back), `error.type` (on failure) |
-//! | `triage.attempts` | counter, `{attempt}` | `http.request.method`, `server.address`, `triage.owner` (on failure), `triage.class`, `triage.decision` |
+//! | `http.client.request.duration` | histogram, `s` | `http.request.method`, `server.address`, `server.port`, `http.response.status_code` (when a response came back), `error.type` (on failure) |
+//! | `triage.attempt.failures` | counter, `{attempt}` | `http.request.method`, `server.address`, `triage.owner`, `triage.class`, `triage.decision` |
 //! | `triage.retry.budget_refused` | counter, `{retry}` | `server.address` |
 //! | `triage.route.opened` | counter, `{event}` | `triage.route` |
 //! | `triage.route.closed` | counter, `{event}` | `triage.route` |
 //!
 //! The duration is one logical call's, as OpenTelemetry's HTTP client
 //! conventions define it: every attempt and wait included, to the response
-//! head (or to the body's end when the layer read it whole). `error.type`
+//! head (or to the body's end when the layer read it whole). Its count is
+//! the number of calls, by status and `error.type`; the failure counter
+//! counts every attempt that failed, retried or not, by who owns the
+//! failure and what the layer did next (`retry`, `not_retryable`,
+//! `budget_exhausted`, ...). A success is not counted twice: on the happy
+//! path the observer records one histogram point and nothing else. `error.type`
 //! and `triage.class` are class *families* ([`Class::family`]:
 //! `transport.connect`, `server_error`, `rate_limited`, ...), and methods
 //! outside RFC 9110's are written `_OTHER`, so every attribute keeps few
@@ -49,7 +54,7 @@ const DURATION_BOUNDARIES: [f64; 14] = [
 #[derive(Debug, Clone)]
 pub struct Metrics {
     duration: Histogram<f64>,
-    attempts: Counter<u64>,
+    failures: Counter<u64>,
     budget_refused: Counter<u64>,
     route_opened: Counter<u64>,
     route_closed: Counter<u64>,
@@ -65,10 +70,10 @@ impl Metrics {
                 .with_description("Duration of HTTP client requests.")
                 .with_boundaries(DURATION_BOUNDARIES.to_vec())
                 .build(),
-            attempts: meter
-                .u64_counter("triage.attempts")
+            failures: meter
+                .u64_counter("triage.attempt.failures")
                 .with_unit("{attempt}")
-                .with_description("Attempts judged, by the failure's owner and class and what the layer did next.")
+                .with_description("Failed attempts, by the failure's owner and class and what the layer did next.")
                 .build(),
             budget_refused: meter
                 .u64_counter("triage.retry.budget_refused")
@@ -101,31 +106,21 @@ impl Metrics {
 
 impl Observer for Metrics {
     fn on_attempt(&self, attempt: &AttemptInfo<'_>) {
+        // A success has no owner: the duration histogram counts it.
+        let Some(owner) = attempt.diagnosis.owner() else {
+            return;
+        };
         let address = server_address(attempt.uri);
-        let class = attempt.diagnosis.class().family();
-        let decision = attempt.decision.reason();
-        let method = method(attempt.method);
-        match attempt.diagnosis.owner() {
-            Some(owner) => self.attempts.add(
-                1,
-                &[
-                    KeyValue::new("http.request.method", method),
-                    KeyValue::new("server.address", address.clone()),
-                    KeyValue::new("triage.owner", owner.as_str()),
-                    KeyValue::new("triage.class", class),
-                    KeyValue::new("triage.decision", decision),
-                ],
-            ),
-            None => self.attempts.add(
-                1,
-                &[
-                    KeyValue::new("http.request.method", method),
-                    KeyValue::new("server.address", address.clone()),
-                    KeyValue::new("triage.class", class),
-                    KeyValue::new("triage.decision", decision),
-                ],
-            ),
-        }
+        self.failures.add(
+            1,
+            &[
+                KeyValue::new("http.request.method", method(attempt.method)),
+                KeyValue::new("server.address", address.clone()),
+                KeyValue::new("triage.owner", owner.as_str()),
+                KeyValue::new("triage.class", attempt.diagnosis.class().family()),
+                KeyValue::new("triage.decision", attempt.decision.reason()),
+            ],
+        );
         if let Decision::Stop(Stop::BudgetExhausted) = attempt.decision {
             self.budget_refused
                 .add(1, &[KeyValue::new("server.address", address)]);
@@ -173,14 +168,10 @@ impl Metrics {
             KeyValue::new("http.request.method", method(call.method)),
             KeyValue::new("server.address", server_address(call.uri)),
             KeyValue::new("server.port", i64::from(port)),
-            KeyValue::new(
-                "url.scheme",
-                if scheme == "https" { "https" } else { "http" },
-            ),
             KeyValue::new("http.response.status_code", 0_i64),
             KeyValue::new("error.type", ""),
         ];
-        let mut len = 4;
+        let mut len = 3;
         if let Some(status) = status {
             attributes[len] = KeyValue::new("http.response.status_code", i64::from(status));
             len += 1;

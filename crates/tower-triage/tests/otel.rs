@@ -110,7 +110,6 @@ fn duration(port: &str, more: &[(&str, &str)]) -> Point {
         ("http.request.method", "GET"),
         ("server.address", "api.test"),
         ("server.port", port),
-        ("url.scheme", "http"),
     ];
     kvs.extend_from_slice(more);
     point(&kvs, 1)
@@ -220,25 +219,32 @@ async fn each_call_has_its_duration_and_each_attempt_its_owner_class_and_decisio
     expected.sort_by(|a, b| a.attributes.cmp(&b.attributes));
     assert_eq!(sdk.points("http.client.request.duration"), expected);
 
-    let attempt = |owner: Option<&'static str>, class: &'static str, decision: &'static str, n| {
-        let mut kvs = vec![
-            ("http.request.method", "GET"),
-            ("server.address", "api.test"),
-            ("triage.class", class),
-            ("triage.decision", decision),
-        ];
-        kvs.extend(owner.map(|o| ("triage.owner", o)));
-        point(&kvs, n)
+    let failure = |owner: &'static str, class: &'static str, decision: &'static str, n| {
+        point(
+            &[
+                ("http.request.method", "GET"),
+                ("server.address", "api.test"),
+                ("triage.owner", owner),
+                ("triage.class", class),
+                ("triage.decision", decision),
+            ],
+            n,
+        )
     };
-    let attempts = sdk.points("triage.attempts");
+    let failures = sdk.points("triage.attempt.failures");
     for want in [
-        attempt(Some("server"), "server_error", "retry", 1),
-        attempt(None, "success", "success", 1),
-        attempt(Some("auth"), "unauthenticated", "not_retryable", 1),
+        failure("server", "server_error", "retry", 1),
+        failure("auth", "unauthenticated", "not_retryable", 1),
     ] {
-        assert!(attempts.contains(&want), "{want:?} not in {attempts:?}");
+        assert!(failures.contains(&want), "{want:?} not in {failures:?}");
     }
-    let connect: u64 = attempts
+    assert!(
+        failures
+            .iter()
+            .all(|p| p.attributes.get("triage.class").map(String::as_str) != Some("success")),
+        "a success is counted by the histogram only: {failures:?}"
+    );
+    let connect: u64 = failures
         .iter()
         .filter(|p| {
             p.attributes.get("triage.class").map(String::as_str) == Some("transport.connect")
@@ -247,7 +253,7 @@ async fn each_call_has_its_duration_and_each_attempt_its_owner_class_and_decisio
         .sum();
     assert!(
         connect >= 2,
-        "a refused connection is retried, each attempt counted: {attempts:?}"
+        "a refused connection is retried, each attempt counted: {failures:?}"
     );
     assert_eq!(sdk.points("triage.retry.budget_refused"), vec![]);
 }
@@ -270,10 +276,10 @@ async fn a_retry_the_budget_refuses_is_counted() {
         sdk.points("triage.retry.budget_refused"),
         vec![point(&[("server.address", "api.test")], 1)]
     );
-    let attempts = sdk.points("triage.attempts");
-    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    let failures = sdk.points("triage.attempt.failures");
+    assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(
-        attempts[0]
+        failures[0]
             .attributes
             .get("triage.decision")
             .map(String::as_str),

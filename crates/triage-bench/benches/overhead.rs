@@ -5,6 +5,12 @@
 //! policy (what a tower user writes by hand). The body is read to its end.
 //! Heap allocations per request are counted and printed for each.
 //!
+//! Telemetry: `TRIAGE_TRACE_LEVEL=debug` enables the discarding subscriber
+//! at DEBUG, so that triage's span per call (and `TraceLayer`'s) is made;
+//! the stacks `trace_retry` (tower-http's `TraceLayer` around
+//! `tower::retry`) and `triage_metrics` (the layer with `otel::Metrics` on
+//! an SDK meter provider) price the telemetry against each other.
+//!
 //! Run: `cargo bench -p triage-bench --bench overhead`
 #![allow(unsafe_code)] // the counting allocator; the libraries forbid unsafe code
 
@@ -21,9 +27,10 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use tower::retry::Retry;
 use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_http::trace::TraceLayer;
 use tower_triage::TriageLayer;
 use tower_triage::core::RetryRules;
-use triage_bench::{Discard, ServerErrors};
+use triage_bench::{DiscardAt, ServerErrors};
 
 struct Counting;
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
@@ -110,7 +117,12 @@ fn allocations_per_call(mut call: impl FnMut()) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let _ = tracing::subscriber::set_global_default(Discard);
+    let level = match std::env::var("TRIAGE_TRACE_LEVEL").as_deref() {
+        Ok("debug") => tracing::level_filters::LevelFilter::DEBUG,
+        _ => tracing::level_filters::LevelFilter::INFO,
+    };
+    let _ = tracing::subscriber::set_global_default(DiscardAt(level));
+    eprintln!("tracing subscriber enabled at {level}");
     let inner =
         service_fn(|_req: Request<Full<Bytes>>| async { Ok::<_, std::io::Error>(answer()) });
     let mut bare = inner;
@@ -125,6 +137,17 @@ fn bench(c: &mut Criterion) {
     });
     let mut bare_ext = with_extensions;
     let mut triaged_ext = TriageLayer::new().layer(with_extensions);
+    let mut trace_retry = TraceLayer::new_for_http().layer(Retry::new(ServerErrors(2), inner));
+    // A meter provider as a service sets one up; its reader exports every
+    // minute, so never during a run.
+    let exporter = opentelemetry_sdk::metrics::InMemoryMetricExporter::default();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(opentelemetry_sdk::metrics::PeriodicReader::builder(exporter).build())
+        .build();
+    let meter = opentelemetry::metrics::MeterProvider::meter(&provider, "bench");
+    let mut triaged_metrics = TriageLayer::new()
+        .observer(tower_triage::otel::Metrics::new(&meter))
+        .layer(inner);
 
     // `TRIAGE_INSTRUCTIONS=STACK:N`: N calls of one stack and nothing
     // else, for `valgrind --tool=callgrind --toggle-collect='*measured_calls*'`
@@ -139,6 +162,8 @@ fn bench(c: &mut Criterion) {
             "tower_retry" => measured(&mut retried, n),
             "bare_ext" => measured(&mut bare_ext, n),
             "triage_ext" => measured(&mut triaged_ext, n),
+            "trace_retry" => measured(&mut trace_retry, n),
+            "triage_metrics" => measured(&mut triaged_metrics, n),
             other => panic!("TRIAGE_INSTRUCTIONS: no stack {other:?}"),
         }
         std::process::exit(0);
@@ -154,6 +179,11 @@ fn bench(c: &mut Criterion) {
             allocations_per_call(|| call(&mut bare_ext)),
             allocations_per_call(|| call(&mut triaged_ext)),
         );
+        eprintln!(
+            "allocations per call, telemetry: TraceLayer + tower::retry {:.1}, triage with metrics {:.1}",
+            allocations_per_call(|| call(&mut trace_retry)),
+            allocations_per_call(|| call(&mut triaged_metrics)),
+        );
     }
 
     let mut group = c.benchmark_group("happy_path");
@@ -163,6 +193,8 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tower_retry", |b| b.iter(|| call(&mut retried)));
     group.bench_function("bare_ext", |b| b.iter(|| call(&mut bare_ext)));
     group.bench_function("triage_ext", |b| b.iter(|| call(&mut triaged_ext)));
+    group.bench_function("trace_retry", |b| b.iter(|| call(&mut trace_retry)));
+    group.bench_function("triage_metrics", |b| b.iter(|| call(&mut triaged_metrics)));
     group.finish();
 }
 

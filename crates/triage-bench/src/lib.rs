@@ -31,6 +31,30 @@ impl tracing::Subscriber for Discard {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// A tracing subscriber that discards everything, enabled up to a level of
+/// choice: at DEBUG, the layers under test make their spans (triage's span
+/// per call, tower-http's `TraceLayer`'s) and pay for them as with a real
+/// subscriber, less the subscriber's own work.
+#[derive(Debug, Clone, Copy)]
+pub struct DiscardAt(pub tracing::level_filters::LevelFilter);
+
+impl tracing::Subscriber for DiscardAt {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        self.0 >= *metadata.level()
+    }
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(self.0)
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 /// Whether `arg` asks for the smoke mode: seconds, tiny counts, only to
 /// show that the benchmark still runs. `--smoke`, or `--test`, which
 /// `cargo bench -- --test` passes to every benchmark (as criterion's own
