@@ -45,7 +45,6 @@
 
 use std::io;
 
-use crate::classify::contains_ignore_ascii_case;
 use crate::stage::{CertificateProblem, Fault, Stage, TimeoutPhase, TransportFailure};
 
 /// What hyper's `Error` predicates say (`is_canceled`, `is_closed`, ...).
@@ -291,7 +290,28 @@ impl Signals {
     /// `tcp connect error`), and for errors of clients this crate cannot
     /// downcast. Matched case-insensitively, without allocating.
     pub fn read_text(&mut self, text: &str) {
-        let has = |needle: &str| contains_ignore_ascii_case(text, needle);
+        // Lowered once (on the stack when short), then searched with the
+        // standard library's substring search: a window-by-window
+        // case-insensitive compare of some thirty phrases cost tens of
+        // thousands of instructions per link.
+        let mut stack = [0u8; 512];
+        let heap: String;
+        let lower: &str = match stack.get_mut(..text.len()) {
+            Some(buf) => {
+                buf.copy_from_slice(text.as_bytes());
+                buf.make_ascii_lowercase();
+                // ASCII lowering keeps UTF-8 whole.
+                std::str::from_utf8(buf).unwrap_or_default()
+            }
+            None => {
+                heap = text.to_ascii_lowercase();
+                &heap
+            }
+        };
+        // Most phrases are absent: a set of the text's byte pairs rules
+        // them out before any search.
+        let pairs = Pairs::of(lower.as_bytes());
+        let has = |needle: &str| pairs.may_hold(needle.as_bytes()) && lower.contains(needle);
         let mut bits = 0;
         let mut set = |yes: bool, bit: u32| {
             if yes {
@@ -350,7 +370,7 @@ impl Signals {
         );
         self.said.0 |= bits;
         if self.certificate.is_none() {
-            self.certificate = certificate_problem(text);
+            self.certificate = certificate_problem(lower);
         }
     }
 
@@ -558,8 +578,46 @@ fn io_fault(kind: io::ErrorKind) -> Option<Fault> {
 
 /// rustls's "invalid peer certificate: …" texts, in both the plain and the
 /// `…Context` forms.
-fn certificate_problem(text: &str) -> Option<CertificateProblem> {
-    let has = |needle: &str| contains_ignore_ascii_case(text, needle);
+/// The adjacent byte pairs of a text, hashed into 1,024 bits: a phrase
+/// with a pair the text lacks is not in it (the converse needs a search).
+struct Pairs([u64; 16]);
+
+impl Pairs {
+    fn slot(a: u8, b: u8) -> usize {
+        (usize::from(a) * 31 + usize::from(b)) & 1023
+    }
+
+    fn of(text: &[u8]) -> Pairs {
+        let mut bits = [0u64; 16];
+        for pair in text.windows(2) {
+            let slot = Pairs::slot(pair[0], pair[1]);
+            bits[slot / 64] |= 1 << (slot % 64);
+        }
+        Pairs(bits)
+    }
+
+    fn holds(&self, a: u8, b: u8) -> bool {
+        let slot = Pairs::slot(a, b);
+        self.0[slot / 64] & (1 << (slot % 64)) != 0
+    }
+
+    /// Whether `needle` may be in the text: its first, middle and last
+    /// pairs all are.
+    fn may_hold(&self, needle: &[u8]) -> bool {
+        let n = needle.len();
+        if n < 2 {
+            return true;
+        }
+        let mid = (n - 1) / 2;
+        self.holds(needle[0], needle[1])
+            && self.holds(needle[mid], needle[mid + 1])
+            && self.holds(needle[n - 2], needle[n - 1])
+    }
+}
+
+/// `lower`: the text, lowercased.
+fn certificate_problem(lower: &str) -> Option<CertificateProblem> {
+    let has = |needle: &str| lower.contains(needle);
     if !has("invalid peer certificate") {
         return None;
     }
@@ -806,6 +864,21 @@ mod tests {
             text("connection error received: unexpected internal error encountered"),
             Fault::Reset
         );
+    }
+
+    #[test]
+    fn texts_are_read_in_any_case_and_at_any_length() {
+        let dns = |t: &str| judged(false, |s| s.read_text(t));
+        let loud = dns("DNS Error: Failed To Lookup Address: NXDOMAIN");
+        assert_eq!((loud.stage(), loud.fault()), (Stage::Dns, Fault::NameNotFound));
+        // Past the stack buffer, the phrase at the very end still counts.
+        let long = format!("{} dns error: no such host", "x".repeat(4000));
+        let long = dns(&long);
+        assert_eq!((long.stage(), long.fault()), (Stage::Dns, Fault::NameNotFound));
+        // Every pair of a phrase must be there: a text with its words
+        // scattered does not say it.
+        let scattered = dns("error dns; such no host");
+        assert_ne!(scattered.fault(), Fault::NameNotFound);
     }
 
     #[test]
