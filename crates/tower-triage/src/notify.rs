@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use tracing::{Level, event, level_enabled};
 
 use triage_core::redact::Fingerprint;
-use triage_core::{Decision, Packet};
+use triage_core::{Decision, Error, Packet};
 
 /// `text` without `secrets` (by exact value) and `prints` (by
 /// fingerprint); borrowed when neither occurs.
@@ -120,12 +120,15 @@ pub(crate) fn success_enabled() -> bool {
 pub(crate) fn failed(
     observer: Option<&Arc<dyn Observer>>,
     call: Call<'_>,
-    packet: &Packet,
+    error: &Error,
     body_mode: Option<BodyMode>,
 ) {
-    outcome(call.method, call.uri, packet, body_mode);
+    if level_enabled!(Level::ERROR) {
+        // The event reads the packet, which writes it now.
+        outcome(call.method, call.uri, error.packet(), body_mode);
+    }
     if let Some(observer) = observer {
-        observer.on_outcome(&Outcome::Failed { call, packet });
+        observer.on_outcome(&Outcome::Failed { call, error });
     }
 }
 
@@ -282,12 +285,13 @@ pub(crate) fn route_refused(
     observer: Option<&Arc<dyn Observer>>,
     call: Call<'_>,
     route: &str,
-    packet: &Packet,
+    error: &Error,
 ) {
     if let Some(observer) = observer {
-        observer.on_outcome(&Outcome::Failed { call, packet });
+        observer.on_outcome(&Outcome::Failed { call, error });
     }
     if level_enabled!(Level::DEBUG) {
+        let packet = error.packet();
         event!(
             target: TARGET,
             Level::DEBUG,

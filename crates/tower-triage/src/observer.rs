@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode, Uri};
-use triage_core::{Decision, Detail, Diagnosis, Evidence, Fault, Packet, Stage};
+use triage_core::{Decision, Detail, Diagnosis, Error, Evidence, Fault, Stage};
 
 use crate::whole_body::BodyMode;
 
@@ -131,12 +131,13 @@ pub enum Outcome<'a> {
         /// Whether the body was read whole inside the attempt or streams.
         body_mode: BodyMode,
     },
-    /// The call failed with an error; the packet says why.
+    /// The call failed with an error; its packet says why
+    /// ([`Error::packet`], written when first read).
     Failed {
         /// The call.
         call: Call<'a>,
-        /// The escalation packet.
-        packet: &'a Packet,
+        /// The error the call fails with.
+        error: &'a Error,
     },
     /// The caller dropped the call before it finished.
     Cancelled {

@@ -135,7 +135,7 @@ impl Observer for Metrics {
                 Some(status.as_u16()),
                 (!diagnosis.is_success()).then(|| diagnosis.class().family()),
             ),
-            Outcome::Failed { packet, .. } => (None, Some(packet.class_family())),
+            Outcome::Failed { error, .. } => (None, Some(error.class().family())),
             Outcome::Cancelled { .. } => (None, Some("cancelled")),
         };
         self.record_duration(outcome.call(), status, error);

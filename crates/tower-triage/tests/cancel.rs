@@ -82,7 +82,7 @@ impl Observer for Record {
                 diagnosis,
                 ..
             } => format!("response {attempts} {}", diagnosis.class()),
-            Outcome::Failed { packet, .. } => format!("failed {}", packet.outcome()),
+            Outcome::Failed { error, .. } => format!("failed {}", error.packet().outcome()),
             Outcome::Cancelled {
                 attempts, stage, ..
             } => {

@@ -52,8 +52,8 @@ impl Observer for Record {
                 status.as_u16(),
                 diagnosis.class()
             ),
-            Outcome::Failed { packet, .. } => {
-                format!("failed {} {host} {}", call.method, packet.outcome())
+            Outcome::Failed { error, .. } => {
+                format!("failed {} {host} {}", call.method, error.packet().outcome())
             }
             Outcome::Cancelled {
                 attempts, stage, ..

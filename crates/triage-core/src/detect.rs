@@ -870,11 +870,17 @@ mod tests {
     fn texts_are_read_in_any_case_and_at_any_length() {
         let dns = |t: &str| judged(false, |s| s.read_text(t));
         let loud = dns("DNS Error: Failed To Lookup Address: NXDOMAIN");
-        assert_eq!((loud.stage(), loud.fault()), (Stage::Dns, Fault::NameNotFound));
+        assert_eq!(
+            (loud.stage(), loud.fault()),
+            (Stage::Dns, Fault::NameNotFound)
+        );
         // Past the stack buffer, the phrase at the very end still counts.
         let long = format!("{} dns error: no such host", "x".repeat(4000));
         let long = dns(&long);
-        assert_eq!((long.stage(), long.fault()), (Stage::Dns, Fault::NameNotFound));
+        assert_eq!(
+            (long.stage(), long.fault()),
+            (Stage::Dns, Fault::NameNotFound)
+        );
         // Every pair of a phrase must be there: a text with its words
         // scattered does not say it.
         let scattered = dns("error dns; such no host");

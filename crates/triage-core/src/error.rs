@@ -3,12 +3,15 @@
 //! stopped, the escalation packet, and the original cause as its source.
 
 use std::fmt;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use http::StatusCode;
 
 use crate::classify::Diagnosis;
 use crate::owner::{Class, ErrorKind, Owner};
-use crate::packet::Packet;
+
+use crate::packet::{Packet, PacketBuilder};
 use crate::retry::Stop;
 use crate::stage::Stage;
 
@@ -57,7 +60,16 @@ struct Inner {
     status: Option<StatusCode>,
     request_id: Option<String>,
     retry_after: Option<std::time::Duration>,
-    packet: Packet,
+    attempts: u32,
+    packet: LazyPacket,
+}
+
+/// The packet, written on first read: a caller that never reads it does
+/// not pay for its texts (see [`Error::deferred`]).
+#[derive(Debug)]
+struct LazyPacket {
+    done: OnceLock<Packet>,
+    pending: Mutex<Option<(PacketBuilder, Duration)>>,
 }
 
 impl Error {
@@ -69,6 +81,40 @@ impl Error {
         stop: Stop,
         evidence: &crate::Evidence,
         packet: Packet,
+        source: Option<BoxError>,
+    ) -> Error {
+        let attempts = packet.attempts_total();
+        let packet = LazyPacket {
+            done: OnceLock::from(packet),
+            pending: Mutex::new(None),
+        };
+        Error::with(diagnosis, stop, evidence, (attempts, packet), source)
+    }
+
+    /// As [`Error::new`], with the packet still to write: `builder` is
+    /// finished (after `elapsed`) when [`Error::packet`] is first called,
+    /// with the error chain of `source` unless it recorded one already.
+    /// The time to a verdict then does not include the packet's texts.
+    pub fn deferred(
+        diagnosis: Diagnosis,
+        stop: Stop,
+        evidence: &crate::Evidence,
+        (builder, elapsed): (PacketBuilder, Duration),
+        source: Option<BoxError>,
+    ) -> Error {
+        let attempts = builder.attempts_total();
+        let packet = LazyPacket {
+            done: OnceLock::new(),
+            pending: Mutex::new(Some((builder, elapsed))),
+        };
+        Error::with(diagnosis, stop, evidence, (attempts, packet), source)
+    }
+
+    fn with(
+        diagnosis: Diagnosis,
+        stop: Stop,
+        evidence: &crate::Evidence,
+        (attempts, packet): (u32, LazyPacket),
         source: Option<BoxError>,
     ) -> Error {
         let status = evidence.status();
@@ -90,6 +136,7 @@ impl Error {
                     .server_delay()
                     .map(|(wait, _)| wait)
                     .or_else(|| evidence.rate().exhausted_reset()),
+                attempts,
                 packet,
             }),
             source,
@@ -138,12 +185,29 @@ impl Error {
 
     /// How many attempts were made.
     pub fn attempts(&self) -> u32 {
-        self.inner.packet.attempts_total()
+        self.inner.attempts
     }
 
     /// The escalation packet.
     pub fn packet(&self) -> &Packet {
-        &self.inner.packet
+        let lazy = &self.inner.packet;
+        lazy.done.get_or_init(|| {
+            let pending = lazy
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            match pending {
+                Some((mut builder, elapsed)) => {
+                    if let (false, Some(source)) = (builder.has_error(), &self.source) {
+                        builder.set_error(&**source);
+                    }
+                    builder.finish(elapsed)
+                }
+                // Taken by a call that panicked while writing it.
+                None => Packet::unwritten(),
+            }
+        })
     }
 
     /// When the upstream said to come back: its `Retry-After` (or
@@ -176,7 +240,7 @@ impl fmt::Display for Inner {
             (None, Some(id)) => write!(f, " (request id {id})")?,
             (None, None) => {}
         }
-        let attempts = self.packet.attempts_total();
+        let attempts = self.attempts;
         let plural = if attempts == 1 { "" } else { "s" };
         write!(f, " after {attempts} attempt{plural}, {}", self.stop)
     }

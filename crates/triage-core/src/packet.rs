@@ -1,10 +1,11 @@
 //! The escalation packet: [`Packet`] and [`PacketBuilder`].
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use http::{Method, Uri};
+use http::{HeaderMap, Method, Uri};
 
 use crate::classify::Diagnosis;
 use crate::detail::Detail;
@@ -205,6 +206,18 @@ impl RouteNote {
 }
 
 impl Packet {
+    /// A packet with nothing in it, for an error whose packet could not be
+    /// written (its writer panicked).
+    pub(crate) fn unwritten() -> Packet {
+        PacketBuilder::new(
+            &Method::GET,
+            &Uri::default(),
+            Profile::generic(),
+            SystemTime::UNIX_EPOCH,
+        )
+        .finish(Duration::ZERO)
+    }
+
     /// Scrubs `secrets` from every text that came from the far side or an
     /// error: request IDs, error codes, the error chain, the details.
     fn scrub_exact(&mut self, secrets: &[String], prints: &[redact::Fingerprint]) {
@@ -506,12 +519,40 @@ fn connection_phrases(out: &mut String, detail: &Detail, host: &str) {
 }
 
 /// Builds a [`Packet`] as attempts happen.
+///
+/// Recording is cheap: the builder keeps what it is given as it is (the
+/// method, the URI, the start time, each attempt's verdict) and writes
+/// the packet's texts (timestamp, redacted endpoint, attempt records,
+/// scrubbing, the finding) only in [`PacketBuilder::finish`], so a packet
+/// that is never read costs little more than its recording.
 #[derive(Debug, Clone)]
 pub struct PacketBuilder {
     packet: Packet,
+    started: SystemTime,
+    method: Method,
+    uri: Uri,
+    profile: Cow<'static, str>,
+    version: Cow<'static, str>,
+    runtime: Cow<'static, str>,
+    attempts: Vec<RawAttempt>,
     last: Option<(Diagnosis, Decision)>,
     secrets: Vec<String>,
+    headers: Option<HeaderMap>,
     prints: Vec<redact::Fingerprint>,
+}
+
+/// One attempt as recorded, written into an [`AttemptRecord`] when the
+/// packet is finished.
+#[derive(Debug, Clone)]
+struct RawAttempt {
+    n: u32,
+    status: Option<u16>,
+    has_body: bool,
+    request_id: Option<String>,
+    diagnosis: Diagnosis,
+    error_code: Option<String>,
+    decision: Decision,
+    elapsed: Duration,
 }
 
 impl PacketBuilder {
@@ -524,10 +565,10 @@ impl PacketBuilder {
     ) -> PacketBuilder {
         PacketBuilder {
             packet: Packet {
-                timestamp: time::format_rfc3339_millis(started),
-                method: capped(method.as_str()),
-                endpoint: redact::uri(uri),
-                profile: capped(profile.name()),
+                timestamp: String::new(),
+                method: String::new(),
+                endpoint: String::new(),
+                profile: String::new(),
                 gateway: None,
                 owner: None,
                 class: String::from("success"),
@@ -541,7 +582,7 @@ impl PacketBuilder {
                 rate: None,
                 error_chain: Vec::new(),
                 elapsed_ms: 0,
-                version: concat!("triage-core ", env!("CARGO_PKG_VERSION")).to_owned(),
+                version: String::new(),
                 runtime: String::new(),
                 route: None,
                 model: None,
@@ -549,22 +590,30 @@ impl PacketBuilder {
                 finding: String::new(),
                 details: Vec::new(),
             },
+            started,
+            method: method.clone(),
+            uri: uri.clone(),
+            profile: profile.name_cow(),
+            version: Cow::Borrowed(concat!("triage-core ", env!("CARGO_PKG_VERSION"))),
+            runtime: Cow::Borrowed(""),
+            attempts: Vec::new(),
             last: None,
             secrets: Vec::new(),
+            headers: None,
             prints: Vec::new(),
         }
     }
 
     /// Names the crate and version that sent the request (e.g.
     /// `tower-triage 0.1.0`).
-    pub fn version(mut self, version: &str) -> Self {
-        self.packet.version = capped(version);
+    pub fn version(mut self, version: impl Into<Cow<'static, str>>) -> Self {
+        self.version = version.into();
         self
     }
 
     /// Names the runtime (e.g. `tokio`, a container image, a region).
-    pub fn runtime(mut self, runtime: &str) -> Self {
-        self.packet.runtime = capped(&redact::text(runtime));
+    pub fn runtime(mut self, runtime: impl Into<Cow<'static, str>>) -> Self {
+        self.runtime = runtime.into();
         self
     }
 
@@ -588,39 +637,38 @@ impl PacketBuilder {
     ) {
         let packet = &mut self.packet;
         packet.attempts_total = packet.attempts_total.saturating_add(1);
-        let request_id = evidence
-            .request_id_str()
-            .map(|id| capped(&redact::text(id)));
-        if let Some(id) = &request_id {
-            if !packet.request_ids.contains(id) && packet.request_ids.len() < MAX_ATTEMPTS {
-                packet.request_ids.push(id.clone());
-            }
-        }
         if evidence.rate().is_known() {
             packet.rate = Some(*evidence.rate());
         }
-        let record = AttemptRecord {
+        let record = RawAttempt {
             n: packet.attempts_total,
             status: evidence.status().map(|s| s.as_u16()),
             has_body: evidence.body().seen() || evidence.failure_body().is_some(),
-            request_id,
-            stage: diagnosis.stage(),
-            owner: diagnosis.owner(),
-            class: diagnosis.class().to_string(),
+            request_id: evidence.request_id_str().map(str::to_owned),
+            diagnosis: *diagnosis,
             error_code: evidence
                 .failure_body()
                 .and_then(|b| b.code().or(b.kind()))
-                .map(capped),
-            decision: decision.reason(),
-            delay_ms: decision.delay().map(ms),
-            elapsed_ms: ms(evidence.elapsed()),
+                .map(str::to_owned),
+            decision: *decision,
+            elapsed: evidence.elapsed(),
         };
-        if packet.attempts.len() >= MAX_ATTEMPTS {
+        if self.attempts.len() >= MAX_ATTEMPTS {
             // Keep the first attempts and the latest one.
-            packet.attempts.pop();
+            self.attempts.pop();
         }
-        packet.attempts.push(record);
+        self.attempts.push(record);
         self.last = Some((*diagnosis, *decision));
+    }
+
+    /// The attempts recorded so far.
+    pub fn attempts_total(&self) -> u32 {
+        self.packet.attempts_total
+    }
+
+    /// Whether an error chain was recorded.
+    pub fn has_error(&self) -> bool {
+        !self.packet.error_chain.is_empty()
     }
 
     /// Records the error chain of the final failure, outermost first, each
@@ -638,7 +686,10 @@ impl PacketBuilder {
     /// Adds the detail of one attempt captured by a diagnosis window (at
     /// most [`MAX_ATTEMPTS`] are kept: the first ones and the last).
     pub fn push_detail(&mut self, detail: Detail) {
-        self.packet.push_detail(detail);
+        if self.packet.details.len() >= MAX_ATTEMPTS {
+            self.packet.details.pop();
+        }
+        self.packet.details.push(detail);
     }
 
     /// Ties the packet to the inbound request it served (see
@@ -663,6 +714,14 @@ impl PacketBuilder {
         self
     }
 
+    /// The request's headers: the values they and the URI carry (see
+    /// [`redact::request_values`]) are scrubbed like
+    /// [`PacketBuilder::secrets`], looked for only when the packet is
+    /// finished.
+    pub fn set_request_headers(&mut self, headers: HeaderMap) {
+        self.headers = Some(headers);
+    }
+
     /// Fingerprints of values the request carried (see
     /// [`redact::Fingerprint`]), scrubbed like [`PacketBuilder::secrets`]:
     /// for a caller that kept no copy of them.
@@ -674,14 +733,44 @@ impl PacketBuilder {
     /// Finishes the packet; `elapsed` is the time from the first attempt to
     /// the outcome.
     pub fn finish(mut self, elapsed: Duration) -> Packet {
-        if !self.secrets.is_empty() || !self.prints.is_empty() {
-            let secrets = std::mem::take(&mut self.secrets);
-            let prints = std::mem::take(&mut self.prints);
-            self.packet.scrub_exact(&secrets, &prints);
+        let packet = &mut self.packet;
+        packet.timestamp = time::format_rfc3339_millis(self.started);
+        packet.method = capped(self.method.as_str());
+        packet.endpoint = redact::uri(&self.uri);
+        packet.profile = capped(&self.profile);
+        packet.version = capped(&self.version);
+        packet.runtime = capped(&redact::text(&self.runtime));
+        for raw in self.attempts.drain(..) {
+            let request_id = raw.request_id.map(|id| capped(&redact::text(&id)));
+            if let Some(id) = &request_id {
+                if !packet.request_ids.contains(id) && packet.request_ids.len() < MAX_ATTEMPTS {
+                    packet.request_ids.push(id.clone());
+                }
+            }
+            packet.attempts.push(AttemptRecord {
+                n: raw.n,
+                status: raw.status,
+                has_body: raw.has_body,
+                request_id,
+                stage: raw.diagnosis.stage(),
+                owner: raw.diagnosis.owner(),
+                class: raw.diagnosis.class().to_string(),
+                error_code: raw.error_code.as_deref().map(capped),
+                decision: raw.decision.reason(),
+                delay_ms: raw.decision.delay().map(ms),
+                elapsed_ms: ms(raw.elapsed),
+            });
         }
-        self.packet.elapsed_ms = ms(elapsed);
+        // The URI's values always; the headers' when they were given.
+        let mut secrets = std::mem::take(&mut self.secrets);
+        let no_headers = HeaderMap::new();
+        let headers = self.headers.as_ref().unwrap_or(&no_headers);
+        secrets.extend(redact::request_values(&self.uri, headers));
+        if !secrets.is_empty() || !self.prints.is_empty() {
+            packet.scrub_exact(&secrets, &self.prints);
+        }
+        packet.elapsed_ms = ms(elapsed);
         if let Some((diagnosis, decision)) = self.last {
-            let packet = &mut self.packet;
             packet.owner = diagnosis.owner();
             packet.class = diagnosis.class().to_string();
             packet.family = diagnosis.class().family();
@@ -694,7 +783,7 @@ impl PacketBuilder {
             }
             .unwrap_or_else(|| diagnosis.next_step());
         }
-        self.packet.finding = self.packet.find();
+        packet.finding = packet.find();
         self.packet
     }
 }

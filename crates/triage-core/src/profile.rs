@@ -557,6 +557,11 @@ impl Profile {
         &self.name
     }
 
+    /// The name, shared when it is static (every built-in's).
+    pub(crate) fn name_cow(&self) -> Cow<'static, str> {
+        self.name.clone()
+    }
+
     /// Headers that carry the origin's request ID, in order of preference.
     pub fn request_id_headers(&self) -> &[HeaderName] {
         &self.request_id_headers

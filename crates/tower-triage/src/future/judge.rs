@@ -116,7 +116,8 @@ where
 }
 
 /// The packet of a call's first failure, started: what the request
-/// carried scrubbed by exact value (its headers are here when a copy was
+/// carried is scrubbed by exact value (its headers, given by
+/// [`with_head`] when the packet is finished, are here when a copy was
 /// kept for retries, as by default; the URI always) and by fingerprint
 /// (when no copy was kept), and, for an AI request, the model its small
 /// JSON body names.
@@ -128,11 +129,11 @@ where
     let started = SystemTime::now()
         .checked_sub(this.started.elapsed())
         .unwrap_or_else(SystemTime::now);
-    let secrets = triage_core::redact::request_values(uri!(this), this.head.headers());
+    // The values the request carried are looked for in its headers when
+    // the packet is finished (`with_head`), not now.
     let mut builder = PacketBuilder::new(method!(this), uri!(this), this.profile, started)
         .version(concat!("tower-triage ", env!("CARGO_PKG_VERSION")))
         .runtime("tokio")
-        .secrets(secrets)
         .prints(this.prints);
     if let Some(id) = this.correlation() {
         builder = builder.correlation_id(id);
@@ -190,6 +191,8 @@ pub(super) fn breaker_record<S, B, R>(
         let mut builder = this.packet.as_deref().cloned().unwrap_or_else(|| {
             PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now())
         });
+        // The call may go on (a run of failures): a copy of its headers.
+        builder.set_request_headers(this.head.headers().clone());
         if let Some(error) = error {
             builder.set_error(&**error);
         }
@@ -273,7 +276,7 @@ where
         packet: this
             .packet
             .take()
-            .map(|p| Arc::new(p.finish(this.started.elapsed()))),
+            .map(|p| Arc::new(with_head(this, *p).finish(this.started.elapsed()))),
         body_mode,
     }
 }
@@ -361,13 +364,13 @@ pub(super) fn timed_out(phase: TimeoutPhase, limit: Duration) -> (Fault, BoxErro
 /// The event and observer call of a call that fails with an error.
 pub(super) fn failed<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
-    packet: &triage_core::Packet,
+    error: &Error,
     body_mode: Option<BodyMode>,
 ) where
     S: Service<Request<B>>,
 {
-    let call = Call::new(method!(this), uri!(this), packet.elapsed());
-    notify::failed(this.config.observer.as_ref(), call, packet, body_mode);
+    let call = Call::new(method!(this), uri!(this), this.started.elapsed());
+    notify::failed(this.config.observer.as_ref(), call, error, body_mode);
 }
 
 /// An attempt that ran out of its `limit` in `phase` at `stage`, judged
@@ -442,18 +445,30 @@ where
         Decision::Retry(retry) => return Next::Retry(retry.delay()),
         Decision::Stop(stop) => stop,
     };
-    let mut packet = this.packet.take().unwrap_or_else(|| {
-        Box::new(PacketBuilder::new(
-            method!(this),
-            uri!(this),
-            this.profile,
-            SystemTime::now(),
-        ))
-    });
-    packet.set_error(&*error);
-    let packet = packet.finish(this.started.elapsed());
-    failed(this, &packet, body_mode);
-    Next::Fail(Error::new(diagnosis, stop, &evidence, packet, Some(error)))
+    let packet = this.packet.take().map_or_else(
+        || PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now()),
+        |p| *p,
+    );
+    // Written when first read (the error chain from the error's source):
+    // the verdict does not wait for the packet's texts.
+    let packet = (with_head(this, packet), this.started.elapsed());
+    let error = Error::deferred(diagnosis, stop, &evidence, packet, Some(error));
+    failed(this, &error, body_mode);
+    Next::Fail(error)
+}
+
+/// The packet `builder` with the request's headers, taken from the head
+/// (the call is over), for the values they carried to be scrubbed when
+/// the packet is written.
+pub(super) fn with_head<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    mut builder: PacketBuilder,
+) -> PacketBuilder
+where
+    S: Service<Request<B>>,
+{
+    builder.set_request_headers(std::mem::take(this.head.headers_mut()));
+    builder
 }
 
 /// What the failed attempt's capture showed goes into the connection log

@@ -142,16 +142,17 @@ where
         Decision::Stop(stop) => stop,
     };
     if this.config.errors_for_status {
-        let packet = this
-            .packet
-            .take()
-            .map(|p| p.finish(this.started.elapsed()))
-            .unwrap_or_else(|| {
-                PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now())
-                    .finish(Duration::ZERO)
-            });
-        judge::failed(this, &packet, Some(mode));
-        return Next::Fail(Error::new(diagnosis, stop, &evidence, packet, None));
+        let (packet, elapsed) = match this.packet.take() {
+            Some(p) => (*p, this.started.elapsed()),
+            None => (
+                PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now()),
+                Duration::ZERO,
+            ),
+        };
+        let packet = (judge::with_head(this, packet), elapsed);
+        let error = Error::deferred(diagnosis, stop, &evidence, packet, None);
+        judge::failed(this, &error, Some(mode));
+        return Next::Fail(error);
     }
     let report = judge::report(this, &evidence, diagnosis, mode);
     if let Some(packet) = report.packet() {

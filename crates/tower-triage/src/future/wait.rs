@@ -64,7 +64,7 @@ where
             SystemTime::now(),
         ))
     });
-    let mut packet = builder.finish(this.started.elapsed());
+    let mut packet = judge::with_head(this, *builder).finish(this.started.elapsed());
     packet.stopped_by_route(opened, refused);
     Box::new(Error::new(
         diagnosis,
@@ -126,7 +126,7 @@ where
     };
     let route = route_of(this.head.uri());
     let call = Call::new(method!(this), uri!(this), this.started.elapsed());
-    notify::route_refused(this.config.observer.as_ref(), call, &route, error.packet());
+    notify::route_refused(this.config.observer.as_ref(), call, &route, &error);
     *error
 }
 
