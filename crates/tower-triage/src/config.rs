@@ -2,6 +2,7 @@
 //! [`Pool`], and the settings of one call: the layer's, with the request's
 //! [`RequestOptions`] over them ([`CallSettings::resolve`]).
 
+use std::cell::Cell;
 use std::num::NonZeroU64;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -195,7 +196,7 @@ impl CallSettings {
             return CallSettings {
                 profile: match &config.profile {
                     Some(p) => ProfileRef::Shared(Arc::clone(p)),
-                    None => ProfileRef::Static(Profile::detect(host_of(uri))),
+                    None => ProfileRef::Static(detected(uri)),
                 },
                 rules: None,
                 attempt_timeout: config.attempt_timeout,
@@ -226,7 +227,7 @@ impl CallSettings {
         CallSettings {
             profile: match o.profile.as_ref().or(config.profile.as_ref()) {
                 Some(p) => ProfileRef::Shared(Arc::clone(p)),
-                None => ProfileRef::Static(Profile::detect(host_of(uri))),
+                None => ProfileRef::Static(detected(uri)),
             },
             rules,
             attempt_timeout: o.attempt_timeout.unwrap_or(config.attempt_timeout),
@@ -239,6 +240,42 @@ impl CallSettings {
             extras: extras(Some(o), extensions),
         }
     }
+}
+
+/// The longest authority the per-thread cache of [`detected`] keeps.
+const CACHED_AUTHORITY: usize = 62;
+
+thread_local! {
+    /// The last authority whose profile this thread detected, and the
+    /// profile: a service calls the same few hosts, so most calls skip the
+    /// host parse and the detection (about 300 instructions) for a compare.
+    static LAST_DETECTED: Cell<([u8; CACHED_AUTHORITY], u8, Option<&'static Profile>)> =
+        const { Cell::new(([0; CACHED_AUTHORITY], 0, None)) };
+}
+
+/// The built-in profile for `uri`'s host ([`Profile::detect`]), through a
+/// one-entry cache per thread keyed by the whole authority.
+pub(crate) fn detected(uri: &Uri) -> &'static Profile {
+    let authority = uri.authority().map_or(&b""[..], |a| a.as_str().as_bytes());
+    let Ok(len) = u8::try_from(authority.len()) else {
+        return Profile::detect(host_of(uri));
+    };
+    if authority.len() > CACHED_AUTHORITY {
+        return Profile::detect(host_of(uri));
+    }
+    LAST_DETECTED.with(|last| {
+        let (key, key_len, profile) = last.get();
+        match profile {
+            Some(profile) if key_len == len && &key[..authority.len()] == authority => profile,
+            _ => {
+                let profile = Profile::detect(host_of(uri));
+                let mut key = [0; CACHED_AUTHORITY];
+                key[..authority.len()].copy_from_slice(authority);
+                last.set((key, len, Some(profile)));
+                profile
+            }
+        }
+    })
 }
 
 /// The URI's host, without user info or port (`Uri::host` parses more
@@ -271,6 +308,24 @@ pub(crate) fn host_of(uri: &Uri) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_detection_cache_answers_for_the_authority_it_holds() {
+        let openai = Uri::from_static("https://api.openai.com/v1/models");
+        let stripe = Uri::from_static("https://api.stripe.com/v1/charges");
+        let lookalike = Uri::from_static("https://api.openai.com.evil.test/v1/models");
+        let long = Uri::from_static(
+            "https://a-very-long-host-name-that-does-not-fit-the-cache.api.openai.com/x",
+        );
+        for _ in 0..2 {
+            assert_eq!(detected(&openai).name(), "openai");
+            assert_eq!(detected(&stripe).name(), "stripe");
+            assert_eq!(detected(&openai).name(), "openai");
+            assert_eq!(detected(&lookalike).name(), "generic");
+            assert_eq!(detected(&long).name(), "generic");
+            assert_eq!(detected(&Uri::from_static("/relative")).name(), "generic");
+        }
+    }
 
     #[test]
     fn pool_slots_of_idle_routes_are_forgotten_past_the_bound() {
