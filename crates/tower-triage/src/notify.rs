@@ -78,7 +78,7 @@ pub(crate) fn attempt(
                     target: TARGET,
                     $level,
                     http.request.method = method.as_str(),
-                    server.address = uri.host(),
+                    server.address = host(uri),
                     url.path = uri.path(),
                     http.request.resend_count = (n > 1).then(|| n - 1),
                     http.response.status_code = evidence.status().map(|s| s.as_u16()),
@@ -107,6 +107,51 @@ pub(crate) fn attempt(
         Level::WARN => emit!(Level::WARN),
         Level::DEBUG => emit!(Level::DEBUG),
         _ => emit!(Level::ERROR),
+    }
+}
+
+/// A success at the first attempt, with nothing to tell an observer: its
+/// DEBUG event (status, request ID, time, body mode) and its span's
+/// status and decision, read from the head without the evidence a failure
+/// needs (the rate window is not read: `Report::rate` reads it on demand).
+pub(crate) fn first_success(
+    span: &tracing::Span,
+    (method, uri): (&Method, &Uri),
+    (status, headers): (http::StatusCode, &http::HeaderMap),
+    profile: &triage_core::Profile,
+    (elapsed, body_mode, body_bytes): (std::time::Duration, BodyMode, Option<u64>),
+    correlation_id: Option<&str>,
+) {
+    if !span.is_disabled() {
+        span.record("http.response.status_code", status.as_u16());
+        span.record(
+            "triage.decision",
+            Decision::Stop(triage_core::Stop::Success).reason(),
+        );
+    }
+    if level_enabled!(Level::DEBUG) {
+        let request_id = profile
+            .request_id_headers()
+            .iter()
+            .find_map(|name| headers.get(name))
+            .and_then(|v| v.to_str().ok())
+            .map(|id| triage_core::redact::printable(id, 128));
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            http.request.method = method.as_str(),
+            server.address = host(uri),
+            url.path = uri.path(),
+            http.response.status_code = status.as_u16(),
+            triage.class = "success",
+            triage.body_mode = body_mode.as_str(),
+            triage.body_bytes = body_bytes,
+            triage.request_id = request_id.as_deref(),
+            triage.correlation_id = correlation_id,
+            triage.decision = "success",
+            triage.elapsed_ms = elapsed.as_millis() as u64,
+            "attempt succeeded"
+        );
     }
 }
 
@@ -139,7 +184,7 @@ pub(crate) fn outcome(method: &Method, uri: &Uri, packet: &Packet, body_mode: Op
             target: TARGET,
             Level::ERROR,
             http.request.method = method.as_str(),
-            server.address = uri.host(),
+            server.address = host(uri),
             triage.owner = packet.owner().map(|o| o.as_str()),
             triage.class = packet.class(),
             triage.stage = packet.stage().map(|s| s.as_str()),
@@ -180,7 +225,7 @@ pub(crate) fn cancelled(
             target: TARGET,
             Level::DEBUG,
             http.request.method = method.as_str(),
-            server.address = uri.host(),
+            server.address = host(uri),
             triage.owner = triage_core::Owner::Caller.as_str(),
             triage.class = "cancelled",
             triage.stage = stage.map(|s| s.as_str()),
@@ -391,6 +436,13 @@ pub(crate) fn window_closed(route: &str, captured: u32, why: &'static str) {
     }
 }
 
+/// The URI's host for `server.address` (`None`: no host), read by the
+/// cheap scan profile detection uses: `Uri::host` parses the authority
+/// anew each time, about 400 instructions.
+fn host(uri: &Uri) -> Option<&str> {
+    Some(crate::config::host_of(uri)).filter(|h| !h.is_empty())
+}
+
 /// Strings written as a JSON array (`["a","b"]`), for a field that holds a
 /// list; `None` (the field left out) when there are none.
 fn json_array(items: &[String]) -> Option<tracing::field::DisplayValue<JsonArray<'_>>> {
@@ -451,7 +503,7 @@ pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
         otel.name = method.as_str(),
         otel.kind = "client",
         http.request.method = method.as_str(),
-        server.address = uri.host(),
+        server.address = host(uri),
         server.port = uri
             .port_u16()
             .unwrap_or(if scheme() == "https" { 443 } else { 80 }),

@@ -335,7 +335,9 @@ pub fn is_hostile(c: char) -> bool {
 /// assert_eq!(printable("abcdef", 3), "abc…");
 /// ```
 pub fn printable(s: &str, max: usize) -> Cow<'_, str> {
-    if s.len() <= max && !s.chars().any(is_hostile) {
+    // Most texts are printable ASCII: a byte test, not a decode per char.
+    let ascii_safe = |b: &u8| (0x20..0x7f).contains(b);
+    if s.len() <= max && (s.as_bytes().iter().all(ascii_safe) || !s.chars().any(is_hostile)) {
         return Cow::Borrowed(s);
     }
     let mut end = s.len().min(max);

@@ -302,9 +302,20 @@ where
     // all there is to say: the report is read from its head when asked
     // (`ReportExt`), and nothing goes into its extensions.
     let first = *this.attempt == 1 && this.packet.is_none();
-    if first && this.config.observer.is_none() && !notify::success_enabled() {
+    if first && this.config.observer.is_none() {
         // The happy path: no evidence read, no clock read, no allocation
         // (and, while no route has a failure on record, one atomic load).
+        if notify::success_enabled() || !this.span.is_disabled() {
+            let whole = (body_mode == BodyMode::Whole).then(|| body.buffered_len());
+            notify::first_success(
+                this.span,
+                (method!(this), uri!(this)),
+                (parts.status, &parts.headers),
+                this.profile,
+                (this.attempt_started.elapsed(), body_mode, whole),
+                this.correlation(),
+            );
+        }
         if *this.breaker_on && (*this.trial || this.config.routes.any()) {
             *this.trial = false;
             this.config.routes.reached(
