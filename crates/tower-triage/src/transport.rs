@@ -91,7 +91,8 @@ pub(crate) fn classify_error(
         note_typed(&mut signals, link);
         text.0.clear();
         let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{link}"));
-        signals.read_text(&text.0);
+        text.0.make_ascii_lowercase();
+        signals.read_lowercase_text(&text.0);
     }
     signals.failure(sent)
 }

@@ -8,7 +8,10 @@
 //! - (d) reqwest with reqwest-middleware and reqwest-retry (the nearest
 //!   packaged peer),
 //! - (e) `Triage` with retries off: the layer without the copy of the
-//!   request that any retrying middleware keeps.
+//!   request that any retrying middleware keeps,
+//! - (f) `tower::retry` alone, with the same policy as (c),
+//! - (g) the bare client again: an A/A control, whose ratio to (a) shows
+//!   the run's noise.
 //!
 //! The load is a fixed number of requests at a fixed number in flight; every
 //! request's body is read to its end. The stacks run interleaved, in rounds
@@ -223,7 +226,7 @@ struct Args {
     concurrency: usize,
     rounds: usize,
     smoke: bool,
-    // Run one stack alone (a to e), for a profiler.
+    // Run one stack alone (a to g), for a profiler.
     only: Option<String>,
 }
 
@@ -231,7 +234,7 @@ fn args() -> Args {
     let mut args = Args {
         requests: 20_000,
         concurrency: 64,
-        rounds: 10,
+        rounds: 25,
         smoke: false,
         only: None,
     };
@@ -297,6 +300,12 @@ fn main() {
                 .layer(TraceLayer::new_for_http())
                 .service(client.clone()),
         );
+        let retry_alone = Tower(
+            ServiceBuilder::new()
+                .layer(RetryLayer::new(ServerErrors(2)))
+                .service(client.clone()),
+        );
+        let control = Tower(client.clone());
         let reqwest = Reqwest(
             reqwest_middleware::ClientBuilder::new(
                 reqwest::Client::builder()
@@ -318,14 +327,17 @@ fn main() {
         run(&tower, &uri, warm, args.concurrency).await;
         run(&reqwest, &uri, warm, args.concurrency).await;
         run(&triage_once, &uri, warm, args.concurrency).await;
+        run(&retry_alone, &uri, warm, args.concurrency).await;
+        run(&control, &uri, warm, args.concurrency).await;
 
-        let mut totals: [Totals; 5] = Default::default();
+        const STACKS: usize = 7;
+        let mut totals: [Totals; STACKS] = Default::default();
         let runs = |name: &str| args.only.as_deref().is_none_or(|only| only == name);
         for round in 0..args.rounds {
             // Each round starts with the next stack, so that no stack always
             // follows the same one.
-            for i in (0..5).map(|i| (i + round) % 5) {
-                if !runs(["a", "b", "c", "d", "e"][i]) {
+            for i in (0..STACKS).map(|i| (i + round) % STACKS) {
+                if !runs(["a", "b", "c", "d", "e", "f", "g"][i]) {
                     continue;
                 }
                 let (n, c) = (args.requests, args.concurrency);
@@ -334,7 +346,9 @@ fn main() {
                     1 => run(&triage, &uri, n, c).await,
                     2 => run(&tower, &uri, n, c).await,
                     3 => run(&reqwest, &uri, n, c).await,
-                    _ => run(&triage_once, &uri, n, c).await,
+                    4 => run(&triage_once, &uri, n, c).await,
+                    5 => run(&retry_alone, &uri, n, c).await,
+                    _ => run(&control, &uri, n, c).await,
                 };
                 totals[i].add(measured);
             }
@@ -367,6 +381,8 @@ fn main() {
             "(c) tower::retry + TraceLayer",
             "(d) reqwest + reqwest-retry",
             "(e) Triage, retries off (no copy of the request)",
+            "(f) tower::retry alone",
+            "(g) hyper-util Client again (A/A control)",
         ];
         let (base_p50, base_p99) = (totals[0].percentile(0.50), totals[0].percentile(0.99));
         let mut figures = Vec::new();

@@ -308,6 +308,12 @@ impl Signals {
                 &heap
             }
         };
+        self.read_lowercase_text(lower);
+    }
+
+    /// [`Signals::read_text`] for a text already ASCII-lowercased (as by
+    /// [`str::make_ascii_lowercase`]): no copy is made.
+    pub fn read_lowercase_text(&mut self, lower: &str) {
         // Most phrases are absent: a set of the text's byte pairs rules
         // them out before any search.
         let pairs = Pairs::of(lower.as_bytes());
