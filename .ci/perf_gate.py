@@ -4,8 +4,10 @@ counted under callgrind (repeatable where times are not), for the bare
 service, `tower::retry` and the layer, in one build. The layer may add no
 more than `tower::retry` adds plus MARGIN.
 
-MARGIN is a ratchet: it is the gap measured when the gate went in, and it
-only goes down as the happy path gets cheaper (see BENCHMARKS.md).
+MARGIN is a ratchet: the gap last measured (2026-12-07: about 1,790
+instructions) with a little room for inlining that differs from build to
+build; it only goes down as the happy path gets cheaper (BENCHMARKS.md,
+"Issue 17: before and after").
 
 Usage: python3 .ci/perf_gate.py [--calls N]
 """
@@ -18,7 +20,7 @@ import sys
 import tempfile
 
 # Instructions per call the layer may add beyond what `tower::retry` adds.
-MARGIN = 2000
+MARGIN = 1850
 CALLS = 2000
 STACKS = ["bare", "tower_retry", "triage", "triage_no_retries"]
 
