@@ -282,18 +282,25 @@ pub(crate) fn detected(uri: &Uri) -> &'static Profile {
 /// carefully and costs several times as much; profile detection needs no
 /// more than this).
 pub(crate) fn host_of(uri: &Uri) -> &str {
+    host_port(uri).0
+}
+
+/// The URI's host and explicit port, in one scan of the authority from
+/// its end: the last ':' outside an IP literal ends the host, an '@'
+/// starts it. All three are ASCII, so every cut falls on a character
+/// boundary.
+pub(crate) fn host_port(uri: &Uri) -> (&str, Option<u16>) {
     let Some(authority) = uri.authority() else {
-        return "";
+        return ("", None);
     };
     let a = authority.as_str();
-    // One pass from the end: the last ':' outside an IP literal ends the
-    // host, an '@' starts it. All three are ASCII, so every cut falls on a
-    // character boundary.
+    // A byte loop: `rfind` goes through `memrchr`, slower on a short text.
     let mut end = a.len();
     let mut port_seen = false;
     for (i, &b) in a.as_bytes().iter().enumerate().rev() {
         match b {
-            b'@' => return &a[i + 1..end],
+            b'@' => return (&a[i + 1..end], port(a, end)),
+            // A ':' inside `[...]` is the IPv6 literal's own.
             b':' if !port_seen => {
                 end = i;
                 port_seen = true;
@@ -302,7 +309,12 @@ pub(crate) fn host_of(uri: &Uri) -> &str {
             _ => {}
         }
     }
-    &a[..end]
+    (&a[..end], port(a, end))
+}
+
+/// The port after the host that ends at `end` in authority `a`.
+fn port(a: &str, end: usize) -> Option<u16> {
+    a.get(end + 1..).and_then(|p| p.parse().ok())
 }
 
 #[cfg(test)]
@@ -363,6 +375,7 @@ mod tests {
         ] {
             let uri: Uri = uri.parse().unwrap();
             assert_eq!(host_of(&uri), uri.host().unwrap_or(""), "{uri}");
+            assert_eq!(host_port(&uri).1, uri.port_u16(), "{uri}");
         }
         // IP literals keep their brackets; they match no built-in profile.
         for literal in [
@@ -372,6 +385,7 @@ mod tests {
         ] {
             let uri: Uri = literal.parse().unwrap();
             assert_eq!(host_of(&uri), "[::1]", "{literal}");
+            assert_eq!(host_port(&uri).1, uri.port_u16(), "{literal}");
         }
         let uri: Uri = "http://[::1]:8080/".parse().unwrap();
         assert!(std::ptr::eq(

@@ -130,18 +130,29 @@ pub(crate) fn first_success(
         );
     }
     if level_enabled!(Level::DEBUG) {
+        // `to_str` passes visible ASCII and tabs only: a tab is the one
+        // character left to keep off the line.
         let request_id = profile
             .request_id_headers()
             .iter()
             .find_map(|name| headers.get(name))
             .and_then(|v| v.to_str().ok())
-            .map(|id| triage_core::redact::printable(id, 128));
+            .map(|id| match id.len() <= 128 && !id.contains('\t') {
+                true => std::borrow::Cow::Borrowed(id),
+                false => triage_core::redact::printable(id, 128),
+            });
+        // The method, host and path are the call's span's: the event sits
+        // inside it (with no span, at the top level, they are written).
+        let (method, address, path) = match span.is_disabled() {
+            true => (Some(method.as_str()), host(uri), Some(uri.path())),
+            false => (None, None, None),
+        };
         event!(
             target: TARGET,
             Level::DEBUG,
-            http.request.method = method.as_str(),
-            server.address = host(uri),
-            url.path = uri.path(),
+            http.request.method = method,
+            server.address = address,
+            url.path = path,
             http.response.status_code = status.as_u16(),
             triage.class = "success",
             triage.body_mode = body_mode.as_str(),
@@ -497,16 +508,19 @@ impl std::fmt::Display for RedactedUri<'_> {
 pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
     // The values are read only when the span is enabled.
     let scheme = || uri.scheme_str().unwrap_or("http");
+    // One scan of the authority, and only when the span may be made.
+    let (host, port) = match level_enabled!(Level::DEBUG) {
+        true => crate::config::host_port(uri),
+        false => ("", None),
+    };
     tracing::debug_span!(
         target: TARGET,
         "HTTP",
         otel.name = method.as_str(),
         otel.kind = "client",
         http.request.method = method.as_str(),
-        server.address = host(uri),
-        server.port = uri
-            .port_u16()
-            .unwrap_or(if scheme() == "https" { 443 } else { 80 }),
+        server.address = Some(host).filter(|h| !h.is_empty()),
+        server.port = port.unwrap_or(if scheme() == "https" { 443 } else { 80 }),
         url.full = %RedactedUri(uri),
         url.scheme = scheme(),
         network.protocol.version = tracing::field::Empty,

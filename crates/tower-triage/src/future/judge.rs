@@ -305,7 +305,9 @@ where
     if first && this.config.observer.is_none() {
         // The happy path: no evidence read, no clock read, no allocation
         // (and, while no route has a failure on record, one atomic load).
-        if notify::success_enabled() || !this.span.is_disabled() {
+        if tracing::level_enabled!(tracing::Level::DEBUG)
+            && (!this.span.is_disabled() || notify::success_enabled())
+        {
             let whole = (body_mode == BodyMode::Whole).then(|| body.buffered_len());
             notify::first_success(
                 this.span,
