@@ -59,7 +59,8 @@ use triage_core::{
     BoxError, Diagnosis, Evidence, Owner, Profile, Stage, TransportFailure, classify,
 };
 
-use crate::config::{ProfileRef, host_of};
+use crate::config::ProfileRef;
+use crate::host::host_of;
 use crate::report::Report;
 use crate::transport::classify_error;
 

@@ -145,6 +145,7 @@ mod config;
 pub mod connect;
 mod error;
 mod future;
+mod host;
 mod layer;
 mod notify;
 mod observer;

@@ -451,7 +451,7 @@ pub(crate) fn window_closed(route: &str, captured: u32, why: &'static str) {
 /// cheap scan profile detection uses: `Uri::host` parses the authority
 /// anew each time, about 400 instructions.
 fn host(uri: &Uri) -> Option<&str> {
-    Some(crate::config::host_of(uri)).filter(|h| !h.is_empty())
+    Some(crate::host::host_of(uri)).filter(|h| !h.is_empty())
 }
 
 /// Strings written as a JSON array (`["a","b"]`), for a field that holds a
@@ -510,7 +510,7 @@ pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
     let scheme = || uri.scheme_str().unwrap_or("http");
     // One scan of the authority, and only when the span may be made.
     let (host, port) = match level_enabled!(Level::DEBUG) {
-        true => crate::config::host_port(uri),
+        true => crate::host::host_port(uri),
         false => ("", None),
     };
     tracing::debug_span!(

@@ -204,7 +204,7 @@ fn method(method: &Method) -> &'static str {
 
 /// The request's host (never its path, query or credentials).
 fn server_address(uri: &Uri) -> String {
-    crate::config::host_of(uri).to_owned()
+    crate::host::host_of(uri).to_owned()
 }
 
 #[cfg(test)]
