@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 # Instructions per call the layer may add beyond what `tower::retry` adds.
-MARGIN = 1850
+MARGIN = 1900
 CALLS = 2000
 STACKS = ["bare", "tower_retry", "triage", "triage_no_retries"]
 
