@@ -193,3 +193,43 @@ fn an_error_chain_says_each_message_once() {
     let packet = builder.finish(Duration::ZERO);
     assert_eq!(packet.error_chain(), ["invalid peer certificate: Expired"]);
 }
+
+#[test]
+fn a_deferred_packet_is_written_on_first_read_like_an_eager_one() {
+    let profile = Profile::generic();
+    let uri: Uri = "https://api.example.test/v1/things?token=zq9LongSecretValue77"
+        .parse()
+        .unwrap();
+    let evidence = Evidence::from_transport(TransportFailure::new(Stage::Dns, Fault::NameNotFound))
+        .with_elapsed(Duration::from_millis(3));
+    let diagnosis = classify(&evidence, profile);
+    let stop = Stop::NotRetryable(Owner::ConnectionPath);
+    let started = SystemTime::now();
+    let builder = || {
+        PacketBuilder::new(&Method::GET, &uri, profile, started)
+            .version("tower-triage 0.1.0")
+            .runtime("tokio")
+            .attempt(&evidence, &diagnosis, &Decision::Stop(stop))
+    };
+    // The cause echoes a value the request carried.
+    let cause = || io::Error::other(Inner("lookup failed for token zq9LongSecretValue77"));
+
+    let eager = builder().error(&cause()).finish(Duration::from_millis(5));
+    let deferred = Error::deferred(
+        diagnosis,
+        stop,
+        &evidence,
+        (builder(), Duration::from_millis(5)),
+        Some(Box::new(cause())),
+    );
+    // Read without writing the packet.
+    assert_eq!(deferred.attempts(), 1);
+    assert_eq!(deferred.kind(), ErrorKind::Connection);
+    // Written on first read, from the error's own source chain.
+    let packet = deferred.packet();
+    assert_eq!(packet, &eager);
+    assert!(std::ptr::eq(packet, deferred.packet()), "written once");
+    let text = packet.to_string();
+    assert!(text.contains("lookup failed"), "{text}");
+    assert!(!text.contains("zq9LongSecretValue77"), "{text}");
+}
