@@ -44,7 +44,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// assert_eq!(error.status(), Some(StatusCode::FORBIDDEN));
 /// assert_eq!(error.to_string(), "permission: forbidden (status 403) after 1 attempt, not retryable (permission)");
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[error("{inner}")]
 pub struct Error {
     inner: Box<Inner>,
@@ -66,10 +66,36 @@ struct Inner {
 
 /// The packet, written on first read: a caller that never reads it does
 /// not pay for its texts (see [`Error::deferred`]).
-#[derive(Debug)]
 struct LazyPacket {
     done: OnceLock<Packet>,
     pending: Mutex<Option<(PacketBuilder, Duration)>>,
+}
+
+/// The verdict and the packet's error chain (scrubbed of what the request
+/// carried), never the source error as it is: an `unwrap` prints this.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("Error")
+            .field("kind", &inner.kind)
+            .field("diagnosis", &inner.diagnosis)
+            .field("stop", &inner.stop)
+            .field("status", &inner.status)
+            .field("request_id", &inner.request_id)
+            .field("attempts", &inner.attempts)
+            .field("error_chain", &self.packet().error_chain())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The packet once written; until then, the builder's safe summary.
+impl fmt::Debug for LazyPacket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.done.get() {
+            Some(packet) => packet.fmt(f),
+            None => f.write_str("Packet(not yet written)"),
+        }
+    }
 }
 
 impl Error {

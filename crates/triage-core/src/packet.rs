@@ -525,7 +525,7 @@ fn connection_phrases(out: &mut String, detail: &Detail, host: &str) {
 /// the packet's texts (timestamp, redacted endpoint, attempt records,
 /// scrubbing, the finding) only in [`PacketBuilder::finish`], so a packet
 /// that is never read costs little more than its recording.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PacketBuilder {
     packet: Packet,
     started: SystemTime,
@@ -539,6 +539,19 @@ pub struct PacketBuilder {
     secrets: Vec<String>,
     headers: Option<HeaderMap>,
     prints: Vec<redact::Fingerprint>,
+}
+
+/// Never the request's headers, its secrets or its raw URI: an error that
+/// holds a builder may be printed with `{:?}` (an `unwrap`).
+impl fmt::Debug for PacketBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PacketBuilder")
+            .field("method", &self.method.as_str())
+            .field("endpoint", &redact::uri(&self.uri))
+            .field("attempts", &self.packet.attempts_total)
+            .field("last", &self.last)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One attempt as recorded, written into an [`AttemptRecord`] when the

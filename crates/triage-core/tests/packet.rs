@@ -222,6 +222,29 @@ fn a_deferred_packet_is_written_on_first_read_like_an_eager_one() {
         (builder(), Duration::from_millis(5)),
         Some(Box::new(cause())),
     );
+    // Printed before and after its packet is written (an `unwrap`), it
+    // shows no value the request carried.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_static("Bearer sk-proj-HEADERSECRET42"),
+    );
+    let mut with_head = builder();
+    with_head.set_request_headers(headers);
+    let printed = Error::deferred(
+        diagnosis,
+        stop,
+        &evidence,
+        (with_head, Duration::from_millis(5)),
+        Some(Box::new(cause())),
+    );
+    for debug in [format!("{printed:?}"), {
+        let _ = printed.packet();
+        format!("{printed:?}")
+    }] {
+        assert!(!debug.contains("HEADERSECRET42"), "{debug}");
+        assert!(!debug.contains("zq9LongSecretValue77"), "{debug}");
+    }
     // Read without writing the packet.
     assert_eq!(deferred.attempts(), 1);
     assert_eq!(deferred.kind(), ErrorKind::Connection);
