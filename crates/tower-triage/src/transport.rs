@@ -86,7 +86,8 @@ pub(crate) fn classify_error(
 ) -> TransportFailure {
     let mut signals = Signals::new();
     signals.note_pending(pending);
-    let mut text = Capped::default();
+    // Sized once for the longest text read: no regrowth link by link.
+    let mut text = Capped(String::with_capacity(Capped::LIMIT));
     for link in chain(error) {
         note_typed(&mut signals, link);
         text.0.clear();
