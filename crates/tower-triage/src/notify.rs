@@ -122,10 +122,10 @@ pub(crate) fn first_success(
     (elapsed, body_mode, body_bytes): (std::time::Duration, BodyMode, Option<u64>),
     correlation_id: Option<&str>,
 ) {
-    if !span.is_disabled() {
-        span.record("http.response.status_code", status.as_u16());
+    if let Some(fields) = span_fields(span) {
+        span.record(&fields.status, status.as_u16());
         span.record(
-            "triage.decision",
+            &fields.decision,
             Decision::Stop(triage_core::Stop::Success).reason(),
         );
     }
@@ -533,6 +533,34 @@ pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
         triage.decision = tracing::field::Empty,
         triage.correlation_id = tracing::field::Empty,
     )
+}
+
+/// The fields of the call's span that every answered call records, looked
+/// up once (recording by name searches the span's twenty field names each
+/// time).
+pub(crate) struct SpanFields {
+    pub(crate) version: tracing::field::Field,
+    status: tracing::field::Field,
+    decision: tracing::field::Field,
+}
+
+/// The call span's [`SpanFields`]; `None` when the span is disabled.
+pub(crate) fn span_fields(span: &tracing::Span) -> Option<&'static SpanFields> {
+    static FIELDS: std::sync::OnceLock<Option<SpanFields>> = std::sync::OnceLock::new();
+    if span.is_disabled() {
+        return None;
+    }
+    FIELDS
+        .get_or_init(|| {
+            // Every enabled span here is `call_span`'s: one callsite.
+            let fields = span.metadata()?.fields();
+            Some(SpanFields {
+                version: fields.field("network.protocol.version")?,
+                status: fields.field("http.response.status_code")?,
+                decision: fields.field("triage.decision")?,
+            })
+        })
+        .as_ref()
 }
 
 /// The version as OpenTelemetry writes it (`1.1`, `2`).

@@ -255,9 +255,9 @@ where
     else {
         unreachable!("answered while calling")
     };
-    if !this.span.is_disabled() {
+    if let Some(fields) = crate::notify::span_fields(this.span) {
         let version = crate::notify::protocol_version(response.version());
-        this.span.record("network.protocol.version", version);
+        this.span.record(&fields.version, version);
     }
     let status = response.status();
     if status.as_u16() >= 400 {

@@ -246,6 +246,28 @@ where
     }
 }
 
+/// The call's span, entered for one poll without a clone of its handle
+/// (a clone costs the subscriber a reference count and a close), so that
+/// the projection stays free to borrow.
+struct InSpan(Option<(tracing::Id, tracing::Dispatch)>);
+
+impl InSpan {
+    fn enter(span: &tracing::Span) -> InSpan {
+        InSpan(span.with_subscriber(|(id, dispatch)| {
+            dispatch.enter(id);
+            (id.clone(), dispatch.clone())
+        }))
+    }
+}
+
+impl Drop for InSpan {
+    fn drop(&mut self) {
+        if let Some((id, dispatch)) = &self.0 {
+            dispatch.exit(id);
+        }
+    }
+}
+
 /// What an attempt ended with, once judged.
 // A value of a moment, moved once: boxing the response would cost an
 // allocation on every call.
@@ -280,10 +302,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        // Every attempt's event is inside the call's span (a handle of the
-        // span is entered: the projection stays free to borrow).
-        let span = this.span.clone();
-        let _entered = span.enter();
+        // Every attempt's event is inside the call's span.
+        let _entered = InSpan::enter(this.span);
         if let Some(over) = past_deadline(&mut this, cx) {
             return Poll::Ready(over);
         }
