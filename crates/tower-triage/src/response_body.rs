@@ -269,22 +269,19 @@ impl<B: Body> ResponseBody<B> {
 
     /// Keeps the call's profile, for [`ReportExt`](crate::ReportExt) to
     /// read the report from the head later.
+    /// (In place, like the other settings: a body moved for each costs a
+    /// copy of it, on every call.)
     #[inline]
-    pub(crate) fn with_profile(mut self, profile: ProfileRef) -> ResponseBody<B> {
+    pub(crate) fn set_profile(&mut self, profile: ProfileRef) {
         self.profile = Some(profile);
-        self
     }
 
     /// Holds the call's pool slot until the body ends or is dropped.
     #[inline]
-    pub(crate) fn with_permit(
-        mut self,
-        permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> ResponseBody<B> {
+    pub(crate) fn set_permit(&mut self, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
         if let Some(permit) = permit {
             self.extras.get_or_insert_with(Box::default).permit = Some(permit);
         }
-        self
     }
 
     /// Tells the body's outcome inside the call's `span`, when it is
@@ -299,9 +296,8 @@ impl<B: Body> ResponseBody<B> {
 
     /// Fails the body when no frame arrives for `timeout`.
     #[inline]
-    pub(crate) fn with_idle_timeout(mut self, timeout: Option<Duration>) -> ResponseBody<B> {
+    pub(crate) fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
         self.idle_timeout = timeout;
-        self
     }
 }
 

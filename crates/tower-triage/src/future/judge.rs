@@ -286,7 +286,7 @@ where
 pub(super) fn success<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     mut parts: http::response::Parts,
-    body: ResponseBody<R>,
+    mut body: ResponseBody<R>,
     body_mode: BodyMode,
 ) -> Response<ResponseBody<R>>
 where
@@ -294,9 +294,8 @@ where
     B: TryCloneBody,
     R: Body,
 {
-    let mut body = body
-        .with_idle_timeout(*this.body_idle_timeout)
-        .with_permit(this.permit.take());
+    body.set_idle_timeout(*this.body_idle_timeout);
+    body.set_permit(this.permit.take());
     body.set_span(this.span);
     // At the first attempt, with nothing failed before, the response says
     // all there is to say: the report is read from its head when asked
@@ -327,7 +326,8 @@ where
             );
         }
         crate::report::mark(&mut parts.extensions, this.profile, body_mode);
-        return Response::from_parts(parts, body.with_profile(this.profile.clone()));
+        body.set_profile(this.profile.clone());
+        return Response::from_parts(parts, body);
     }
     let now = Instant::now();
     let mut evidence = success_evidence(this, &parts, now);
@@ -339,7 +339,8 @@ where
     let report = report(this, &evidence, diagnosis, body_mode);
     let body = if first {
         crate::report::mark(&mut parts.extensions, this.profile, body_mode);
-        body.with_profile(this.profile.clone())
+        body.set_profile(this.profile.clone());
+        body
     } else {
         parts.extensions.insert(report);
         body

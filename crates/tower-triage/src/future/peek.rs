@@ -159,9 +159,9 @@ where
         notify::outcome(method!(this), uri!(this), packet, Some(mode));
     }
     // Every byte is handed back, so Content-Length still holds.
-    let mut body = ResponseBody::peeked(seen, rest, this.config.observer.clone())
-        .with_idle_timeout(*this.body_idle_timeout)
-        .with_permit(this.permit.take());
+    let mut body = ResponseBody::peeked(seen, rest, this.config.observer.clone());
+    body.set_idle_timeout(*this.body_idle_timeout);
+    body.set_permit(this.permit.take());
     body.set_span(this.span);
     let mut response = Response::from_parts(parts, body);
     response.extensions_mut().insert(report);
