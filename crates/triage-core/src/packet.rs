@@ -657,12 +657,16 @@ impl PacketBuilder {
             n: packet.attempts_total,
             status: evidence.status().map(|s| s.as_u16()),
             has_body: evidence.body().seen() || evidence.failure_body().is_some(),
-            request_id: evidence.request_id_str().map(str::to_owned),
+            // Redacted and capped now: a raw header or body text kept for
+            // every attempt would not be bounded.
+            request_id: evidence
+                .request_id_str()
+                .map(|id| capped(&redact::text(id))),
             diagnosis: *diagnosis,
             error_code: evidence
                 .failure_body()
                 .and_then(|b| b.code().or(b.kind()))
-                .map(str::to_owned),
+                .map(capped),
             decision: *decision,
             elapsed: evidence.elapsed(),
         };
@@ -754,7 +758,7 @@ impl PacketBuilder {
         packet.version = capped(&self.version);
         packet.runtime = capped(&redact::text(&self.runtime));
         for raw in self.attempts.drain(..) {
-            let request_id = raw.request_id.map(|id| capped(&redact::text(&id)));
+            let request_id = raw.request_id;
             if let Some(id) = &request_id {
                 if !packet.request_ids.contains(id) && packet.request_ids.len() < MAX_ATTEMPTS {
                     packet.request_ids.push(id.clone());
@@ -768,7 +772,7 @@ impl PacketBuilder {
                 stage: raw.diagnosis.stage(),
                 owner: raw.diagnosis.owner(),
                 class: raw.diagnosis.class().to_string(),
-                error_code: raw.error_code.as_deref().map(capped),
+                error_code: raw.error_code,
                 decision: raw.decision.reason(),
                 delay_ms: raw.decision.delay().map(ms),
                 elapsed_ms: ms(raw.elapsed),
