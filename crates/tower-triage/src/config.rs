@@ -250,7 +250,7 @@ thread_local! {
     /// The last authority whose profile this thread detected, and the
     /// profile: a service calls the same few hosts, so most calls skip the
     /// host parse and the detection (about 300 instructions) for a compare.
-    static LAST_DETECTED: Cell<([u8; CACHED_AUTHORITY], u8, Option<&'static Profile>)> =
+    static LAST_DETECTED: Cell<([u8; CACHED_AUTHORITY], usize, Option<&'static Profile>)> =
         const { Cell::new(([0; CACHED_AUTHORITY], 0, None)) };
 }
 
@@ -258,20 +258,18 @@ thread_local! {
 /// one-entry cache per thread keyed by the whole authority.
 pub(crate) fn detected(uri: &Uri) -> &'static Profile {
     let authority = uri.authority().map_or(&b""[..], |a| a.as_str().as_bytes());
-    let Ok(len) = u8::try_from(authority.len()) else {
-        return Profile::detect(host_of(uri));
-    };
-    if authority.len() > CACHED_AUTHORITY {
+    let len = authority.len();
+    if len > CACHED_AUTHORITY {
         return Profile::detect(host_of(uri));
     }
     LAST_DETECTED.with(|last| {
         let (key, key_len, profile) = last.get();
         match profile {
-            Some(profile) if key_len == len && &key[..authority.len()] == authority => profile,
+            Some(profile) if key_len == len && &key[..len] == authority => profile,
             _ => {
                 let profile = Profile::detect(host_of(uri));
                 let mut key = [0; CACHED_AUTHORITY];
-                key[..authority.len()].copy_from_slice(authority);
+                key[..len].copy_from_slice(authority);
                 last.set((key, len, Some(profile)));
                 profile
             }
