@@ -279,8 +279,8 @@ where
         let (head, body) = (response.headers(), response.body());
         whole_body::plan(status, head, body, cap).map(|reserve| (cap, reserve))
     });
-    let (parts, body) = response.into_parts();
     if let Some((cap, reserve)) = plan {
+        let (parts, body) = response.into_parts();
         // The attempt timer runs on: it bounds the body's read too.
         let idle = *this.body_idle_timeout;
         let whole = Whole::new(parts, body, cap, reserve, idle);
@@ -291,11 +291,10 @@ where
         return Flow::Moved;
     }
     let observer = this.config.observer.clone();
-    let body = ResponseBody::passthrough(body, observer);
+    let response = response.map(|body| ResponseBody::passthrough(body, observer));
     Flow::Judged(Next::Respond(judge::success(
         this,
-        parts,
-        body,
+        response,
         BodyMode::Stream,
     )))
 }

@@ -285,8 +285,7 @@ where
 /// the attempt or streaming (`body_mode`).
 pub(super) fn success<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
-    mut parts: http::response::Parts,
-    mut body: ResponseBody<R>,
+    mut response: Response<ResponseBody<R>>,
     body_mode: BodyMode,
 ) -> Response<ResponseBody<R>>
 where
@@ -294,6 +293,8 @@ where
     B: TryCloneBody,
     R: Body,
 {
+    // (In place: each move of a response is a copy of 240 bytes.)
+    let body = response.body_mut();
     body.set_idle_timeout(*this.body_idle_timeout);
     body.set_permit(this.permit.take());
     body.set_span(this.span);
@@ -307,11 +308,11 @@ where
         if tracing::level_enabled!(tracing::Level::DEBUG)
             && (!this.span.is_disabled() || notify::success_enabled())
         {
-            let whole = (body_mode == BodyMode::Whole).then(|| body.buffered_len());
+            let whole = (body_mode == BodyMode::Whole).then(|| response.body().buffered_len());
             notify::first_success(
                 this.span,
                 (method!(this), uri!(this)),
-                (parts.status, &parts.headers),
+                (response.status(), response.headers()),
                 this.profile,
                 (this.attempt_started.elapsed(), body_mode, whole),
                 this.correlation(),
@@ -325,46 +326,40 @@ where
                 this.config.observer.as_ref(),
             );
         }
-        crate::report::mark(&mut parts.extensions, this.profile, body_mode);
-        body.set_profile(this.profile.clone());
-        return Response::from_parts(parts, body);
+        crate::report::mark(response.extensions_mut(), this.profile, body_mode);
+        response.body_mut().set_profile(this.profile.clone());
+        return response;
     }
     let now = Instant::now();
-    let mut evidence = success_evidence(this, &parts, now);
+    let mut evidence = success_evidence(this, response.status(), response.headers(), now);
     if body_mode == BodyMode::Whole {
-        evidence.set_body(BodyProgress::Complete(body.buffered_len()));
+        evidence.set_body(BodyProgress::Complete(response.body().buffered_len()));
     }
     let (diagnosis, _) = decide(this, &evidence, now, Some(body_mode), true);
     breaker_record(this, &evidence, &diagnosis, None, now);
     let report = report(this, &evidence, diagnosis, body_mode);
-    let body = if first {
-        crate::report::mark(&mut parts.extensions, this.profile, body_mode);
-        body.set_profile(this.profile.clone());
-        body
+    if first {
+        crate::report::mark(response.extensions_mut(), this.profile, body_mode);
+        response.body_mut().set_profile(this.profile.clone());
     } else {
-        parts.extensions.insert(report);
-        body
-    };
-    Response::from_parts(parts, body)
+        response.extensions_mut().insert(report);
+    }
+    response
 }
 
 /// The evidence of a success status's head that arrived for the attempt
 /// (the wall clock read only when the profile writes absolute resets).
 pub(super) fn success_evidence<S, B, R>(
     this: &Projection<'_, S, B, R>,
-    parts: &http::response::Parts,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
     now: Instant,
 ) -> Evidence
 where
     S: Service<Request<B>>,
 {
-    Evidence::from_response(
-        parts.status,
-        &parts.headers,
-        this.profile,
-        wall_clock_for(this.profile),
-    )
-    .with_elapsed(now.saturating_duration_since(*this.attempt_started))
+    Evidence::from_response(status, headers, this.profile, wall_clock_for(this.profile))
+        .with_elapsed(now.saturating_duration_since(*this.attempt_started))
 }
 
 /// A timeout of `phase` after `limit`: its fault, and its typed error.

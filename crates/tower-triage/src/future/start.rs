@@ -33,42 +33,43 @@ struct Split<B> {
 /// body can be copied; otherwise sends the original. A write timeout
 /// watches the body being sent through the kept original, so it keeps one
 /// even without retries.
-fn split<B: TryCloneBody>(request: Request<B>, keep: bool) -> Split<B> {
-    let (parts, body) = request.into_parts();
-    let copy = keep.then(|| body.try_clone_body()).flatten();
+fn split<B: TryCloneBody>(mut request: Request<B>, keep: bool) -> Split<B> {
+    let copy = if keep {
+        request.body().try_clone_body()
+    } else {
+        None
+    };
     // The head keeps what the events and the packet name (no allocation:
     // the URI's parts are shared) and, when a copy of the body was made,
-    // the whole head to send again.
+    // the whole head to send again. The request itself is not taken apart:
+    // only its body is swapped (each move of its parts is a copy of 200
+    // bytes, on every call).
     let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    *head.uri_mut() = parts.uri.clone();
+    *head.method_mut() = request.method().clone();
+    *head.uri_mut() = request.uri().clone();
     let mut prints = [Fingerprint::default(); PRINTS];
-    match copy {
+    let template = match copy {
         Some(copy) => {
             // Keep a copy of the head and send the original: the inner
             // client adds its own headers (`host`, ...) to the map it gets,
             // and the original has room for them, a fresh copy has none.
-            *head.version_mut() = parts.version;
-            *head.headers_mut() = parts.headers.clone();
-            *head.extensions_mut() = parts.extensions.clone();
-            Split {
-                head,
-                template: Some(body),
-                send: Request::from_parts(parts, copy),
-                prints,
-            }
+            *head.version_mut() = request.version();
+            *head.headers_mut() = request.headers().clone();
+            *head.extensions_mut() = request.extensions().clone();
+            Some(std::mem::replace(request.body_mut(), copy))
         }
         None => {
-            if !parts.headers.is_empty() {
-                prints = Fingerprint::of_headers(&parts.headers);
+            if !request.headers().is_empty() {
+                prints = Fingerprint::of_headers(request.headers());
             }
-            Split {
-                head,
-                template: None,
-                send: Request::from_parts(parts, body),
-                prints,
-            }
+            None
         }
+    };
+    Split {
+        head,
+        template,
+        send: request,
+        prints,
     }
 }
 

@@ -68,12 +68,14 @@ where
             // The body has ended: its pool slot is free now.
             *this.permit = None;
             let body = ResponseBody::buffered(data, None, trailers, None, observer);
-            return Next::Respond(judge::success(this, parts, body, BodyMode::Whole));
+            let response = Response::from_parts(parts, body);
+            return Next::Respond(judge::success(this, response, BodyMode::Whole));
         }
         Some(Read::Spilled { prefix, crossing }) => {
             let (parts, rest) = whole.into_parts();
             let body = ResponseBody::buffered(prefix, Some(crossing), None, Some(rest), observer);
-            return Next::Respond(judge::success(this, parts, body, BodyMode::Stream));
+            let response = Response::from_parts(parts, body);
+            return Next::Respond(judge::success(this, response, BodyMode::Stream));
         }
         Some(Read::Failed(error)) => (classify_error(&*error, true, None).fault(), error),
         Some(Read::Idle(limit)) => judge::timed_out(TimeoutPhase::BodyIdle, limit),
@@ -83,7 +85,7 @@ where
     // The head came back, then the body broke: the evidence keeps both,
     // and the partial bytes go with `whole`, never to the caller.
     let now = Instant::now();
-    let mut evidence = judge::success_evidence(this, &whole.parts, now);
+    let mut evidence = judge::success_evidence(this, whole.parts.status, &whole.parts.headers, now);
     evidence.set_transport(TransportFailure::new(Stage::Body, fault));
     evidence.set_body(BodyProgress::Failed(bytes));
     drop(whole);
