@@ -13,6 +13,7 @@ use triage_core::{Profile, RetryBudget, RetryRules};
 
 use crate::capture::ConnectionLog;
 use crate::host::host_of;
+use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::options::RequestOptions;
 use crate::route::{Breaker, DiagnosisWindow, Routes};
@@ -38,6 +39,7 @@ pub(crate) struct Config {
     pub(crate) window: DiagnosisWindow,
     pub(crate) routes: Arc<Routes>,
     pub(crate) pool: Option<Pool>,
+    pub(crate) idempotency: IdempotencyKeys,
 }
 
 /// The per-host concurrency limit: at most `per_host` calls in flight to
@@ -92,6 +94,7 @@ impl std::fmt::Debug for Config {
             .field("observer", &self.observer.is_some())
             .field("breaker", &self.breaker)
             .field("window", &self.window)
+            .field("idempotency", &self.idempotency)
             .finish_non_exhaustive()
     }
 }
@@ -114,6 +117,7 @@ impl Default for Config {
             window: DiagnosisWindow::default(),
             routes: Arc::default(),
             pool: None,
+            idempotency: IdempotencyKeys::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use triage_core::{Profile, RetryBudget, RetryRules};
 
 use crate::config::{Config, Pool};
+use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::route::{Breaker, DiagnosisWindow};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
@@ -240,6 +241,26 @@ impl TriageLayer {
             timeout,
             slots: Arc::default(),
         });
+        self
+    }
+
+    /// Which requests get an idempotency key minted by the layer (see
+    /// [`IdempotencyKeys`]; by default, those to an API whose profile names
+    /// a key header: Stripe's). A POST or PATCH that carries a key, minted
+    /// or the caller's, is retried after an ambiguous failure (a 500, a 502
+    /// or 504, a connection lost after sending), with the same key on
+    /// every attempt; without one it is not.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tower_triage::{IdempotencyKeys, TriageLayer};
+    ///
+    /// let layer = TriageLayer::new()
+    ///     .idempotency_keys(IdempotencyKeys::Header(HeaderName::from_static("idempotency-key")));
+    /// # let _ = layer;
+    /// ```
+    pub fn idempotency_keys(mut self, keys: IdempotencyKeys) -> Self {
+        self.config().idempotency = keys;
         self
     }
 

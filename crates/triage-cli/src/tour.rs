@@ -180,6 +180,13 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
         )
         .post(),
         row(
+            "POST 500, idempotency key",
+            "/flaky/1/500",
+            Profile::stripe(),
+            "Stripe honours Idempotency-Key: the layer minted one key and sent it on every attempt, so the POST was resent safely",
+        )
+        .post(),
+        row(
             "overloaded",
             "/anthropic/529",
             Profile::anthropic(),
@@ -444,6 +451,12 @@ async fn seen(
     let Some(report) = report else {
         return Err("a response without a report".into());
     };
+    if let Some(key) = report.packet().and_then(|p| p.idempotency_key()) {
+        *note = Some(format!(
+            "idempotency key {key}, the same on all {} attempts",
+            report.attempts()
+        ));
+    }
     if row.whole && note.is_none() {
         *note = Some(format!(
             "delivered whole: {bytes} bytes, after {} attempt(s)",

@@ -66,6 +66,16 @@ fn the_tour_shows_every_failure_class() {
         .find(|l| l.contains("connection refused"))
         .unwrap();
     assert!(refused.contains(" 3  attempts_exhausted"), "{refused}");
+    // Issue 18: a POST that meets a 500 is resent with the key minted for it.
+    let keyed = text
+        .lines()
+        .find(|l| l.contains("POST 500, idempotency key"))
+        .unwrap();
+    assert!(keyed.contains(" 2  success"), "{keyed}");
+    assert!(
+        text.contains("the same on all 2 attempts"),
+        "the key's note missing from:\n{text}"
+    );
 }
 
 #[test]

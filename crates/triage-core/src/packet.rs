@@ -25,6 +25,9 @@ const MAX_FINDING: usize = 1024;
 /// The longest model name kept.
 const MAX_MODEL: usize = 128;
 
+/// The longest idempotency key a packet keeps (Stripe allows 255).
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
 /// A duration as the finding writes it: `0.4 ms`, `31 ms`, `2.1 s`.
 struct Ms(Duration);
 
@@ -180,6 +183,8 @@ pub struct Packet {
     model: Option<String>,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
     correlation_id: Option<String>,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Option::is_none"))]
+    idempotency_key: Option<String>,
     finding: String,
     #[cfg_attr(feature = "serde", serde(skip_serializing_if = "Vec::is_empty"))]
     details: Vec<Detail>,
@@ -288,6 +293,13 @@ impl Packet {
     /// downstream request), when the caller gave one.
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
+    }
+
+    /// The idempotency key the request carried (the caller's, or the one a
+    /// layer minted for it), the same on every attempt: the API's record of
+    /// the request is found by it.
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
     }
 
     /// Names the model the request asked for (capped, printable).
@@ -600,6 +612,7 @@ impl PacketBuilder {
                 route: None,
                 model: None,
                 correlation_id: None,
+                idempotency_key: None,
                 finding: String::new(),
                 details: Vec::new(),
             },
@@ -716,6 +729,13 @@ impl PacketBuilder {
         self
     }
 
+    /// The idempotency key the request carried (see
+    /// [`Packet::idempotency_key`]; capped, printable).
+    pub fn set_idempotency_key(&mut self, key: &str) {
+        self.packet.idempotency_key =
+            Some(redact::printable(key, MAX_IDEMPOTENCY_KEY).into_owned());
+    }
+
     /// Names the model the request asked for (see [`Packet::model`]).
     pub fn model(mut self, model: &str) -> Self {
         self.packet.set_model(model);
@@ -816,6 +836,9 @@ impl fmt::Display for Packet {
         writeln!(f, "  profile:     {}", self.profile)?;
         if let Some(model) = &self.model {
             writeln!(f, "  model:       {model}")?;
+        }
+        if let Some(key) = &self.idempotency_key {
+            writeln!(f, "  idempotency key: {key}")?;
         }
         match self.owner {
             Some(owner) => writeln!(f, "  owner:       {owner} ({})", self.class)?,

@@ -95,6 +95,7 @@ pub struct Profile {
     quota_codes: Cow<'static, [Cow<'static, str>]>,
     rate_codes: Cow<'static, [Cow<'static, str>]>,
     replay_safe_posts: bool,
+    idempotency_key: Option<HeaderName>,
     rate_limit_on_forbidden: bool,
     payment_required_is_quota: bool,
     model_in_body: bool,
@@ -218,6 +219,7 @@ fn build_openai() -> Profile {
         ]),
         rate_codes: Cow::Borrowed(&[Cow::Borrowed("rate_limit_exceeded")]),
         replay_safe_posts: true,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: true,
@@ -250,6 +252,7 @@ fn build_azure_openai() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(NO_CODES),
         replay_safe_posts: true,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: true,
@@ -278,6 +281,7 @@ fn build_anthropic() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(&[Cow::Borrowed("rate_limit_error")]),
         replay_safe_posts: true,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: true,
@@ -298,6 +302,7 @@ fn build_gemini() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(&[Cow::Borrowed("RATE_LIMIT_EXCEEDED")]),
         replay_safe_posts: true,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: false,
@@ -318,6 +323,7 @@ fn build_aws() -> Profile {
         quota_codes: Cow::Borrowed(&[Cow::Borrowed("ServiceQuotaExceededException")]),
         rate_codes: Cow::Borrowed(AWS_THROTTLING),
         replay_safe_posts: false,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: false,
@@ -342,6 +348,7 @@ fn build_github() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(NO_CODES),
         replay_safe_posts: false,
+        idempotency_key: None,
         rate_limit_on_forbidden: true,
         payment_required_is_quota: true,
         model_in_body: false,
@@ -362,6 +369,7 @@ fn build_stripe() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(&[Cow::Borrowed("rate_limit")]),
         replay_safe_posts: false,
+        idempotency_key: Some(h("idempotency-key")),
         rate_limit_on_forbidden: false,
         payment_required_is_quota: false,
         model_in_body: false,
@@ -386,6 +394,7 @@ fn build_generic() -> Profile {
         quota_codes: Cow::Borrowed(NO_CODES),
         rate_codes: Cow::Borrowed(NO_CODES),
         replay_safe_posts: false,
+        idempotency_key: None,
         rate_limit_on_forbidden: false,
         payment_required_is_quota: true,
         model_in_body: false,
@@ -524,6 +533,7 @@ impl Profile {
                 quota_codes: Cow::Borrowed(NO_CODES),
                 rate_codes: Cow::Borrowed(NO_CODES),
                 replay_safe_posts: false,
+                idempotency_key: None,
                 rate_limit_on_forbidden: false,
                 payment_required_is_quota: true,
                 model_in_body: false,
@@ -610,6 +620,16 @@ impl Profile {
         self.replay_safe_posts
     }
 
+    /// The header the API reads an idempotency key from, when it honours
+    /// one: a POST or PATCH that carries a key is safe to send again after
+    /// an ambiguous failure, since the API answers a repeat with the first
+    /// answer. Set for [`stripe`](Profile::stripe) (`Idempotency-Key`); a
+    /// layer mints one key per logical request into it (see
+    /// `tower_triage::IdempotencyKeys`).
+    pub fn idempotency_key_header(&self) -> Option<&HeaderName> {
+        self.idempotency_key.as_ref()
+    }
+
     /// Whether a 403 can be a rate limit (with `remaining: 0` or "secondary
     /// rate limit"), as GitHub sends it.
     pub fn rate_limit_on_forbidden(&self) -> bool {
@@ -681,6 +701,13 @@ impl ProfileBuilder {
     /// Adds an error code that means throttling.
     pub fn rate_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
         self.profile.rate_codes.to_mut().push(code.into());
+        self
+    }
+
+    /// Names the header the API reads an idempotency key from (see
+    /// [`Profile::idempotency_key_header`]).
+    pub fn idempotency_key_header(mut self, name: HeaderName) -> Self {
+        self.profile.idempotency_key = Some(name);
         self
     }
 
@@ -766,6 +793,26 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn only_stripe_names_an_idempotency_key_header() {
+        for profile in Profile::builtin() {
+            let expected = (profile.name() == "stripe").then_some("idempotency-key");
+            assert_eq!(
+                profile.idempotency_key_header().map(HeaderName::as_str),
+                expected,
+                "{}",
+                profile.name()
+            );
+        }
+        let acme = Profile::builder("acme")
+            .idempotency_key_header(HeaderName::from_static("x-acme-once"))
+            .build();
+        assert_eq!(
+            acme.idempotency_key_header().map(HeaderName::as_str),
+            Some("x-acme-once")
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ use triage_core::{
     PacketBuilder, Stage, Stop, TimeoutPhase, TransportFailure, classify,
 };
 
-use super::request::{IDEMPOTENCY_KEY, wall_clock_for};
+use super::request::wall_clock_for;
 use super::{Next, Projection, method, random, uri};
 use crate::body::TryCloneBody;
 use crate::capture::Capture;
@@ -98,7 +98,8 @@ where
     S: Service<Request<B>>,
 {
     // Only a whole head is re-sent; a partial one has no headers.
-    let idempotency_key = this.head.headers().contains_key(IDEMPOTENCY_KEY);
+    let name = this.config.idempotency.header(this.profile);
+    let idempotency_key = crate::idempotency::key_of(this.head.headers(), name).is_some();
     let ctx = AttemptContext::new(*this.attempt, method!(this))
         .idempotency_key(idempotency_key)
         .replayable(replayable)
@@ -476,6 +477,10 @@ pub(super) fn with_head<S, B, R>(
 where
     S: Service<Request<B>>,
 {
+    let name = this.config.idempotency.header(this.profile);
+    if let Some(key) = crate::idempotency::key_of(this.head.headers(), name) {
+        builder.set_idempotency_key(&String::from_utf8_lossy(key.as_bytes()));
+    }
     builder.set_request_headers(std::mem::take(this.head.headers_mut()));
     builder
 }

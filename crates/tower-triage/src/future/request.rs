@@ -8,11 +8,6 @@ use triage_core::Profile;
 
 use crate::route::Breaker;
 
-/// The header whose presence makes a non-idempotent request safe to send
-/// again.
-pub(super) const IDEMPOTENCY_KEY: http::HeaderName =
-    http::HeaderName::from_static("idempotency-key");
-
 /// The request again, from its kept head and a copy of its body.
 pub(super) fn with_body<B>(head: &Request<()>, body: B) -> Request<B> {
     let (parts, ()) = head.clone().into_parts();

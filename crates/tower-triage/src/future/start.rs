@@ -8,14 +8,15 @@ use http_body::Body;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
-use triage_core::BoxError;
 use triage_core::redact::Fingerprint;
+use triage_core::{BoxError, Profile};
 
 use super::attempt::{WriteWatch, watch};
 use super::request::probe_request;
 use super::{PRINTS, ResponseFuture, State};
 use crate::body::TryCloneBody;
 use crate::config::{CallSettings, Config};
+use crate::idempotency::IdempotencyKeys;
 use crate::options::RequestOptions;
 use crate::route::{Admit, route_of};
 
@@ -33,7 +34,11 @@ struct Split<B> {
 /// body can be copied; otherwise sends the original. A write timeout
 /// watches the body being sent through the kept original, so it keeps one
 /// even without retries.
-fn split<B: TryCloneBody>(mut request: Request<B>, keep: bool) -> Split<B> {
+fn split<B: TryCloneBody>(
+    mut request: Request<B>,
+    keep: bool,
+    keys: Option<(&IdempotencyKeys, &Profile)>,
+) -> Split<B> {
     let copy = if keep {
         request.body().try_clone_body()
     } else {
@@ -53,6 +58,15 @@ fn split<B: TryCloneBody>(mut request: Request<B>, keep: bool) -> Split<B> {
             // Keep a copy of the head and send the original: the inner
             // client adds its own headers (`host`, ...) to the map it gets,
             // and the original has room for them, a fresh copy has none.
+            // One idempotency key per logical request, before the head is
+            // kept, so every attempt sends the same (only with retries on).
+            if let Some((keys, profile)) = keys {
+                if !request.method().is_idempotent() {
+                    if let Some(name) = keys.header(profile) {
+                        crate::idempotency::mint_into(request.headers_mut(), name);
+                    }
+                }
+            }
             *head.version_mut() = request.version();
             *head.headers_mut() = request.headers().clone();
             *head.extensions_mut() = request.extensions().clone();
@@ -188,7 +202,12 @@ where
             config.budget.deposit(now.into_std());
         }
         let span = crate::notify::call_span(request.method(), request.uri());
-        let split = split(request, retries > 0 || settings.write_timeout.is_some());
+        let keep = retries > 0 || settings.write_timeout.is_some();
+        let split = split(
+            request,
+            keep,
+            (retries > 0).then_some((&config.idempotency, &*settings.profile)),
+        );
         let (permit, slots) = pool_slot(&config, &admit, &split.head);
         let first = first(
             &mut service,
