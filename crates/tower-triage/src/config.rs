@@ -16,7 +16,7 @@ use crate::host::host_of;
 use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::options::RequestOptions;
-use crate::route::{Breaker, DiagnosisWindow, Routes};
+use crate::route::{Breaker, DiagnosisWindow, Paces, Routes};
 
 /// At most this many bytes of a failure body are read to classify it.
 pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
@@ -40,6 +40,10 @@ pub(crate) struct Config {
     pub(crate) routes: Arc<Routes>,
     pub(crate) pool: Option<Pool>,
     pub(crate) idempotency: IdempotencyKeys,
+    /// Pacing on: requests on a route whose rate window is closed wait
+    /// for its reset.
+    pub(crate) pacing: bool,
+    pub(crate) paces: Arc<Paces>,
 }
 
 /// The per-host concurrency limit: at most `per_host` calls in flight to
@@ -95,6 +99,7 @@ impl std::fmt::Debug for Config {
             .field("breaker", &self.breaker)
             .field("window", &self.window)
             .field("idempotency", &self.idempotency)
+            .field("pacing", &self.pacing)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +123,8 @@ impl Default for Config {
             routes: Arc::default(),
             pool: None,
             idempotency: IdempotencyKeys::default(),
+            pacing: true,
+            paces: Arc::default(),
         }
     }
 }

@@ -264,6 +264,31 @@ impl TriageLayer {
         self
     }
 
+    /// Pacing (on by default): once an answer says a rate window of its
+    /// route is used up (a `remaining` of 0 with a reset, in the profile's
+    /// `x-ratelimit-*` / `anthropic-ratelimit-*` headers or the IETF
+    /// `RateLimit` field), or a rate limit asks to wait (`Retry-After`,
+    /// `retry-after-ms`), the next requests on that route wait for the
+    /// reset instead of being sent to be refused. Requests and tokens are
+    /// separate windows where the profile tells them apart. Waits longer
+    /// than the rules' cap on honoured waits (120 s by default) are not
+    /// paced. A request whose total deadline ends before the reset fails
+    /// at once, unsent, with `Stop::RateWindowClosed` and its packet.
+    /// Clones of the layer share what they learn; memory is bounded like
+    /// the route breaker's.
+    ///
+    /// ```
+    /// use tower_triage::TriageLayer;
+    ///
+    /// // Every request is sent when it comes, whatever the windows say.
+    /// let layer = TriageLayer::new().pacing(false);
+    /// # let _ = layer;
+    /// ```
+    pub fn pacing(mut self, on: bool) -> Self {
+        self.config().pacing = on;
+        self
+    }
+
     /// Turns a final failure status into an error (as the official SDKs do)
     /// instead of handing the response back.
     pub fn errors_for_status(mut self, yes: bool) -> Self {

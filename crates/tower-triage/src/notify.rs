@@ -348,14 +348,39 @@ pub(crate) fn route_refused(
     }
     if level_enabled!(Level::DEBUG) {
         let packet = error.packet();
+        if packet.route_open().is_some() {
+            event!(
+                target: TARGET,
+                Level::DEBUG,
+                triage.route = route,
+                triage.owner = packet.owner().map(|o| o.as_str()),
+                triage.class = packet.class(),
+                triage.refused = packet.route_open().map(|r| r.refused()),
+                "request refused: the route is open"
+            );
+        } else {
+            event!(
+                target: TARGET,
+                Level::DEBUG,
+                triage.route = route,
+                triage.owner = packet.owner().map(|o| o.as_str()),
+                triage.class = packet.class(),
+                triage.decision = packet.outcome(),
+                "request refused unsent: the route's rate window reopens after its deadline"
+            );
+        }
+    }
+}
+
+/// A request held until its route's rate window reopens (DEBUG).
+pub(crate) fn paced(route: &str, wait: std::time::Duration) {
+    if level_enabled!(Level::DEBUG) {
         event!(
             target: TARGET,
             Level::DEBUG,
             triage.route = route,
-            triage.owner = packet.owner().map(|o| o.as_str()),
-            triage.class = packet.class(),
-            triage.refused = packet.route_open().map(|r| r.refused()),
-            "request refused: the route is open"
+            triage.wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "request held: the route's rate window is closed until its reset"
         );
     }
 }

@@ -33,6 +33,9 @@ struct Row {
     /// breaker on (`Some(true)`) or off (`Some(false)`, so the diagnosis
     /// window captures the second).
     again: Option<bool>,
+    /// Sent twice through one layer, the second shown and timed: the first
+    /// answer uses up the route's rate window (pacing).
+    paced: bool,
 }
 
 fn row(
@@ -49,6 +52,7 @@ fn row(
         lesson,
         whole: false,
         again: None,
+        paced: false,
     }
 }
 
@@ -72,6 +76,11 @@ impl Row {
 
     fn again(mut self, breaker: bool) -> Self {
         self.again = Some(breaker);
+        self
+    }
+
+    fn paced(mut self) -> Self {
+        self.paced = true;
         self
     }
 }
@@ -106,6 +115,13 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
             "a 429 is waited out as the server says (retry-after-ms), then the call succeeds",
         )
         .post(),
+        row(
+            "rate window used up: paced",
+            "/window/1/400",
+            g,
+            "the answer before said the window was used up (remaining 0, reset in 400 ms): this request waited for the reset instead of being refused",
+        )
+        .paced(),
         row(
             "exhausted quota",
             "/openai/429/quota",
@@ -364,6 +380,15 @@ async fn call(
     let request = Request::builder().method(row.method.clone());
     let body = Full::new(Bytes::from_static(b"{}"));
     Ok(match &row.target {
+        Target::Path(path) if row.paced => {
+            // One layer for both: the first answer closes the window.
+            let mut svc = tower_triage::connect::client_with::<_, Full<Bytes>>(&layer, plain());
+            let first = Request::get(upstream.url(path)).body(body.clone())?;
+            let _ = svc.ready().await?.call(first).await;
+            *started = Instant::now();
+            let request = request.uri(upstream.url(path)).body(body)?;
+            (svc.ready().await?.call(request).await, Box::new(()))
+        }
         Target::Path(path) => {
             let request = request.uri(upstream.url(path)).body(body)?;
             (through(&layer, plain(), request).await?, Box::new(()))
@@ -424,6 +449,13 @@ async fn send(
         Ok(response) => Ok(seen(row, response, started, &mut note).await?),
         Err(error) => Err(error),
     };
+    if let (true, Target::Path(path), Ok(seen)) = (row.paced, &row.target, &seen) {
+        note = Some(format!(
+            "held {:.0} ms for the window's reset, then sent once; the upstream refused {} request(s)",
+            seen.elapsed.as_secs_f64() * 1e3,
+            upstream.refused(path).0
+        ));
+    }
     Ok((seen, note))
 }
 

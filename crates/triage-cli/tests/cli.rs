@@ -66,6 +66,17 @@ fn the_tour_shows_every_failure_class() {
         .find(|l| l.contains("connection refused"))
         .unwrap();
     assert!(refused.contains(" 3  attempts_exhausted"), "{refused}");
+    // Issue 18: a request after an answer that used up the window waits for
+    // its reset, and is not refused.
+    let paced = text
+        .lines()
+        .find(|l| l.contains("rate window used up: paced"))
+        .unwrap();
+    assert!(paced.contains(" 1  success"), "{paced}");
+    assert!(
+        text.contains("for the window's reset, then sent once; the upstream refused 0 request(s)"),
+        "the pacing note missing from:\n{text}"
+    );
     // Issue 18: a POST that meets a 500 is resent with the key minted for it.
     let keyed = text
         .lines()

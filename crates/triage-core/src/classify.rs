@@ -40,6 +40,19 @@ impl Diagnosis {
         }
     }
 
+    /// The verdict on a request held back by its route's used-up rate
+    /// window, when the answer that said so was no rate limit itself (a
+    /// success reporting `remaining: 0`): a rate limit, nothing processed,
+    /// retryable once the window reopens.
+    pub const fn rate_window() -> Diagnosis {
+        Diagnosis::new(
+            Owner::RateLimit,
+            Class::RateLimited,
+            Replay::NotProcessed,
+            true,
+        )
+    }
+
     const fn success() -> Diagnosis {
         Diagnosis {
             owner: None,
@@ -308,6 +321,13 @@ fn quota_kind(
     evidence: &Evidence,
     profile: &Profile,
 ) -> Option<QuotaKind> {
+    // Explicit timing wins over a marker: an answer whose own headers
+    // reopen the window soon (a wait asked for, or the reset of a window
+    // it says is used up) is a rate window, whatever its code or problem
+    // type says. Without timing, the marker stands.
+    if reopens_soon(evidence) {
+        return None;
+    }
     if let Some(kind) = QUOTA_CODES
         .iter()
         .find(|(code, _)| said.has_code(code))
@@ -360,6 +380,24 @@ fn quota_kind(
         return Some(QuotaKind::Period);
     }
     None
+}
+
+/// The longest wait an answer's headers may ask for and still be a rate
+/// window rather than a quota: the default cap on honoured waits.
+const WINDOW_TIMING: Duration = Duration::from_secs(120);
+
+/// Whether the answer's headers say when its window reopens, within
+/// [`WINDOW_TIMING`]: `retry-after-ms`, `Retry-After`, `x-amz-retry-after`,
+/// or the reset of a rate window it reports used up. (A body's retry delay
+/// does not count: Google sends one with its per-day quota too.)
+fn reopens_soon(evidence: &Evidence) -> bool {
+    let soon = |wait: Duration| !wait.is_zero() && wait <= WINDOW_TIMING;
+    evidence
+        .hints()
+        .server_delay()
+        .map(|(wait, _)| wait)
+        .or_else(|| evidence.rate().exhausted_reset())
+        .is_some_and(soon)
 }
 
 /// The longest wait the answer asked for, in headers or in the body.

@@ -145,6 +145,8 @@ impl Error {
     ) -> Error {
         let status = evidence.status();
         let kind = match (diagnosis.class(), status) {
+            // Refused unsent, whatever the answer that closed the window.
+            _ if matches!(stop, Stop::RateWindowClosed(_)) => ErrorKind::RateLimit,
             (Class::Transport(t), _) => ErrorKind::from_transport(t),
             (Class::Cancelled, _) => ErrorKind::Cancelled,
             (_, Some(status)) => ErrorKind::from_status(status),

@@ -691,6 +691,17 @@ impl PacketBuilder {
         self.last = Some((*diagnosis, *decision));
     }
 
+    /// Ends the packet of a request that was not sent: `diagnosis` (what
+    /// an earlier answer on its route said, with that answer's rate
+    /// windows in `evidence`) and `stop`, with no attempt of its own.
+    pub fn unsent(mut self, evidence: &Evidence, diagnosis: &Diagnosis, stop: Stop) -> Self {
+        if evidence.rate().is_known() {
+            self.packet.rate = Some(*evidence.rate());
+        }
+        self.last = Some((*diagnosis, Decision::Stop(stop)));
+        self
+    }
+
     /// The attempts recorded so far.
     pub fn attempts_total(&self) -> u32 {
         self.packet.attempts_total

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 
 use crate::headers::ResetFormat;
 
@@ -174,6 +174,9 @@ const fn h(name: &'static str) -> HeaderName {
 }
 
 const NO_CODES: &[Cow<'static, str>] = &[];
+
+/// The IETF `RateLimit` field.
+const IETF_RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// AWS throttling codes (smithy-rs `THROTTLING_ERRORS`), also sent on HTTP 400
 /// by awsJson services.
@@ -597,6 +600,31 @@ impl Profile {
         self.ietf_ratelimit
     }
 
+    /// Whether `headers` may say a rate window is used up: one of the
+    /// profile's `remaining` headers is `0`, or (where the profile reads
+    /// them) the IETF `RateLimit` field has a member with `r=0`. A quick
+    /// look for every answer (one length test per header, most of the
+    /// time); [`Evidence::from_response`](crate::Evidence::from_response)
+    /// reads the windows when it says yes.
+    pub fn reports_exhausted(&self, headers: &HeaderMap) -> bool {
+        // The values first: a `0` is rare, and a value's length is at hand
+        // where a name's slot is a lookup.
+        let zero =
+            |value: &http::HeaderValue| value.len() <= 4 && value.as_bytes().trim_ascii() == b"0";
+        let remaining_zero = headers.iter().any(|(name, value)| {
+            zero(value) && matches!(self.table.slot(name), Some(Slot::Rate(_, 1)))
+        });
+        remaining_zero
+            || (self.ietf_ratelimit
+                && headers.get(&IETF_RATELIMIT).is_some_and(|value| {
+                    let bytes = value.as_bytes();
+                    bytes.windows(3).enumerate().any(|(i, w)| {
+                        w.eq_ignore_ascii_case(b"r=0")
+                            && bytes.get(i + 3).is_none_or(|b| !b.is_ascii_digit())
+                    })
+                }))
+    }
+
     /// Headers that carry the server's own retry verdict (`true`/`false`).
     pub fn should_retry_headers(&self) -> &[HeaderName] {
         &self.should_retry_headers
@@ -813,6 +841,39 @@ mod tests {
             acme.idempotency_key_header().map(HeaderName::as_str),
             Some("x-acme-once")
         );
+    }
+
+    #[test]
+    fn reports_exhausted_looks_at_remaining_headers_and_the_ietf_field() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.append(HeaderName::from_static(name), value.parse().unwrap());
+            }
+            map
+        };
+        let openai = Profile::openai();
+        let used_up = headers(&[
+            ("x-ratelimit-remaining-requests", "12"),
+            ("x-ratelimit-remaining-tokens", " 0 "),
+        ]);
+        assert!(openai.reports_exhausted(&used_up));
+        assert!(!openai.reports_exhausted(&headers(&[
+            ("x-ratelimit-remaining-requests", "10"),
+            ("x-ratelimit-remaining-tokens", "0.5"),
+            ("x-ratelimit-limit-requests", "0"),
+            ("content-type", "0"),
+        ])));
+        let generic = Profile::generic();
+        assert!(generic.reports_exhausted(&headers(&[("x-ratelimit-remaining", "0")])));
+        assert!(generic.reports_exhausted(&headers(&[("ratelimit", "\"default\";r=0;t=3")])));
+        assert!(
+            generic.reports_exhausted(&headers(&[("ratelimit", "\"a\";r=7;t=1, \"b\";R=0;t=30")]))
+        );
+        assert!(!generic.reports_exhausted(&headers(&[("ratelimit", "\"default\";r=05;t=3")])));
+        // OpenAI's profile does not read the IETF field.
+        assert!(!openai.reports_exhausted(&headers(&[("ratelimit", "\"default\";r=0;t=3")])));
+        assert!(!generic.reports_exhausted(&HeaderMap::new()));
     }
 
     #[test]

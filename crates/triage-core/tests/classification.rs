@@ -719,3 +719,87 @@ fn connection_path() {
             not_retryable(Owner::Caller),
         );
 }
+
+/// Issue 18: explicit timing wins over a marker. An answer whose own
+/// headers reopen its window within the cap is a rate window, whatever its
+/// code or problem type says; without timing (or with a wait of a day) the
+/// marker stands.
+#[test]
+fn explicit_timing_wins_over_a_quota_marker() {
+    let openai = Profile::openai();
+    let g = Profile::generic();
+    case("insufficient_quota with Retry-After: 20", openai)
+        .status(429)
+        .header("retry-after", "20")
+        .json(OPENAI_QUOTA)
+        .expect(
+            Some(Owner::RateLimit),
+            Class::RateLimited,
+            Expect::Retry(
+                Duration::from_secs(20),
+                DelaySource::RetryAfter,
+                ReplayBasis::NotProcessed,
+            ),
+        );
+    case(
+        "insufficient_quota with an exhausted window's reset",
+        openai,
+    )
+    .status(429)
+    .header("x-ratelimit-remaining-requests", "0")
+    .header("x-ratelimit-reset-requests", "1.5s")
+    .json(OPENAI_QUOTA)
+    .expect(
+        Some(Owner::RateLimit),
+        Class::RateLimited,
+        Expect::Retry(
+            Duration::from_millis(1500),
+            DelaySource::ResetHeader,
+            ReplayBasis::NotProcessed,
+        ),
+    );
+    case("a quota problem type with retry-after-ms", g)
+        .status(429)
+        .header("retry-after-ms", "800")
+        .header("content-type", "application/problem+json")
+        .body(r#"{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Quota exceeded"}"#)
+        .expect(
+            Some(Owner::RateLimit),
+            Class::RateLimited,
+            Expect::Retry(
+                Duration::from_millis(800),
+                DelaySource::RetryAfterMs,
+                ReplayBasis::NotProcessed,
+            ),
+        );
+    // No timing: the marker stands.
+    case("insufficient_quota alone", openai)
+        .status(429)
+        .json(OPENAI_QUOTA)
+        .expect(
+            Some(Owner::Quota),
+            Class::QuotaExhausted(QuotaKind::Billing),
+            not_retryable(Owner::Quota),
+        );
+    // A window that reports no exhaustion gives no timing.
+    case("insufficient_quota with a window not used up", openai)
+        .status(429)
+        .header("x-ratelimit-remaining-requests", "4")
+        .header("x-ratelimit-reset-requests", "1.5s")
+        .json(OPENAI_QUOTA)
+        .expect(
+            Some(Owner::Quota),
+            Class::QuotaExhausted(QuotaKind::Billing),
+            not_retryable(Owner::Quota),
+        );
+    // A wait past the cap is no window that reopens soon.
+    case("insufficient_quota with Retry-After: 3600", openai)
+        .status(429)
+        .header("retry-after", "3600")
+        .json(OPENAI_QUOTA)
+        .expect(
+            Some(Owner::Quota),
+            Class::QuotaExhausted(QuotaKind::Billing),
+            not_retryable(Owner::Quota),
+        );
+}

@@ -10,6 +10,7 @@
 //! | `/ok` | 200 JSON with `x-request-id` and OpenAI rate headers |
 //! | `/status/{code}?retry_after=&retry_after_ms=&request_id=&should_retry=` | that status, JSON error, the hint headers asked for |
 //! | `/flaky/{n}/{code}` | `{code}` for the first `n` requests to this path, then 200 |
+//! | `/window/{limit}/{ms}` | a fixed rate window: `limit` requests per `ms` milliseconds, then 429 with `retry-after-ms` until the next window; every answer has `x-ratelimit-limit`, `-remaining`, `-reset` ([`Upstream::refused`] counts the 429s) |
 //! | `/bytes/{n}` | 200 with `n` bytes of [`pattern_byte`], streamed |
 //! | `/flaky-body/{n}/{rst,fin}/{len}?after=&type=&chunked=1` | 200 with `len` bytes of the pattern (`content-length`, or chunked), cut after `after` bytes (default half) by a reset or a FIN (truncation) for the first `n` requests to this path, whole afterwards; `type` sets the content type (`text%2Fevent-stream`) |
 //! | `/openai/429/quota`, `/openai/429/rate`, `/openai/429/too-large`, `/openai/503/overloaded` | OpenAI's forms |

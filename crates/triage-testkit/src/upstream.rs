@@ -13,31 +13,134 @@ use tokio::task::JoinHandle;
 use crate::routes::{Action, Cut, route};
 use crate::tls::CertProblem;
 
-/// Requests received per path.
+/// Requests received per path, and the rate windows of `/window/` paths.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Hits(Arc<Mutex<HashMap<String, u64>>>);
+pub(crate) struct Hits {
+    counts: Arc<Mutex<HashMap<String, u64>>>,
+    windows: Arc<Mutex<HashMap<String, RateWindow>>>,
+}
+
+/// A fixed rate window of a `/window/LIMIT/MS` path: LIMIT requests per
+/// MS milliseconds, the first window starting at the path's first request.
+#[derive(Debug)]
+struct RateWindow {
+    start: std::time::Instant,
+    used: u64,
+    /// When this window was used up (its last admitted request).
+    closed_at: Option<std::time::Instant>,
+    /// For each refusal, how long after its window was used up it came
+    /// (at most [`MAX_REFUSALS`] kept).
+    refusals: Vec<Duration>,
+    refused: u64,
+}
+
+/// At most this many refusals' times are kept per path.
+const MAX_REFUSALS: usize = 100_000;
 
 impl Hits {
+    /// The answer of a `/window/LIMIT/MS` path (`None` for other paths): a
+    /// 200 while the window has room, a 429 once it is used up; both tell
+    /// the window (`x-ratelimit-limit`, `-remaining`, `-reset` as a Go
+    /// duration in milliseconds), the 429 also `retry-after-ms`.
+    pub(crate) fn window(&self, path: &str) -> Option<Action> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let ["window", limit, ms] = parts.as_slice() else {
+            return None;
+        };
+        let (limit, len) = (limit.parse::<u64>().ok()?, ms.parse::<u64>().ok()?.max(1));
+        let now = std::time::Instant::now();
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let window = windows.entry(path.to_owned()).or_insert(RateWindow {
+            start: now,
+            used: 0,
+            closed_at: None,
+            refusals: Vec::new(),
+            refused: 0,
+        });
+        let len = Duration::from_millis(len);
+        let elapsed = now.duration_since(window.start);
+        if elapsed >= len {
+            // Later windows are aligned to the first one.
+            let windows_passed = elapsed.as_nanos() / len.as_nanos();
+            window.start += len * u32::try_from(windows_passed).unwrap_or(u32::MAX);
+            window.used = 0;
+            window.closed_at = None;
+        }
+        let reset = len.saturating_sub(now.duration_since(window.start));
+        let reset_ms = reset.as_millis().max(1);
+        let admitted = window.used < limit;
+        if admitted {
+            window.used += 1;
+            if window.used == limit {
+                window.closed_at = Some(now);
+            }
+        } else {
+            window.refused += 1;
+            let after = window
+                .closed_at
+                .map_or(Duration::ZERO, |closed| now.duration_since(closed));
+            if window.refusals.len() < MAX_REFUSALS {
+                window.refusals.push(after);
+            }
+        }
+        let mut headers = vec![
+            ("x-ratelimit-limit".to_owned(), limit.to_string()),
+            (
+                "x-ratelimit-remaining".to_owned(),
+                (limit - window.used.min(limit)).to_string(),
+            ),
+            ("x-ratelimit-reset".to_owned(), format!("{reset_ms}ms")),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        let (status, body) = if admitted {
+            (200, r#"{"ok":true}"#)
+        } else {
+            headers.push(("retry-after-ms".to_owned(), reset_ms.to_string()));
+            (
+                429,
+                r#"{"error":{"message":"rate limit reached","type":"rate_limit"}}"#,
+            )
+        };
+        Some(Action::Reply {
+            status,
+            headers,
+            body: body.as_bytes().to_vec(),
+        })
+    }
+
+    /// Requests a `/window/` path refused so far, and for each (the first
+    /// 100,000), how long after its window was used up it came.
+    pub(crate) fn refused(&self, path: &str) -> (u64, Vec<Duration>) {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        windows
+            .get(path)
+            .map_or((0, Vec::new()), |w| (w.refused, w.refusals.clone()))
+    }
+
     /// Counts a hit and returns how many came before it.
     pub(crate) fn count(&self, path: &str) -> u64 {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let n = map.entry(path.to_owned()).or_insert(0);
         *n += 1;
         *n - 1
     }
 
     pub(crate) fn get(&self, path: &str) -> u64 {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         map.get(path).copied().unwrap_or(0)
     }
 
     pub(crate) fn total(&self) -> u64 {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         map.values().sum()
     }
 
     pub(crate) fn reset(&self) {
-        self.0
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -113,7 +216,15 @@ impl Upstream {
         self.hits.total()
     }
 
-    /// Forgets every count.
+    /// Requests a `/window/LIMIT/MS` path answered with a 429 (its window
+    /// was used up), and for each (the first 100,000) how long after the
+    /// window's last admitted request it came: a refusal that came well
+    /// after it was sent into a window a client could have known closed.
+    pub fn refused(&self, path: &str) -> (u64, Vec<Duration>) {
+        self.hits.refused(path)
+    }
+
+    /// Forgets every count (and every rate window).
     pub fn reset_hits(&self) {
         self.hits.reset();
     }
@@ -225,7 +336,10 @@ where
         }
         drop(stream);
     };
-    match route(&path, &query, hit) {
+    let action = hits
+        .window(&path)
+        .unwrap_or_else(|| route(&path, &query, hit));
+    match action {
         Action::Reply {
             status,
             headers,

@@ -23,7 +23,7 @@ use crate::notify;
 use crate::observer::{AttemptInfo, Call, Observer, Outcome, RouteEvent};
 use crate::report::Report;
 use crate::response_body::ResponseBody;
-use crate::route::{Routes, connection_failure, route_of};
+use crate::route::{Routes, closings, connection_failure, route_of};
 use crate::whole_body::BodyMode;
 
 /// Decides after an attempt: classification, the retry rules, the event,
@@ -41,6 +41,9 @@ where
     B: TryCloneBody,
 {
     let diagnosis = classify(evidence, this.profile);
+    if this.config.pacing {
+        learn_pace(this, &diagnosis, evidence, now);
+    }
     // A retry needs a fresh copy of the body; make it now, so that a body
     // that cannot be copied stops the request with that reason.
     let copy = if diagnosis.is_retryable() {
@@ -84,6 +87,30 @@ where
         }
     }
     (diagnosis, decision)
+}
+
+/// Pacing: the rate windows an answer on the call's route closed (see
+/// [`closings`]) are kept for the route's next requests.
+fn learn_pace<S, B, R>(
+    this: &Projection<'_, S, B, R>,
+    diagnosis: &Diagnosis,
+    evidence: &Evidence,
+    now: Instant,
+) where
+    S: Service<Request<B>>,
+{
+    let cap = this
+        .rules
+        .as_deref()
+        .unwrap_or(&this.config.rules)
+        .retry_after_cap();
+    let closed = closings(diagnosis, evidence, cap, now);
+    if !closed.is_empty() {
+        let route = route_of(uri!(this));
+        this.config
+            .paces
+            .close(&route, &closed, (diagnosis, evidence), now);
+    }
 }
 
 /// The retry rules' answer for a failed attempt.
@@ -326,6 +353,13 @@ where
                 Instant::now(),
                 this.config.observer.as_ref(),
             );
+        }
+        // Pacing: the answer's rate windows are read only when one of
+        // them may be used up (a length test per header, most of the time).
+        if this.config.pacing && this.profile.reports_exhausted(response.headers()) {
+            let now = Instant::now();
+            let evidence = success_evidence(this, response.status(), response.headers(), now);
+            learn_pace(this, &classify(&evidence, this.profile), &evidence, now);
         }
         crate::report::mark(response.extensions_mut(), this.profile, body_mode);
         response.body_mut().set_profile(this.profile.clone());

@@ -34,6 +34,7 @@ struct Split<B> {
 /// body can be copied; otherwise sends the original. A write timeout
 /// watches the body being sent through the kept original, so it keeps one
 /// even without retries.
+#[inline(always)]
 fn split<B: TryCloneBody>(
     mut request: Request<B>,
     keep: bool,
@@ -106,6 +107,34 @@ fn pool_slot(
     }
 }
 
+/// What pacing does with a request whose route's rate window is closed.
+enum Paced {
+    /// Hold it until the window reopens.
+    Wait(Instant),
+    /// Its total deadline ends first: refuse it unsent.
+    Refuse(Box<triage_core::Error>),
+}
+
+/// Whether the route of `head` has a closed rate window at `now`, and what
+/// that does to a request with the total deadline `total`.
+fn paced(
+    config: &Config,
+    head: &Request<()>,
+    profile: &Profile,
+    (now, total): (Instant, Option<std::time::Duration>),
+) -> Option<Paced> {
+    let route = route_of(head.uri());
+    let closed = config.paces.closed(&route, now)?;
+    let wait = closed.until.saturating_duration_since(now);
+    if total.is_some_and(|total| wait >= total) {
+        return Some(Paced::Refuse(super::wait::rate_window_error(
+            head, profile, &closed, wait,
+        )));
+    }
+    crate::notify::paced(&route, wait);
+    Some(Paced::Wait(closed.until))
+}
+
 /// The first phase of a call: the attempt, the wait for a pool slot or the
 /// route's probe (the request held meanwhile), or the refusal.
 struct First<F, R, B> {
@@ -115,10 +144,10 @@ struct First<F, R, B> {
     attempt: u32,
 }
 
+#[inline(always)]
 fn first<S, B, R>(
     service: &mut S,
-    admit: Admit,
-    slots: Option<Arc<Semaphore>>,
+    (admit, slots, paced): (Admit, Option<Arc<Semaphore>>, Option<Paced>),
     send: Request<B>,
     (head, config): (&Request<()>, &Config),
 ) -> First<S::Future, R, B>
@@ -133,14 +162,30 @@ where
         connecting: None,
     };
     match admit {
-        Admit::Pass => match slots {
-            None => First {
+        Admit::Pass => match (slots, paced) {
+            (None, None) => First {
                 state: calling(service.call(send)),
                 held: None,
                 trial: false,
                 attempt: 1,
             },
-            Some(slots) => First {
+            // The route's rate window is closed: wait for its reset, the
+            // request held (or, past the deadline, refuse it unsent).
+            (None, Some(Paced::Wait(until))) => First {
+                state: State::Waiting {
+                    timer: Box::pin(tokio::time::sleep_until(until)),
+                },
+                held: Some(Box::new(send)),
+                trial: false,
+                attempt: 0,
+            },
+            (None, Some(Paced::Refuse(error))) => First {
+                state: State::Refused { error },
+                held: None,
+                trial: false,
+                attempt: 0,
+            },
+            (Some(slots), _) => First {
                 state: State::Acquiring {
                     acquire: Box::pin(slots.acquire_owned()),
                     timer: None,
@@ -209,10 +254,15 @@ where
             (retries > 0).then_some((&config.idempotency, &*settings.profile)),
         );
         let (permit, slots) = pool_slot(&config, &admit, &split.head);
+        let paced = match admit {
+            Admit::Pass if config.pacing && config.paces.any() => {
+                paced(&config, &split.head, &settings.profile, (now, total))
+            }
+            _ => None,
+        };
         let first = first(
             &mut service,
-            admit,
-            slots,
+            (admit, slots, paced),
             split.send,
             (&split.head, &config),
         );

@@ -3,13 +3,14 @@
 //! open route.
 
 use std::task::{Context, Poll};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use http::{Request, Response};
 use tokio::time::Instant;
 use tower::Service;
 use triage_core::{
-    BoxError, Diagnosis, Error, Evidence, PacketBuilder, Stage, Stop, TimeoutPhase, classify,
+    BoxError, Diagnosis, Error, Evidence, PacketBuilder, Profile, Stage, Stop, TimeoutPhase,
+    classify,
 };
 
 use super::attempt::expired;
@@ -18,10 +19,12 @@ use super::{Flow, Projection, State, StateProj, StateReplace, method, random, ur
 use crate::body::TryCloneBody;
 use crate::notify;
 use crate::observer::{Call, RouteEvent};
-use crate::route::{Admit, route_of};
+use crate::route::{Admit, Closed, route_of};
 use crate::transport::classify_error;
 
-/// Phase `Waiting`: the backoff before the next attempt. The route may
+/// Phase `Waiting`: the backoff before the next attempt (or, for a request
+/// held by pacing, before its first). The route's rate window may have
+/// closed meanwhile: the attempt then waits for its reset. The route may
 /// have opened meanwhile (another request's failure was proven permanent):
 /// the retry is then refused like a new request.
 pub(super) fn waiting<S, B, R>(this: &mut Projection<'_, S, B, R>, cx: &mut Context<'_>) -> Flow<R>
@@ -33,6 +36,17 @@ where
     };
     if timer.as_mut().poll(cx).is_pending() {
         return Flow::Pending;
+    }
+    // Pacing: another request's answer may have closed the route's rate
+    // window meanwhile; the attempt waits for its reset.
+    if this.config.pacing && this.config.paces.any() {
+        let now = Instant::now();
+        if let Some(closed) = this.config.paces.closed(&route_of(uri!(this)), now) {
+            timer.as_mut().reset(closed.until);
+            if timer.as_mut().poll(cx).is_pending() {
+                return Flow::Pending;
+            }
+        }
     }
     if *this.breaker_on && this.config.routes.any() {
         let route = route_of(uri!(this));
@@ -70,6 +84,28 @@ where
         diagnosis,
         Stop::RouteOpen,
         &evidence,
+        packet,
+        None,
+    ))
+}
+
+/// The error of a request refused unsent because its route's rate window
+/// (`closed`) reopens only after its total deadline, in `wait`: what the
+/// answer that closed the window said, and a packet with no attempt.
+pub(super) fn rate_window_error(
+    head: &Request<()>,
+    profile: &Profile,
+    closed: &Closed,
+    wait: Duration,
+) -> Box<Error> {
+    let stop = Stop::RateWindowClosed(wait);
+    let packet = PacketBuilder::new(head.method(), head.uri(), profile, SystemTime::now())
+        .unsent(&closed.evidence, &closed.diagnosis, stop)
+        .finish(Duration::ZERO);
+    Box::new(Error::new(
+        closed.diagnosis,
+        stop,
+        &closed.evidence,
         packet,
         None,
     ))

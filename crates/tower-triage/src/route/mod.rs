@@ -3,9 +3,11 @@
 //! reopen) and the [`DiagnosisWindow`] (capture the next failures).
 
 mod breaker;
+mod pace;
 mod window;
 
 pub use breaker::Breaker;
+pub(crate) use pace::{Closed, Paces, closings};
 pub use window::DiagnosisWindow;
 
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! A retry budget shared by every clone of a client, so that an outage adds a
 //! bounded fraction of load instead of multiplying it.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
@@ -8,6 +9,16 @@ use std::time::{Duration, Instant};
 
 /// Slots of the sliding window.
 const SLOTS: u64 = 10;
+
+/// Budget IDs, for the per-thread cache.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The budget this thread last deposited in, and the end of the epoch
+    /// it checked: a deposit before that end needs no clock arithmetic (a
+    /// comparison of two instants instead of a subtraction and a division).
+    static EPOCH_END: Cell<(u64, Option<Instant>)> = const { Cell::new((0, None)) };
+}
 /// Counters are kept in thousandths of a retry.
 const SCALE: i64 = 1000;
 
@@ -63,6 +74,8 @@ pub struct RetryBudget {
     deposit_amount: i64,
     reserve: i64,
     slot_nanos: u64,
+    /// Tells budgets apart in the per-thread cache of [`EPOCH_END`].
+    id: u64,
     origin: OnceLock<Instant>,
     epoch: AtomicU64,
     pending: AtomicI64,
@@ -127,6 +140,7 @@ impl RetryBudget {
             deposit_amount: (f64::from(ratio) * SCALE as f64).round() as i64,
             reserve: i64::from(min_per_sec) * (ttl.as_secs() as i64) * SCALE,
             slot_nanos: (ttl_nanos / SLOTS).max(1),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             origin: OnceLock::new(),
             epoch: AtomicU64::new(0),
             pending: AtomicI64::new(0),
@@ -162,9 +176,22 @@ impl RetryBudget {
         if self.unlimited {
             return;
         }
-        let epoch = self.epoch_of(now);
-        if epoch > self.epoch.load(Ordering::Acquire) {
-            self.rotate(&mut self.lock(), epoch);
+        let checked = EPOCH_END.with(|cached| {
+            let (id, end) = cached.get();
+            id == self.id && end.is_some_and(|end| now < end)
+        });
+        if !checked {
+            let epoch = self.epoch_of(now);
+            if epoch > self.epoch.load(Ordering::Acquire) {
+                self.rotate(&mut self.lock(), epoch);
+            }
+            // Until the end of `epoch`, this thread's deposits go to it.
+            let end = self.origin.get().and_then(|origin| {
+                origin.checked_add(Duration::from_nanos(
+                    self.slot_nanos.saturating_mul(epoch.saturating_add(1)),
+                ))
+            });
+            EPOCH_END.with(|cached| cached.set((self.id, end)));
         }
         self.pending
             .fetch_add(self.deposit_amount, Ordering::AcqRel);

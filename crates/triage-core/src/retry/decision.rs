@@ -149,7 +149,15 @@ pub enum Stop {
     /// (or a run of connection failures) stands, and the request was not
     /// sent.
     RouteOpen,
+    /// The route's rate window is closed (an answer said it was used up,
+    /// or asked to wait), and it reopens only after the request's total
+    /// deadline, in this long: the request was not sent.
+    RateWindowClosed(Duration),
 }
+
+/// The next step of a request held back by its route's rate window past
+/// its deadline.
+const RATE_WINDOW_STEP: &str = "the route's rate window is used up and reopens after this request's deadline: the request was not sent; send it after the reset, give it a longer deadline, or spread the load";
 
 /// The next step of a retryable failure whose request body could not be
 /// sent again: the diagnosis's own would say to wait and retry.
@@ -162,6 +170,7 @@ impl Stop {
     pub const fn next_step(&self) -> Option<&'static str> {
         match self {
             Stop::BodyNotReplayable => Some(BODY_NOT_REPLAYABLE_STEP),
+            Stop::RateWindowClosed(_) => Some(RATE_WINDOW_STEP),
             _ => None,
         }
     }
@@ -180,6 +189,7 @@ impl Stop {
             Stop::DeadlineExceeded => "deadline_exceeded",
             Stop::BudgetExhausted => "budget_exhausted",
             Stop::RouteOpen => "route_open",
+            Stop::RateWindowClosed(_) => "rate_window_closed",
         }
     }
 }
@@ -192,6 +202,11 @@ impl fmt::Display for Stop {
             Stop::WaitTooLong(wait) => {
                 write!(f, "asked wait of {} s is over the cap", wait.as_secs())
             }
+            Stop::RateWindowClosed(wait) => write!(
+                f,
+                "rate window closed for {} ms more, past the deadline",
+                wait.as_millis()
+            ),
             other => f.write_str(&other.as_str().replace('_', " ")),
         }
     }

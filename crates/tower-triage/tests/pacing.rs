@@ -1,0 +1,361 @@
+//! Pacing: once an answer says its route's rate window is used up, the
+//! next requests on the route wait for the reset instead of being sent to
+//! be refused; a request whose deadline ends first fails at once, unsent.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt, service_fn};
+use tower_triage::core::{ErrorKind, Owner, Profile, RetryRules, Stop};
+use tower_triage::{ReportExt, RequestOptions, TriageLayer};
+
+type Answer = Result<Response<Full<Bytes>>, io::Error>;
+
+/// When each request reached the upstream, and its path.
+type Seen = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// An upstream that answers with `script(n, path)` and notes each arrival.
+fn upstream(
+    script: impl Fn(usize, &str) -> Answer + Send + Sync + 'static,
+) -> (
+    impl Service<
+        Request<Full<Bytes>>,
+        Response = Response<Full<Bytes>>,
+        Error = io::Error,
+        Future = impl Send,
+    > + Clone,
+    Seen,
+) {
+    let seen = Seen::default();
+    let kept = Arc::clone(&seen);
+    let script = Arc::new(script);
+    let service = service_fn(move |request: Request<Full<Bytes>>| {
+        let path = request.uri().path().to_owned();
+        let n = {
+            let mut seen = kept.lock().unwrap();
+            seen.push((Instant::now(), path.clone()));
+            seen.len() - 1
+        };
+        let answer = script(n, &path);
+        async move { answer }
+    });
+    (service, seen)
+}
+
+fn answer(code: u16, headers: &[(&str, &str)]) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder().status(code);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(Full::new(Bytes::from_static(b"{}"))).unwrap()
+}
+
+fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://api.test{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+fn with_deadline(mut request: Request<Full<Bytes>>, deadline: Duration) -> Request<Full<Bytes>> {
+    request
+        .extensions_mut()
+        .insert(RequestOptions::new().deadline(Some(deadline)));
+    request
+}
+
+fn layer() -> TriageLayer {
+    TriageLayer::new().profile(Profile::openai().clone())
+}
+
+/// The arrival of request `n`, measured from `start`.
+fn arrived(seen: &Seen, n: usize, start: Instant) -> Duration {
+    seen.lock().unwrap()[n].0 - start
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_that_uses_up_the_window_holds_the_next_request_until_the_reset() {
+    let (inner, seen) = upstream(|n, _| {
+        Ok(if n == 0 {
+            answer(
+                200,
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "3s"),
+                ],
+            )
+        } else {
+            answer(200, &[("x-ratelimit-remaining-requests", "9")])
+        })
+    });
+    let mut svc = layer().layer(inner);
+    let start = Instant::now();
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    let second = svc.ready().await.unwrap().call(get("/b")).await.unwrap();
+    assert_eq!(second.status(), 200);
+    assert_eq!(second.report().unwrap().attempts(), 1);
+    assert!(arrived(&seen, 0, start) < Duration::from_millis(1));
+    let waited = arrived(&seen, 1, start);
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_millis(3100),
+        "the second request was sent at {waited:?}, not at the reset"
+    );
+    // The window reopened: a third goes at once.
+    let before = Instant::now();
+    svc.ready().await.unwrap().call(get("/c")).await.unwrap();
+    assert!(arrived(&seen, 2, before) < Duration::from_millis(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_a_429_that_asks_to_wait_no_other_request_is_sent_into_the_window() {
+    // The upstream refuses everything until 2 s after its first refusal.
+    let first_refusal: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let refusals = Arc::new(Mutex::new(0u32));
+    let (inner, seen) = {
+        let first_refusal = Arc::clone(&first_refusal);
+        let refusals = Arc::clone(&refusals);
+        upstream(move |_, _| {
+            let now = Instant::now();
+            let mut first = first_refusal.lock().unwrap();
+            let open = first.is_some_and(|t| now >= t + Duration::from_secs(2));
+            if open {
+                return Ok(answer(200, &[]));
+            }
+            first.get_or_insert(now);
+            *refusals.lock().unwrap() += 1;
+            Ok(answer(429, &[("retry-after-ms", "2000")]))
+        })
+    };
+    let svc = layer().layer(inner);
+    // One request meets the 429; then eight more start during the window.
+    let mut lead = svc.clone();
+    let leader = tokio::spawn(async move { lead.ready().await.unwrap().call(get("/x")).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut followers = Vec::new();
+    for n in 0..8 {
+        let mut svc = svc.clone();
+        followers.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100 * n)).await;
+            svc.ready().await.unwrap().call(get("/y")).await
+        }));
+    }
+    assert_eq!(leader.await.unwrap().unwrap().status(), 200);
+    for follower in followers {
+        let response = follower.await.unwrap().unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.report().unwrap().attempts(), 1, "never refused");
+    }
+    assert_eq!(
+        *refusals.lock().unwrap(),
+        1,
+        "only the first request was refused"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_pacing_the_same_requests_are_refused() {
+    let first_refusal: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let refusals = Arc::new(Mutex::new(0u32));
+    let (inner, _seen) = {
+        let first_refusal = Arc::clone(&first_refusal);
+        let refusals = Arc::clone(&refusals);
+        upstream(move |_, _| {
+            let now = Instant::now();
+            let mut first = first_refusal.lock().unwrap();
+            if first.is_some_and(|t| now >= t + Duration::from_secs(2)) {
+                return Ok(answer(200, &[]));
+            }
+            first.get_or_insert(now);
+            *refusals.lock().unwrap() += 1;
+            Ok(answer(429, &[("retry-after-ms", "2000")]))
+        })
+    };
+    let svc = layer().pacing(false).layer(inner);
+    let mut calls = Vec::new();
+    for n in 0..5 {
+        let mut svc = svc.clone();
+        calls.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10 + 100 * n)).await;
+            svc.ready().await.unwrap().call(get("/y")).await
+        }));
+    }
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        *refusals.lock().unwrap(),
+        5,
+        "each was sent into the closed window"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_that_ends_before_the_reset_fails_at_once_unsent() {
+    let (inner, seen) = upstream(|_, _| {
+        Ok(answer(
+            200,
+            &[
+                ("x-ratelimit-remaining-tokens", "0"),
+                ("x-ratelimit-reset-tokens", "30s"),
+                ("x-request-id", "req_window"),
+            ],
+        ))
+    });
+    let mut svc = layer().layer(inner);
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    let start = Instant::now();
+    let request = with_deadline(get("/b"), Duration::from_secs(5));
+    let error = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_millis(1), "failed at once");
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent");
+    assert_eq!(error.kind(), ErrorKind::RateLimit);
+    assert_eq!(error.owner(), Some(Owner::RateLimit));
+    assert!(
+        matches!(error.stop(), Stop::RateWindowClosed(wait) if wait > Duration::from_secs(29)),
+        "{:?}",
+        error.stop()
+    );
+    let packet = error.packet();
+    assert_eq!(packet.outcome(), "rate_window_closed");
+    assert_eq!(packet.attempts_total(), 0);
+    assert!(packet.rate().is_some_and(|r| r.tokens.remaining == Some(0)));
+    assert!(
+        packet.next_step().contains("rate window"),
+        "{}",
+        packet.next_step()
+    );
+
+    // A deadline that the reset fits in waits instead.
+    let request = with_deadline(get("/c"), Duration::from_secs(60));
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(arrived(&seen, 1, start) >= Duration::from_secs(29));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_and_tokens_are_separate_windows() {
+    // Tokens used up for 4 s; a later answer about requests does not
+    // reopen them.
+    let (inner, seen) = upstream(|n, _| {
+        Ok(match n {
+            0 => answer(
+                200,
+                &[
+                    ("x-ratelimit-remaining-tokens", "0"),
+                    ("x-ratelimit-reset-tokens", "4s"),
+                ],
+            ),
+            1 => answer(
+                200,
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "1s"),
+                    ("x-ratelimit-remaining-tokens", "500"),
+                ],
+            ),
+            _ => answer(200, &[]),
+        })
+    });
+    let svc = layer().layer(inner);
+    let start = Instant::now();
+    let mut a = svc.clone();
+    a.ready().await.unwrap().call(get("/a")).await.unwrap();
+    let mut b = svc.clone();
+    b.ready().await.unwrap().call(get("/b")).await.unwrap();
+    let mut c = svc.clone();
+    c.ready().await.unwrap().call(get("/c")).await.unwrap();
+    let b_at = arrived(&seen, 1, start);
+    let c_at = arrived(&seen, 2, start);
+    assert!(b_at >= Duration::from_secs(4), "{b_at:?}");
+    // The second closed requests for 1 s more: the third waits for it.
+    assert!(
+        c_at >= b_at + Duration::from_secs(1),
+        "{c_at:?} after {b_at:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_past_the_wait_cap_or_on_another_route_holds_nothing() {
+    let (inner, seen) = upstream(|n, _| {
+        Ok(if n == 0 {
+            answer(
+                200,
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "1h0m0s"),
+                ],
+            )
+        } else {
+            answer(200, &[])
+        })
+    });
+    let mut svc = layer().layer(inner);
+    let start = Instant::now();
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    svc.ready().await.unwrap().call(get("/b")).await.unwrap();
+    assert!(arrived(&seen, 1, start) < Duration::from_millis(1));
+
+    let (inner, seen) = upstream(|n, _| {
+        Ok(if n == 0 {
+            answer(429, &[("retry-after", "5")])
+        } else {
+            answer(200, &[])
+        })
+    });
+    let mut svc = layer().rules(RetryRules::none()).layer(inner);
+    let start = Instant::now();
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    let other = Request::get("http://other.test/b")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    svc.ready().await.unwrap().call(other).await.unwrap();
+    assert!(
+        arrived(&seen, 1, start) < Duration::from_millis(1),
+        "another route is not held"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_waits_for_a_window_another_request_closed() {
+    // Request A meets a 500 (backoff 0.5 s at most); meanwhile B's answer
+    // closes the route for 3 s: A's retry waits for the reset.
+    let (inner, seen) = upstream(|_, path| {
+        Ok(match path {
+            "/a" => answer(500, &[]),
+            _ => answer(
+                200,
+                &[
+                    ("x-ratelimit-remaining-requests", "0"),
+                    ("x-ratelimit-reset-requests", "3s"),
+                ],
+            ),
+        })
+    });
+    let svc = layer()
+        .rules(RetryRules::default().max_retries(1))
+        .layer(inner);
+    let start = Instant::now();
+    let mut b = svc.clone();
+    let mut a = svc.clone();
+    let retried = tokio::spawn(async move { a.ready().await.unwrap().call(get("/a")).await });
+    tokio::task::yield_now().await;
+    b.ready().await.unwrap().call(get("/b")).await.unwrap();
+    let response = retried.await.unwrap().unwrap();
+    assert_eq!(response.report().unwrap().attempts(), 2);
+    let seen = seen.lock().unwrap();
+    let retry = seen
+        .iter()
+        .filter(|(_, p)| p == "/a")
+        .nth(1)
+        .map(|(t, _)| *t - start)
+        .unwrap();
+    assert!(
+        retry >= Duration::from_secs(3),
+        "the retry went at {retry:?}"
+    );
+}
