@@ -751,6 +751,9 @@ const fn transport_next_step(t: TransportFailure) -> &'static str {
         (_, Fault::Timeout(TimeoutPhase::BodyIdle)) => {
             "the response body stalled: check proxies and load balancers with idle timeouts, or raise the body timeout"
         }
+        (_, Fault::Timeout(TimeoutPhase::FirstByte)) => {
+            "the stream's head arrived, then no first event in time: the API is slow to start generating; check the provider's status, or raise the first-byte timeout"
+        }
         (_, Fault::Timeout(TimeoutPhase::Body)) => {
             "the whole response body did not arrive within the attempt timeout: the API or the route is slow; raise the timeout, or stream large responses"
         }

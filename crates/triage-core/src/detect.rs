@@ -431,7 +431,9 @@ impl Signals {
             let stage = match phase {
                 TimeoutPhase::Connect | TimeoutPhase::Pool => Stage::Connect,
                 TimeoutPhase::Write => Stage::Write,
-                TimeoutPhase::BodyIdle | TimeoutPhase::Body => Stage::Body,
+                TimeoutPhase::BodyIdle | TimeoutPhase::Body | TimeoutPhase::FirstByte => {
+                    Stage::Body
+                }
                 _ => Stage::AwaitHeaders,
             };
             return TransportFailure::new(stage, Fault::Timeout(phase));

@@ -208,9 +208,32 @@ pub struct Evidence {
     failure_body: Option<Box<FailureBody>>,
     body: BodyProgress,
     elapsed: Duration,
+    in_stream: bool,
 }
 
 impl Evidence {
+    /// Records an error event that arrived inside a streamed answer (whose
+    /// head said 200): the attempt is judged as the status the event's
+    /// error type stands for ([`error_status`](crate::body::stream::error_status):
+    /// `overloaded_error` as a 529), with what the event says as the
+    /// failure body. The head's request ID and rate windows stay.
+    pub fn set_stream_error(&mut self, payload: &[u8]) {
+        let status = crate::body::stream::error_status(payload);
+        self.status = StatusCode::from_u16(status).ok();
+        self.failure_body = Some(Box::new(FailureBody::read(
+            Some("application/json"),
+            None,
+            payload,
+        )));
+        self.in_stream = true;
+    }
+
+    /// Whether the failure was an error event inside a streamed answer
+    /// ([`Evidence::set_stream_error`]).
+    pub fn in_stream(&self) -> bool {
+        self.in_stream
+    }
+
     /// Evidence from a response head, read with `profile`'s header names.
     ///
     /// `now` is the time the response arrived; HTTP-date and absolute reset

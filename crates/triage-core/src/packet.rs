@@ -73,9 +73,18 @@ pub struct AttemptRecord {
     decision: &'static str,
     delay_ms: Option<u64>,
     elapsed_ms: u64,
+    #[cfg_attr(feature = "serde", serde(skip_serializing_if = "std::ops::Not::not"))]
+    in_stream: bool,
 }
 
 impl AttemptRecord {
+    /// Whether the attempt failed with an error event inside a streamed
+    /// answer (its status is the one the event's type stands for; the head
+    /// said 200).
+    pub fn in_stream(&self) -> bool {
+        self.in_stream
+    }
+
     /// The attempt's number, 1 for the first.
     pub fn n(&self) -> u32 {
         self.n
@@ -578,6 +587,7 @@ struct RawAttempt {
     error_code: Option<String>,
     decision: Decision,
     elapsed: Duration,
+    in_stream: bool,
 }
 
 impl PacketBuilder {
@@ -682,6 +692,7 @@ impl PacketBuilder {
                 .map(capped),
             decision: *decision,
             elapsed: evidence.elapsed(),
+            in_stream: evidence.in_stream(),
         };
         if self.attempts.len() >= MAX_ATTEMPTS {
             // Keep the first attempts and the latest one.
@@ -807,6 +818,7 @@ impl PacketBuilder {
                 decision: raw.decision.reason(),
                 delay_ms: raw.decision.delay().map(ms),
                 elapsed_ms: ms(raw.elapsed),
+                in_stream: raw.in_stream,
             });
         }
         // The URI's values always; the headers' when they were given.

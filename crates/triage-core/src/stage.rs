@@ -93,6 +93,9 @@ pub enum TimeoutPhase {
     Headers,
     /// The response body went quiet for too long.
     BodyIdle,
+    /// A streamed response's first event did not arrive in time (time to
+    /// first byte, after the head).
+    FirstByte,
     /// A response body read whole inside the attempt (whole-body mode) did
     /// not arrive within the attempt's timeout.
     Body,
@@ -110,6 +113,7 @@ impl TimeoutPhase {
             TimeoutPhase::Write => "write",
             TimeoutPhase::Headers => "headers",
             TimeoutPhase::BodyIdle => "body_idle",
+            TimeoutPhase::FirstByte => "first_byte",
             TimeoutPhase::Body => "body",
             TimeoutPhase::Total => "total",
         }

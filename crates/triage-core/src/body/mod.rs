@@ -26,6 +26,7 @@
 //! ```
 
 mod json;
+pub mod stream;
 
 use std::time::Duration;
 

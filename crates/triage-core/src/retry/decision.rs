@@ -153,6 +153,9 @@ pub enum Stop {
     /// or asked to wait), and it reopens only after the request's total
     /// deadline, in this long: the request was not sent.
     RateWindowClosed(Duration),
+    /// The failure came inside a streamed body after its first bytes had
+    /// reached the caller (the commit point): nothing is retried after it.
+    Committed,
 }
 
 /// The next step of a request held back by its route's rate window past
@@ -190,6 +193,7 @@ impl Stop {
             Stop::BudgetExhausted => "budget_exhausted",
             Stop::RouteOpen => "route_open",
             Stop::RateWindowClosed(_) => "rate_window_closed",
+            Stop::Committed => "committed",
         }
     }
 }
