@@ -2,7 +2,7 @@
 //! [`Pool`], and the settings of one call: the layer's, with the request's
 //! [`RequestOptions`] over them ([`CallSettings::resolve`]).
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -44,6 +44,10 @@ pub(crate) struct Config {
     /// for its reset.
     pub(crate) pacing: bool,
     pub(crate) paces: Arc<Paces>,
+    /// A streamed success's first event is held until whole (the commit
+    /// point).
+    pub(crate) stream_first_event: bool,
+    pub(crate) first_byte_timeout: Option<Duration>,
 }
 
 /// The per-host concurrency limit: at most `per_host` calls in flight to
@@ -100,6 +104,8 @@ impl std::fmt::Debug for Config {
             .field("window", &self.window)
             .field("idempotency", &self.idempotency)
             .field("pacing", &self.pacing)
+            .field("stream_first_event", &self.stream_first_event)
+            .field("first_byte_timeout", &self.first_byte_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -125,6 +131,8 @@ impl Default for Config {
             idempotency: IdempotencyKeys::default(),
             pacing: true,
             paces: Arc::default(),
+            stream_first_event: true,
+            first_byte_timeout: None,
         }
     }
 }
@@ -261,8 +269,9 @@ thread_local! {
     /// The last authority whose profile this thread detected, and the
     /// profile: a service calls the same few hosts, so most calls skip the
     /// host parse and the detection (about 300 instructions) for a compare.
-    static LAST_DETECTED: Cell<([u8; CACHED_AUTHORITY], usize, Option<&'static Profile>)> =
-        const { Cell::new(([0; CACHED_AUTHORITY], 0, None)) };
+    /// (A `RefCell`: read in place, where a `Cell` copies the key out.)
+    static LAST_DETECTED: RefCell<([u8; CACHED_AUTHORITY], usize, Option<&'static Profile>)> =
+        const { RefCell::new(([0; CACHED_AUTHORITY], 0, None)) };
 }
 
 /// The built-in profile for `uri`'s host ([`Profile::detect`]), through a
@@ -274,23 +283,67 @@ pub(crate) fn detected(uri: &Uri) -> &'static Profile {
         return Profile::detect(host_of(uri));
     }
     LAST_DETECTED.with(|last| {
-        let (key, key_len, profile) = last.get();
-        match profile {
-            Some(profile) if key_len == len && &key[..len] == authority => profile,
-            _ => {
-                let profile = Profile::detect(host_of(uri));
-                let mut key = [0; CACHED_AUTHORITY];
-                key[..len].copy_from_slice(authority);
-                last.set((key, len, Some(profile)));
-                profile
+        if let Ok(last) = last.try_borrow() {
+            if let (key, key_len, Some(profile)) = &*last {
+                if *key_len == len && same_bytes(&key[..len], authority) {
+                    return *profile;
+                }
             }
         }
+        let profile = Profile::detect(host_of(uri));
+        if let Ok(mut last) = last.try_borrow_mut() {
+            last.0[..len].copy_from_slice(authority);
+            last.1 = len;
+            last.2 = Some(profile);
+        }
+        profile
     })
+}
+
+/// Whether two byte strings of one length are equal, eight bytes at a time
+/// (inline, where a slice compare calls `memcmp`).
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
+    };
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let mut at = 0;
+    while at + 8 <= a.len() {
+        if word(a, at) != word(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last word, overlapping the one before.
+    word(a, a.len() - 8) == word(b, b.len() - 8)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_compares_every_length() {
+        let text = b"api.openai.com.example.test:8443/abcdefghijklmnop";
+        for len in 0..text.len() {
+            let a = &text[..len];
+            assert!(same_bytes(a, a), "{len}");
+            for i in 0..len {
+                let mut b = a.to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(a, &b), "{len} {i}");
+            }
+        }
+        assert!(!same_bytes(b"abc", b"abcd"));
+    }
 
     #[test]
     fn the_detection_cache_answers_for_the_authority_it_holds() {

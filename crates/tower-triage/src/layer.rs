@@ -79,7 +79,8 @@ impl TriageLayer {
     ///   mode it covers reading the body), and 600 s for a request body
     ///   upload or a streamed response body to make progress
     ///   ([`write_timeout`](Self::write_timeout),
-    ///   [`body_idle_timeout`](Self::body_idle_timeout)).
+    ///   [`body_idle_timeout`](Self::body_idle_timeout)), and 600 s for a
+    ///   stream's first event ([`first_byte_timeout`](Self::first_byte_timeout)).
     ///
     /// Everything else is as in [`new`](Self::new), and every setting can
     /// be changed after. The default layer stays pass-through and
@@ -113,6 +114,7 @@ impl TriageLayer {
             .attempt_timeout(Some(Duration::from_secs(600)))
             .write_timeout(Some(Duration::from_secs(600)))
             .body_idle_timeout(Some(Duration::from_secs(600)))
+            .first_byte_timeout(Some(Duration::from_secs(600)))
     }
 
     fn config(&mut self) -> &mut Config {
@@ -286,6 +288,47 @@ impl TriageLayer {
     /// ```
     pub fn pacing(mut self, on: bool) -> Self {
         self.config().pacing = on;
+        self
+    }
+
+    /// The commit point of streamed answers (on by default). For a success
+    /// whose `Content-Type` is a stream of events (server-sent events,
+    /// JSON lines), the layer holds the start of the stream until its
+    /// first event is whole (at most 16 KiB; a longer first event commits
+    /// the response as it is), inside the attempt. Until then a failure is
+    /// the attempt's, retried under the usual rules and idempotency gate:
+    /// an error event first (Anthropic's `event: error` with
+    /// `overloaded_error`, OpenAI's error object), no first event within
+    /// the [first-byte timeout](Self::first_byte_timeout), a reset. Then
+    /// the response goes to the caller, first event first; a healthy
+    /// stream's first byte waits only for its first event to arrive. After
+    /// that nothing is retried: a later error event is reported (a WARN
+    /// event, [`BodyOutcome::StreamError`](crate::BodyOutcome::StreamError),
+    /// [`ResponseBody::stream_error`](crate::ResponseBody::stream_error)
+    /// with its packet) and delivered like any other. `false` hands streams
+    /// over at their head, as other responses.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_triage::TriageLayer;
+    ///
+    /// let layer = TriageLayer::new()
+    ///     .first_byte_timeout(Some(Duration::from_secs(30)))
+    ///     .body_idle_timeout(Some(Duration::from_secs(60)));
+    /// # let _ = layer;
+    /// ```
+    pub fn stream_first_event(mut self, hold: bool) -> Self {
+        self.config().stream_first_event = hold;
+        self
+    }
+
+    /// Time to first byte of a streamed answer (`None`, the default: no
+    /// limit): after its head, the first event must start within it, or
+    /// the attempt fails with a `first_byte` timeout at stage `body`, before
+    /// the commit point (so it is retried under the usual rules). Between
+    /// events, [`body_idle_timeout`](Self::body_idle_timeout) applies.
+    pub fn first_byte_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config().first_byte_timeout = timeout;
         self
     }
 

@@ -164,6 +164,7 @@ pub mod reqwest;
 mod response_body;
 mod route;
 mod service;
+mod stream_watch;
 mod transport;
 pub mod whole_body;
 
@@ -180,5 +181,6 @@ pub use report::{Report, ReportExt};
 pub use response_body::ResponseBody;
 pub use route::{Breaker, DiagnosisWindow};
 pub use service::Triage;
+pub use stream_watch::StreamError;
 pub use triage_core as core;
 pub use whole_body::{BodyMode, DEFAULT_WHOLE_BODY_CAP};

@@ -268,6 +268,24 @@ pub(crate) fn body_failed(bytes: u64, fault: triage_core::Fault, body_mode: Body
     }
 }
 
+/// An error event inside a committed stream (WARN).
+pub(crate) fn body_stream_error(error: &crate::StreamError) {
+    if level_enabled!(Level::WARN) {
+        let packet = error.packet();
+        event!(
+            target: TARGET,
+            Level::WARN,
+            triage.owner = error.diagnosis().owner().map(|o| o.as_str()),
+            triage.class = packet.class(),
+            triage.stage = triage_core::Stage::Body.as_str(),
+            triage.bytes = error.bytes(),
+            triage.error_code = packet.attempts().first().and_then(|a| a.error_code()),
+            triage.decision = packet.outcome(),
+            "error event in the response stream after its first bytes: not retried"
+        );
+    }
+}
+
 /// The caller dropped a response body before its end.
 pub(crate) fn body_dropped(bytes: u64, body_mode: BodyMode) {
     if level_enabled!(Level::DEBUG) {
@@ -531,13 +549,15 @@ impl std::fmt::Display for RedactedUri<'_> {
 /// `triage.stage`, `triage.decision`. Every attempt's event is inside it.
 /// Disabled (one level check) when DEBUG is off for the target.
 pub(crate) fn call_span(method: &Method, uri: &Uri) -> tracing::Span {
+    // DEBUG off everywhere: no span, not even a disabled one with its
+    // metadata (the same as the macro's answer, for less).
+    if !level_enabled!(Level::DEBUG) {
+        return tracing::Span::none();
+    }
     // The values are read only when the span is enabled.
     let scheme = || uri.scheme_str().unwrap_or("http");
     // One scan of the authority, and only when the span may be made.
-    let (host, port) = match level_enabled!(Level::DEBUG) {
-        true => crate::host::host_port(uri),
-        false => ("", None),
-    };
+    let (host, port) = crate::host::host_port(uri);
     tracing::debug_span!(
         target: TARGET,
         "HTTP",

@@ -209,6 +209,16 @@ pub enum BodyOutcome {
         /// Bytes delivered before the drop.
         bytes: u64,
     },
+    /// An error event arrived inside a streamed body (server-sent events,
+    /// JSON lines) after its first bytes had reached the caller: reported,
+    /// not retried. The event itself is delivered like any other.
+    StreamError {
+        /// Bytes delivered before the error event.
+        bytes: u64,
+        /// What the event says, as the status its type stands for
+        /// (`overloaded_error`: the server's overload).
+        diagnosis: triage_core::Diagnosis,
+    },
 }
 
 /// Two observers, each told every event in turn (more nest).

@@ -21,6 +21,7 @@ use crate::config::ProfileRef;
 use crate::error::TimeoutError;
 use crate::notify;
 use crate::observer::{BodyOutcome, Observer};
+use crate::stream_watch::{StreamError, StreamWatch};
 use crate::transport::classify_error;
 use crate::whole_body::BodyMode;
 
@@ -44,6 +45,8 @@ pin_project! {
         kind: Kind<B>,
         bytes: u64,
         done: bool,
+        // Its end or its failure was told (event and observer).
+        told: bool,
         mode: BodyMode,
         // Set when `is_end_stream` said so (the consumer may not poll again).
         ended: AtomicBool,
@@ -120,6 +123,7 @@ impl Front {
 /// A frame polled from the stream, under the idle timeout (`limit`): a
 /// stream that stays pending for `limit` fails with a body-idle timeout;
 /// any progress re-arms the timer.
+#[inline(always)]
 fn idle_watched<D, E: Into<BoxError>>(
     polled: Poll<Option<Result<Frame<D>, E>>>,
     idle: &mut Option<Pin<Box<Sleep>>>,
@@ -155,6 +159,33 @@ fn idle_watched<D, E: Into<BoxError>>(
 struct BodyExtras {
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
     span: Option<tracing::Span>,
+    /// A committed stream's watch for error events.
+    watch: Option<StreamWatch>,
+}
+
+/// Feeds `data`, the next bytes delivered, to the stream's watch (if
+/// any); an error event found in it is told (event and observer). Out of
+/// line: most bodies have no watch (the caller tests `extras` first).
+#[inline(never)]
+fn watch_stream(
+    extras: &mut Option<Box<BodyExtras>>,
+    observer: Option<&Arc<dyn Observer>>,
+    data: &[u8],
+) {
+    let Some(extras) = extras.as_deref_mut() else {
+        return;
+    };
+    let Some(found) = extras.watch.as_mut().and_then(|w| w.feed(data)) else {
+        return;
+    };
+    let _entered = extras.span.as_ref().map(tracing::Span::enter);
+    notify::body_stream_error(found);
+    if let Some(observer) = observer {
+        observer.on_body(&BodyOutcome::StreamError {
+            bytes: found.bytes(),
+            diagnosis: *found.diagnosis(),
+        });
+    }
 }
 
 /// The call's span, if the body keeps it.
@@ -166,6 +197,24 @@ fn span_of(extras: &Option<Box<BodyExtras>>) -> Option<&tracing::Span> {
 fn free_slot(extras: &mut Option<Box<BodyExtras>>) {
     if let Some(extras) = extras.as_deref_mut() {
         extras.permit = None;
+    }
+}
+
+/// The stream broke after `bytes`: the event and observer call (out of
+/// line: the rare path keeps `poll_frame` small enough to inline).
+#[cold]
+#[inline(never)]
+fn body_failed(
+    extras: &Option<Box<BodyExtras>>,
+    observer: Option<&Arc<dyn Observer>>,
+    (bytes, mode): (u64, BodyMode),
+    error: &BoxError,
+) {
+    let fault = classify_error(&**error, true, None).fault();
+    let _entered = span_of(extras).map(tracing::Span::enter);
+    notify::body_failed(bytes, fault, mode);
+    if let Some(observer) = observer {
+        observer.on_body(&BodyOutcome::Failed { bytes, fault });
     }
 }
 
@@ -205,6 +254,7 @@ impl<B: Body> ResponseBody<B> {
             mode,
             observer,
             bytes: 0,
+            told: false,
             ended: AtomicBool::new(false),
             idle_timeout: None,
             idle: None,
@@ -294,6 +344,15 @@ impl<B: Body> ResponseBody<B> {
         }
     }
 
+    /// Watches the rest of a committed stream for an error event, from
+    /// `unread`, the bytes of the held prefix after its judged first event.
+    pub(crate) fn set_stream_watch(&mut self, watch: StreamWatch, unread: &[u8]) {
+        self.extras.get_or_insert_with(Box::default).watch = Some(watch);
+        if !unread.is_empty() {
+            watch_stream(&mut self.extras, self.observer.as_ref(), unread);
+        }
+    }
+
     /// Fails the body when no frame arrives for `timeout`.
     #[inline]
     pub(crate) fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
@@ -305,6 +364,19 @@ impl<B> ResponseBody<B> {
     /// Bytes delivered so far.
     pub fn bytes(&self) -> u64 {
         self.bytes
+    }
+
+    /// An error event that arrived in a streamed body (server-sent events,
+    /// JSON lines) after its first bytes reached the caller: what it says,
+    /// after how many bytes, and its packet. Before that commit point an
+    /// error event is the attempt's failure, retried under the usual rules
+    /// (see [`TriageLayer::stream_first_event`](crate::TriageLayer::stream_first_event)).
+    /// The event itself is delivered like any other.
+    pub fn stream_error(&self) -> Option<&StreamError> {
+        self.extras
+            .as_deref()
+            .and_then(|e| e.watch.as_ref())
+            .and_then(StreamWatch::found)
     }
 
     /// Whether the body was read whole inside the attempt
@@ -335,6 +407,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -368,6 +441,11 @@ where
         // Nothing left to stream: the body ended with what was read.
         let Some(inner) = inner else {
             *this.done = true;
+            // Told once: a body polled again after its end, or after it
+            // broke, is not told again.
+            if std::mem::replace(this.told, true) {
+                return Poll::Ready(None);
+            }
             free_slot(this.extras);
             let _entered = span_of(this.extras).map(tracing::Span::enter);
             report_body(
@@ -383,24 +461,30 @@ where
                 let frame = frame.map_data(|mut data| data.copy_to_bytes(data.remaining()));
                 if let Some(data) = frame.data_ref() {
                     *this.bytes += data.len() as u64;
+                    if this.extras.is_some() {
+                        watch_stream(this.extras, this.observer.as_ref(), data);
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 *this.done = true;
-                let fault = classify_error(&*error, true, None).fault();
-                let _entered = span_of(this.extras).map(tracing::Span::enter);
-                notify::body_failed(*this.bytes, fault, *this.mode);
-                if let Some(observer) = this.observer {
-                    observer.on_body(&BodyOutcome::Failed {
-                        bytes: *this.bytes,
-                        fault,
-                    });
+                if std::mem::replace(this.told, true) {
+                    return Poll::Ready(Some(Err(error)));
                 }
+                body_failed(
+                    this.extras,
+                    this.observer.as_ref(),
+                    (*this.bytes, *this.mode),
+                    &error,
+                );
                 Poll::Ready(Some(Err(error)))
             }
             Poll::Ready(None) => {
                 *this.done = true;
+                if std::mem::replace(this.told, true) {
+                    return Poll::Ready(None);
+                }
                 free_slot(this.extras);
                 let _entered = span_of(this.extras).map(tracing::Span::enter);
                 report_body(

@@ -81,7 +81,7 @@ pub use evidence::{BodyProgress, DelaySource, Evidence, RateInfo, RateWindow, Re
 pub use headers::ResetFormat;
 pub use owner::{Class, ErrorKind, Owner, QuotaKind, Replay};
 pub use packet::{AttemptRecord, MAX_ATTEMPTS, Packet, PacketBuilder, RouteNote};
-pub use profile::{Profile, ProfileBuilder, RateHeaders};
+pub use profile::{HeadScan, Profile, ProfileBuilder, RateHeaders};
 pub use retry::{
     AttemptContext, Backoff, Decision, ReplayBasis, ReplayRule, Retry, RetryBudget, RetryRules,
     Stop,

@@ -3,9 +3,18 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::headers::ResetFormat;
+
+/// What one pass over a success's head found ([`Profile::scan_head`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadScan<'a> {
+    /// A rate window may be used up ([`Profile::reports_exhausted`]).
+    pub exhausted: bool,
+    /// The `Content-Type` value, if any.
+    pub content_type: Option<&'a HeaderValue>,
+}
 
 /// The header names of one rate-limit window.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -603,18 +612,32 @@ impl Profile {
     /// Whether `headers` may say a rate window is used up: one of the
     /// profile's `remaining` headers is `0`, or (where the profile reads
     /// them) the IETF `RateLimit` field has a member with `r=0`. A quick
-    /// look for every answer (one length test per header, most of the
+    /// look for every answer (a value's length per header, most of the
     /// time); [`Evidence::from_response`](crate::Evidence::from_response)
     /// reads the windows when it says yes.
     pub fn reports_exhausted(&self, headers: &HeaderMap) -> bool {
+        self.scan_head(headers).exhausted
+    }
+
+    /// One pass over a success's head: [`reports_exhausted`](Self::reports_exhausted)
+    /// and the `Content-Type` (for a layer that treats streams apart).
+    pub fn scan_head<'a>(&self, headers: &'a HeaderMap) -> HeadScan<'a> {
         // The values first: a `0` is rare, and a value's length is at hand
         // where a name's slot is a lookup.
-        let zero =
-            |value: &http::HeaderValue| value.len() <= 4 && value.as_bytes().trim_ascii() == b"0";
-        let remaining_zero = headers.iter().any(|(name, value)| {
-            zero(value) && matches!(self.table.slot(name), Some(Slot::Rate(_, 1)))
-        });
-        remaining_zero
+        let zero = |value: &HeaderValue| value.len() <= 4 && value.as_bytes().trim_ascii() == b"0";
+        let mut scan = HeadScan {
+            exhausted: false,
+            content_type: None,
+        };
+        for (name, value) in headers {
+            if zero(value) {
+                scan.exhausted =
+                    scan.exhausted || matches!(self.table.slot(name), Some(Slot::Rate(_, 1)));
+            } else if scan.content_type.is_none() && *name == http::header::CONTENT_TYPE {
+                scan.content_type = Some(value);
+            }
+        }
+        scan.exhausted = scan.exhausted
             || (self.ietf_ratelimit
                 && headers.get(&IETF_RATELIMIT).is_some_and(|value| {
                     let bytes = value.as_bytes();
@@ -622,7 +645,8 @@ impl Profile {
                         w.eq_ignore_ascii_case(b"r=0")
                             && bytes.get(i + 3).is_none_or(|b| !b.is_ascii_digit())
                     })
-                }))
+                }));
+        scan
     }
 
     /// Headers that carry the server's own retry verdict (`true`/`false`).

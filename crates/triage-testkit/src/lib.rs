@@ -11,6 +11,7 @@
 //! | `/status/{code}?retry_after=&retry_after_ms=&request_id=&should_retry=` | that status, JSON error, the hint headers asked for |
 //! | `/flaky/{n}/{code}` | `{code}` for the first `n` requests to this path, then 200 |
 //! | `/window/{limit}/{ms}` | a fixed rate window: `limit` requests per `ms` milliseconds, then 429 with `retry-after-ms` until the next window; every answer has `x-ratelimit-limit`, `-remaining`, `-reset` ([`Upstream::refused`] counts the 429s) |
+//! | `/sse/{n}?events=&error_at=&error=&stall_at=&stall_ms=&reset_at=&pad=&lines=1` | a 200 stream of `events` events (the first padded to about `pad` bytes) (server-sent events, or JSON lines with `lines=1`), each its own chunk, then `data: [DONE]`; for the first `n` requests to this path, an error event of type `error` (default `overloaded_error`, Anthropic's shape) in place of event `error_at` (ending the stream), a pause of `stall_ms` before event `stall_at`, or a reset in place of event `reset_at` |
 //! | `/bytes/{n}` | 200 with `n` bytes of [`pattern_byte`], streamed |
 //! | `/flaky-body/{n}/{rst,fin}/{len}?after=&type=&chunked=1` | 200 with `len` bytes of the pattern (`content-length`, or chunked), cut after `after` bytes (default half) by a reset or a FIN (truncation) for the first `n` requests to this path, whole afterwards; `type` sets the content type (`text%2Fevent-stream`) |
 //! | `/openai/429/quota`, `/openai/429/rate`, `/openai/429/too-large`, `/openai/503/overloaded` | OpenAI's forms |

@@ -37,6 +37,27 @@ pub(crate) enum Action {
     SlowBody(Duration, usize),
     /// Bytes that are not HTTP, then close.
     Garbage,
+    /// A stream of events (server-sent events, or JSON lines).
+    Stream(StreamScript),
+}
+
+/// What a `/sse/{n}` stream does (for the first `n` requests to its path;
+/// the later ones get the clean stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StreamScript {
+    /// Data events before the end (`data: [DONE]` for SSE).
+    pub(crate) events: usize,
+    /// JSON lines instead of server-sent events.
+    pub(crate) lines: bool,
+    /// An error event of this type in place of the event at this index,
+    /// which ends the stream.
+    pub(crate) error_at: Option<(usize, String)>,
+    /// A pause before the event at this index.
+    pub(crate) stall: Option<(usize, Duration)>,
+    /// A reset in place of the event at this index.
+    pub(crate) reset_at: Option<usize>,
+    /// Text padding the first event to about this many bytes.
+    pub(crate) pad: usize,
 }
 
 /// How a body is cut short.
@@ -130,6 +151,27 @@ pub(crate) fn route(path: &str, query: &str, hit: u64) -> Action {
             _ => json(404, vec![], r#"{"error":"bad flaky route"}"#),
         },
         ["bytes", _] => Action::Bytes(number(1).unwrap_or(0)),
+        ["sse", _] => {
+            let Some(n) = number(1) else {
+                return json(404, vec![], r#"{"error":"bad sse route"}"#);
+            };
+            let at = |key: &str| query_value(query, key).and_then(|v| v.parse::<usize>().ok());
+            let faulty = hit < n;
+            let ms = query_value(query, "stall_ms")
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_millis);
+            Action::Stream(StreamScript {
+                events: at("events").unwrap_or(5),
+                lines: query_value(query, "lines") == Some("1"),
+                error_at: at("error_at").filter(|_| faulty).map(|i| {
+                    let kind = query_value(query, "error").unwrap_or("overloaded_error");
+                    (i, kind.to_owned())
+                }),
+                stall: at("stall_at").zip(ms).filter(|_| faulty),
+                reset_at: at("reset_at").filter(|_| faulty),
+                pad: at("pad").unwrap_or(0).min(1 << 20),
+            })
+        }
         ["flaky-body", _, cut, _] => {
             let cut = match *cut {
                 "rst" => Cut::Rst,

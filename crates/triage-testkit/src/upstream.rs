@@ -451,8 +451,80 @@ where
                 .await?;
             stream.shutdown().await?;
         }
+        Action::Stream(script) => {
+            if serve_stream(&mut stream, &script).await? {
+                stream.flush().await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                reset(stream);
+            }
+        }
     }
     Ok(())
+}
+
+/// Writes a stream of events as `script` says, each event its own chunk
+/// (flushed: a client sees them one by one). Returns whether the
+/// connection is to be reset now.
+async fn serve_stream<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    script: &crate::routes::StreamScript,
+) -> io::Result<bool> {
+    let content_type = if script.lines {
+        "application/x-ndjson"
+    } else {
+        "text/event-stream"
+    };
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\nx-request-id: req_stream\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.flush().await?;
+    let chunk = |event: String| format!("{:x}\r\n{event}\r\n", event.len());
+    for i in 0..=script.events {
+        if let Some((_, pause)) = script.stall.filter(|(at, _)| *at == i) {
+            tokio::time::sleep(pause).await;
+        }
+        if script.reset_at == Some(i) {
+            return Ok(true);
+        }
+        let event = match &script.error_at {
+            Some((at, kind)) if *at == i => {
+                let error = format!(
+                    r#"{{"type":"error","error":{{"type":"{kind}","message":"{kind} in the stream"}}}}"#
+                );
+                let event = if script.lines {
+                    format!("{error}\n")
+                } else {
+                    format!("event: error\ndata: {error}\n\n")
+                };
+                stream.write_all(chunk(event).as_bytes()).await?;
+                break;
+            }
+            _ if i == script.events => {
+                if script.lines {
+                    break;
+                }
+                "data: [DONE]\n\n".to_owned()
+            }
+            _ => {
+                let pad = if i == 0 {
+                    "x".repeat(script.pad)
+                } else {
+                    String::new()
+                };
+                if script.lines {
+                    format!("{{\"n\":{i},\"text\":\"event {i}{pad}\"}}\n")
+                } else {
+                    format!("event: delta\ndata: {{\"n\":{i},\"text\":\"event {i}{pad}\"}}\n\n")
+                }
+            }
+        };
+        stream.write_all(chunk(event).as_bytes()).await?;
+        stream.flush().await?;
+    }
+    stream.write_all(b"0\r\n\r\n").await?;
+    stream.shutdown().await?;
+    Ok(false)
 }
 
 /// Writes the first `n` bytes of the pattern, in 16 KiB pieces (chunks of

@@ -12,6 +12,7 @@ use tokio::time::{Instant, Sleep, sleep, sleep_until};
 use tower::Service;
 use triage_core::{BoxError, Fault, Stage, TimeoutPhase, TransportFailure};
 
+use super::first_event::FirstEvent;
 use super::judge;
 use super::peek::Peek;
 use super::request::with_body;
@@ -24,6 +25,7 @@ use crate::response_body::ResponseBody;
 use crate::route::route_of;
 use crate::transport::{classify_error, watch_connect};
 use crate::whole_body::{self, BodyMode, Whole};
+use triage_core::body::stream::StreamKind;
 
 /// A capture for attempt `attempt` (0: a probe) on `uri`'s route, when the
 /// request keeps a connection log (`logged`), or when the route has an open
@@ -290,12 +292,34 @@ where
         });
         return Flow::Moved;
     }
+    // One pass over the head: the content type (a stream's first event is
+    // held) and whether a rate window is used up (pacing).
+    let scan = (this.config.stream_first_event || this.config.pacing)
+        .then(|| this.profile.scan_head(response.headers()));
+    let exhausted = scan.map(|s| s.exhausted);
+    let stream = scan
+        .and_then(|s| s.content_type)
+        .filter(|_| this.config.stream_first_event)
+        .and_then(|t| StreamKind::of(t.as_bytes()));
+    {
+        if let Some(kind) = stream {
+            // Up to the commit point, the stream's failures are the
+            // attempt's.
+            let (parts, body) = response.into_parts();
+            let timeouts = (this.config.first_byte_timeout, *this.body_idle_timeout);
+            let first = FirstEvent::new(parts, body, kind, timeouts);
+            this.state.set(State::Streaming {
+                first: Box::new(first),
+            });
+            return Flow::Moved;
+        }
+    }
     let observer = this.config.observer.clone();
     let response = response.map(|body| ResponseBody::passthrough(body, observer));
     Flow::Judged(Next::Respond(judge::success(
         this,
         response,
-        BodyMode::Stream,
+        (BodyMode::Stream, exhausted),
     )))
 }
 

@@ -314,7 +314,7 @@ where
 pub(super) fn success<S, B, R>(
     this: &mut Projection<'_, S, B, R>,
     mut response: Response<ResponseBody<R>>,
-    body_mode: BodyMode,
+    (body_mode, exhausted): (BodyMode, Option<bool>),
 ) -> Response<ResponseBody<R>>
 where
     S: Service<Request<B>>,
@@ -356,7 +356,9 @@ where
         }
         // Pacing: the answer's rate windows are read only when one of
         // them may be used up (a length test per header, most of the time).
-        if this.config.pacing && this.profile.reports_exhausted(response.headers()) {
+        let exhausted = this.config.pacing
+            && exhausted.unwrap_or_else(|| this.profile.reports_exhausted(response.headers()));
+        if exhausted {
             let now = Instant::now();
             let evidence = success_evidence(this, response.status(), response.headers(), now);
             learn_pace(this, &classify(&evidence, this.profile), &evidence, now);

@@ -17,6 +17,7 @@
 //! is pending or the call is over.
 
 mod attempt;
+mod first_event;
 mod judge;
 mod peek;
 mod request;
@@ -98,6 +99,9 @@ pin_project! {
         /// Whole-body mode: a success came back; reading all of its body
         /// inside the attempt, under the attempt's timer.
         Buffering { whole: Box<Whole<R>>, timer: Timer },
+        /// A streamed success came back; holding its first event until it
+        /// is whole (the commit point).
+        Streaming { first: Box<first_event::FirstEvent<R>> },
         /// Waiting before the next attempt.
         Waiting { timer: Pin<Box<Sleep>> },
         /// Refused by an open route: the error goes out at the first poll.
@@ -119,6 +123,7 @@ enum Phase {
     Calling,
     Peeking,
     Buffering,
+    Streaming,
     Waiting,
     Refused,
     Probing,
@@ -133,6 +138,7 @@ impl<F, R> State<F, R> {
             State::Calling { .. } => Phase::Calling,
             State::Peeking { .. } => Phase::Peeking,
             State::Buffering { .. } => Phase::Buffering,
+            State::Streaming { .. } => Phase::Streaming,
             State::Waiting { .. } => Phase::Waiting,
             State::Refused { .. } => Phase::Refused,
             State::Probing { .. } => Phase::Probing,
@@ -208,6 +214,10 @@ pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             let phase = this.state.as_ref().get_ref().phase();
+            if phase == Phase::Done {
+                // Finished: nothing was left in progress.
+                return;
+            }
             if (*this.trial || this.held.is_some()) && matches!(phase, Phase::Probing | Phase::Calling) {
                 // The probe's answer will not come: another request may probe.
                 this.config.routes.probe_abandoned(&route_of(this.head.uri()));
@@ -217,7 +227,9 @@ pin_project! {
                 StateProj::Probing { .. } | StateProj::Acquiring { .. } => Some(Stage::Connect),
                 StateProj::Calling { connecting, .. } => Some(connecting.unwrap_or(Stage::AwaitHeaders)),
                 StateProj::Ready => Some(Stage::AwaitHeaders),
-                StateProj::Peeking { .. } | StateProj::Buffering { .. } => Some(Stage::Body),
+                StateProj::Peeking { .. }
+                | StateProj::Buffering { .. }
+                | StateProj::Streaming { .. } => Some(Stage::Body),
                 // Between attempts: no stage was in progress.
                 StateProj::Waiting { .. } => None,
             };
@@ -313,6 +325,7 @@ where
                 Phase::Calling => attempt::calling(&mut this, cx),
                 Phase::Peeking => peek::peeking(&mut this, cx),
                 Phase::Buffering => whole::buffering(&mut this, cx),
+                Phase::Streaming => first_event::streaming(&mut this, cx),
                 Phase::Waiting => wait::waiting(&mut this, cx),
                 Phase::Acquiring => wait::acquiring(&mut this, cx),
                 Phase::Refused => return Poll::Ready(Err(wait::refused(&mut this))),
@@ -362,7 +375,7 @@ where
         StateReplace::Buffering { whole, .. } => {
             whole::read_whole(this, *whole, Some(Read::Deadline(limit)), false)
         }
-        StateReplace::Peeking { .. } => {
+        StateReplace::Peeking { .. } | StateReplace::Streaming { .. } => {
             judge::timeout(this, Stage::Body, TimeoutPhase::Total, limit, false)
         }
         StateReplace::Calling { connecting, .. } => {

@@ -31,15 +31,16 @@ pub(super) struct Peek<R> {
     pub(super) timer: Pin<Box<Sleep>>,
 }
 
-/// A failure status once its body was peeked at.
-struct Peeked<R> {
-    parts: http::response::Parts,
+/// A failure status once its body was peeked at (or a stream whose first
+/// event was an error).
+pub(super) struct Peeked<R> {
+    pub(super) parts: http::response::Parts,
     /// The bytes read.
-    seen: Bytes,
+    pub(super) seen: Bytes,
     /// The rest of the body, when it did not end.
-    rest: Option<Pin<Box<R>>>,
+    pub(super) rest: Option<Pin<Box<R>>>,
     /// How far the body got.
-    progress: BodyProgress,
+    pub(super) progress: BodyProgress,
 }
 
 /// Phase `Peeking`: reads the failure's body until it ends, breaks, passes
@@ -121,17 +122,35 @@ where
     B: TryCloneBody,
     R: Body,
 {
+    let mut evidence = Evidence::from_response(
+        status,
+        &peeked.parts.headers,
+        this.profile,
+        SystemTime::now(),
+    )
+    .with_elapsed(Instant::now().saturating_duration_since(*this.attempt_started));
+    evidence.read_failure_body(&peeked.parts.headers, &peeked.seen);
+    evidence.set_body(peeked.progress);
+    answer_judged(this, evidence, peeked)
+}
+
+/// An answer that failed (a failure status, or an error event first in a
+/// stream) with `evidence`, judged: retried, an error
+/// (`errors_for_status`), or the response handed back with its report and
+/// every byte of its body.
+pub(super) fn answer_judged<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    evidence: Evidence,
+    peeked: Peeked<R>,
+) -> Next<R>
+where
+    S: Service<Request<B>>,
+    B: TryCloneBody,
+    R: Body,
+{
     let Peeked {
-        parts,
-        seen,
-        rest,
-        progress,
+        parts, seen, rest, ..
     } = peeked;
-    let mut evidence =
-        Evidence::from_response(status, &parts.headers, this.profile, SystemTime::now())
-            .with_elapsed(Instant::now().saturating_duration_since(*this.attempt_started));
-    evidence.read_failure_body(&parts.headers, &seen);
-    evidence.set_body(progress);
     let now = Instant::now();
     // A failure's body is peeked at, then handed on as a stream.
     let mode = BodyMode::Stream;

@@ -69,13 +69,13 @@ where
             *this.permit = None;
             let body = ResponseBody::buffered(data, None, trailers, None, observer);
             let response = Response::from_parts(parts, body);
-            return Next::Respond(judge::success(this, response, BodyMode::Whole));
+            return Next::Respond(judge::success(this, response, (BodyMode::Whole, None)));
         }
         Some(Read::Spilled { prefix, crossing }) => {
             let (parts, rest) = whole.into_parts();
             let body = ResponseBody::buffered(prefix, Some(crossing), None, Some(rest), observer);
             let response = Response::from_parts(parts, body);
-            return Next::Respond(judge::success(this, response, BodyMode::Stream));
+            return Next::Respond(judge::success(this, response, (BodyMode::Stream, None)));
         }
         Some(Read::Failed(error)) => (classify_error(&*error, true, None).fault(), error),
         Some(Read::Idle(limit)) => judge::timed_out(TimeoutPhase::BodyIdle, limit),

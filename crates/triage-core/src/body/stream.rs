@@ -38,25 +38,45 @@ pub enum StreamKind {
 impl StreamKind {
     /// The kind of a `Content-Type` value, if it is a stream of events.
     pub fn of(content_type: &[u8]) -> Option<StreamKind> {
-        let essence = content_type
-            .split(|b| *b == b';')
-            .next()
-            .unwrap_or_default()
-            .trim_ascii();
-        let is = |name: &[u8]| essence.eq_ignore_ascii_case(name);
-        if is(b"text/event-stream") {
-            Some(StreamKind::Sse)
-        } else if is(b"application/x-ndjson")
-            || is(b"application/ndjson")
-            || is(b"application/jsonl")
-            || is(b"application/json-lines")
-            || is(b"application/jsonlines")
-            || is(b"application/x-jsonlines")
-        {
-            Some(StreamKind::JsonLines)
-        } else {
-            None
+        // Asked of every success: the common types (`application/json`,
+        // `text/html`, ...) are ruled out by a few bytes.
+        let first = content_type.first()? | 0x20;
+        match first {
+            b't' => {}
+            b'a' => {
+                let subtype = content_type.get(12..)?;
+                match subtype.first().map(|b| b | 0x20) {
+                    Some(b'x' | b'n') => {}
+                    // `json` alone is no stream.
+                    Some(b'j') if subtype.len() > 4 && !matches!(subtype[4], b';' | b' ') => {}
+                    _ => return None,
+                }
+            }
+            _ => return None,
         }
+        let ends = |rest: &[u8]| matches!(rest.first(), None | Some(b';' | b' ' | b'\t'));
+        let starts = |s: &[u8], prefix: &[u8]| {
+            s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+        };
+        let value = content_type.trim_ascii_start();
+        if starts(value, b"text/event-stream") {
+            return ends(&value[17..]).then_some(StreamKind::Sse);
+        }
+        if !starts(value, b"application/") {
+            return None;
+        }
+        let subtype = &value[12..];
+        [
+            &b"x-ndjson"[..],
+            b"ndjson",
+            b"jsonl",
+            b"json-lines",
+            b"jsonlines",
+            b"x-jsonlines",
+        ]
+        .iter()
+        .any(|name| starts(subtype, name) && ends(&subtype[name.len()..]))
+        .then_some(StreamKind::JsonLines)
     }
 
     /// Where the first event of `buf` ends (the index past its
@@ -210,6 +230,14 @@ mod tests {
         );
         assert_eq!(StreamKind::of(b"application/json"), None);
         assert_eq!(StreamKind::of(b""), None);
+        assert_eq!(StreamKind::of(b"application/json; charset=utf-8"), None);
+        assert_eq!(
+            StreamKind::of(b"application/jsonlines"),
+            Some(StreamKind::JsonLines)
+        );
+        assert_eq!(StreamKind::of(b"application/jsonlinesx"), None);
+        assert_eq!(StreamKind::of(b"text/event-streams"), None);
+        assert_eq!(StreamKind::of(b"text/html"), None);
     }
 
     #[test]
