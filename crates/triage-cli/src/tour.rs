@@ -203,6 +203,20 @@ fn rows(closed_port: u16, backlog_port: u16) -> Vec<Row> {
         )
         .post(),
         row(
+            "stream: error event first",
+            "/sse/1?error_at=0",
+            Profile::anthropic(),
+            "the 200 stream's first event was an overloaded_error: before the commit point it is the attempt's failure, retried",
+        )
+        .post(),
+        row(
+            "stream: error event mid-way",
+            "/sse/9?error_at=3",
+            Profile::anthropic(),
+            "an error event after the first bytes reached the caller: reported with the bytes delivered, never retried",
+        )
+        .post(),
+        row(
             "overloaded",
             "/anthropic/529",
             Profile::anthropic(),
@@ -483,6 +497,15 @@ async fn seen(
     let Some(report) = report else {
         return Err("a response without a report".into());
     };
+    if let Some(error) = body.stream_error() {
+        *note = Some(format!(
+            "error event in the stream after {} bytes: {} ({}), outcome {}",
+            error.bytes(),
+            error.diagnosis().class(),
+            error.diagnosis().owner().map_or("-", |o| o.as_str()),
+            error.packet().outcome()
+        ));
+    }
     if let Some(key) = report.packet().and_then(|p| p.idempotency_key()) {
         *note = Some(format!(
             "idempotency key {key}, the same on all {} attempts",

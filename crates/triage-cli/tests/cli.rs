@@ -77,6 +77,22 @@ fn the_tour_shows_every_failure_class() {
         text.contains("for the window's reset, then sent once; the upstream refused 0 request(s)"),
         "the pacing note missing from:\n{text}"
     );
+    // Issue 18: a stream's error event before the commit point is retried;
+    // after it, reported and not retried.
+    let first = text
+        .lines()
+        .find(|l| l.contains("stream: error event first"))
+        .unwrap();
+    assert!(first.contains(" 2  success"), "{first}");
+    let mid = text
+        .lines()
+        .find(|l| l.contains("stream: error event mid-way"))
+        .unwrap();
+    assert!(mid.contains(" 1  success"), "{mid}");
+    assert!(
+        text.contains("error event in the stream after 135 bytes: overloaded (server), outcome committed"),
+        "the stream error's note missing from:\n{text}"
+    );
     // Issue 18: a POST that meets a 500 is resent with the key minted for it.
     let keyed = text
         .lines()
