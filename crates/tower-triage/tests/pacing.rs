@@ -359,3 +359,74 @@ async fn a_retry_waits_for_a_window_another_request_closed() {
         "the retry went at {retry:?}"
     );
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for `at` (the civil-from-days algorithm).
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn anthropic_and_ietf_windows_pace_too() {
+    // Anthropic: an RFC 3339 reset about 3 s away (whole seconds: 2 to 3 s).
+    let reset = rfc3339(std::time::SystemTime::now() + Duration::from_secs(3));
+    let (inner, seen) = upstream(move |n, _| {
+        Ok(if n == 0 {
+            answer(
+                200,
+                &[
+                    ("anthropic-ratelimit-requests-remaining", "0"),
+                    ("anthropic-ratelimit-requests-reset", reset.as_str()),
+                ],
+            )
+        } else {
+            answer(200, &[])
+        })
+    });
+    let mut svc = TriageLayer::new()
+        .profile(Profile::anthropic().clone())
+        .layer(inner);
+    let start = Instant::now();
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    svc.ready().await.unwrap().call(get("/b")).await.unwrap();
+    let waited = arrived(&seen, 1, start);
+    assert!(
+        waited >= Duration::from_secs(1) && waited <= Duration::from_secs(3),
+        "{waited:?}"
+    );
+
+    // The IETF `RateLimit` field (the generic profile): r=0, t=2.
+    let (inner, seen) = upstream(|n, _| {
+        Ok(if n == 0 {
+            answer(200, &[("ratelimit", "\"default\";r=0;t=2")])
+        } else {
+            answer(200, &[])
+        })
+    });
+    let mut svc = TriageLayer::new()
+        .profile(Profile::generic().clone())
+        .layer(inner);
+    let start = Instant::now();
+    svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    svc.ready().await.unwrap().call(get("/b")).await.unwrap();
+    let waited = arrived(&seen, 1, start);
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_millis(2100),
+        "{waited:?}"
+    );
+}

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 use tower_triage::core::{Backoff, Class, Fault, Owner, Profile, RetryRules, TimeoutPhase};
 use tower_triage::{BodyOutcome, Observer, ReportExt, ResponseBody, TriageLayer};
-use triage_testkit::{Resolver, Upstream};
+use triage_testkit::{EventLog, Resolver, Upstream};
 
 /// Every body outcome told to the observer.
 #[derive(Clone, Default)]
@@ -103,6 +103,8 @@ async fn an_error_event_first_is_the_attempts_failure_and_is_retried() {
 
 #[tokio::test]
 async fn an_error_event_after_the_first_bytes_is_reported_and_not_retried() {
+    let capture = EventLog::new();
+    let _guard = tracing::subscriber::set_default(capture.clone());
     let upstream = Upstream::start().await.unwrap();
     let bodies = Bodies::default();
     let mut svc = client(&layer(Profile::anthropic()).observer(bodies.clone()));
@@ -144,6 +146,18 @@ async fn an_error_event_after_the_first_bytes_is_reported_and_not_retried() {
         )),
         "{told:?}"
     );
+    let events = capture.matching("error event in the response stream");
+    assert_eq!(events.len(), 1, "{}", capture.lines().join("\n"));
+    for field in [
+        "owner=server",
+        "class=overloaded",
+        "stage=body",
+        &format!("bytes={before}"),
+        "error_code=overloaded_error",
+        "decision=committed",
+    ] {
+        assert!(events[0].contains(field), "{field}: {}", events[0]);
+    }
 }
 
 #[tokio::test]

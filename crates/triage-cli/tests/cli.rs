@@ -90,7 +90,9 @@ fn the_tour_shows_every_failure_class() {
         .unwrap();
     assert!(mid.contains(" 1  success"), "{mid}");
     assert!(
-        text.contains("error event in the stream after 135 bytes: overloaded (server), outcome committed"),
+        text.contains(
+            "error event in the stream after 135 bytes: overloaded (server), outcome committed"
+        ),
         "the stream error's note missing from:\n{text}"
     );
     // Issue 18: a POST that meets a 500 is resent with the key minted for it.
