@@ -253,10 +253,6 @@ where
             log.push(capture.into_detail());
         }
     }
-    let StateReplace::Calling { timer, .. } = this.state.as_mut().project_replace(State::Done)
-    else {
-        unreachable!("answered while calling")
-    };
     if let Some(fields) = crate::notify::span_fields(this.span) {
         let version = crate::notify::protocol_version(response.version());
         this.span.record(&fields.version, version);
@@ -282,6 +278,10 @@ where
         whole_body::plan(status, head, body, cap).map(|reserve| (cap, reserve))
     });
     if let Some((cap, reserve)) = plan {
+        let StateReplace::Calling { timer, .. } = this.state.as_mut().project_replace(State::Done)
+        else {
+            unreachable!("answered while calling")
+        };
         let (parts, body) = response.into_parts();
         // The attempt timer runs on: it bounds the body's read too.
         let idle = *this.body_idle_timeout;
@@ -301,19 +301,19 @@ where
         .and_then(|s| s.content_type)
         .filter(|_| this.config.stream_first_event)
         .and_then(|t| StreamKind::of(t.as_bytes()));
-    {
-        if let Some(kind) = stream {
-            // Up to the commit point, the stream's failures are the
-            // attempt's.
-            let (parts, body) = response.into_parts();
-            let timeouts = (this.config.first_byte_timeout, *this.body_idle_timeout);
-            let first = FirstEvent::new(parts, body, kind, timeouts);
-            this.state.set(State::Streaming {
-                first: Box::new(first),
-            });
-            return Flow::Moved;
-        }
+    if let Some(kind) = stream {
+        // Up to the commit point, the stream's failures are the attempt's.
+        let (parts, body) = response.into_parts();
+        let timeouts = (this.config.first_byte_timeout, *this.body_idle_timeout);
+        let first = FirstEvent::new(parts, body, kind, timeouts);
+        this.state.set(State::Streaming {
+            first: Box::new(first),
+        });
+        return Flow::Moved;
     }
+    // The attempt is over: its future and timers dropped in place (a
+    // replace would move them out first).
+    this.state.set(State::Done);
     let observer = this.config.observer.clone();
     let response = response.map(|body| ResponseBody::passthrough(body, observer));
     Flow::Judged(Next::Respond(judge::success(

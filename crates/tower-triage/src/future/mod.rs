@@ -264,7 +264,12 @@ where
 struct InSpan(Option<(tracing::Id, tracing::Dispatch)>);
 
 impl InSpan {
+    #[inline]
     fn enter(span: &tracing::Span) -> InSpan {
+        if span.is_none() {
+            // No span (DEBUG off everywhere): nothing to enter.
+            return InSpan(None);
+        }
         InSpan(span.with_subscriber(|(id, dispatch)| {
             dispatch.enter(id);
             (id.clone(), dispatch.clone())

@@ -37,6 +37,7 @@ pub enum StreamKind {
 
 impl StreamKind {
     /// The kind of a `Content-Type` value, if it is a stream of events.
+    #[inline]
     pub fn of(content_type: &[u8]) -> Option<StreamKind> {
         // Asked of every success: the common types (`application/json`,
         // `text/html`, ...) are ruled out by a few bytes.

@@ -172,6 +172,7 @@ impl RetryBudget {
     }
 
     /// Records one logical request (once per request, not per attempt).
+    #[inline]
     pub fn deposit(&self, now: Instant) {
         if self.unlimited {
             return;
