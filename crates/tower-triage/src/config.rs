@@ -17,6 +17,7 @@ use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::options::RequestOptions;
 use crate::route::{Breaker, DiagnosisWindow, Paces, Routes};
+use crate::share::Share;
 
 /// At most this many bytes of a failure body are read to classify it.
 pub const PEEK_LIMIT: usize = triage_core::body::MAX_FAILURE_BODY;
@@ -48,6 +49,8 @@ pub(crate) struct Config {
     /// point).
     pub(crate) stream_first_event: bool,
     pub(crate) first_byte_timeout: Option<Duration>,
+    /// Shares the windows learned with other replicas.
+    pub(crate) share: Option<Arc<dyn Share>>,
 }
 
 /// The per-host concurrency limit: at most `per_host` calls in flight to
@@ -106,6 +109,7 @@ impl std::fmt::Debug for Config {
             .field("pacing", &self.pacing)
             .field("stream_first_event", &self.stream_first_event)
             .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("share", &self.share)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +137,7 @@ impl Default for Config {
             paces: Arc::default(),
             stream_first_event: true,
             first_byte_timeout: None,
+            share: None,
         }
     }
 }

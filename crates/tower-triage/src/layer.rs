@@ -9,6 +9,7 @@ use crate::config::{Config, Pool};
 use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::route::{Breaker, DiagnosisWindow};
+use crate::share::{Inbox, Share};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
 
 /// Wraps an HTTP client in [`Triage`](crate::Triage).
@@ -329,6 +330,21 @@ impl TriageLayer {
     /// events, [`body_idle_timeout`](Self::body_idle_timeout) applies.
     pub fn first_byte_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config().first_byte_timeout = timeout;
+        self
+    }
+
+    /// Shares the rate windows this layer learns (see [`pacing`](Self::pacing))
+    /// with other replicas, and brings theirs in: a [`Share`], such as the
+    /// `triage-fleet` crate's over Redis or Valkey. Lookups read the
+    /// layer's own state only; publishing is queued by the share, so a
+    /// coordinator that is slow or down never delays a call. Set it after
+    /// [`rules`](Self::rules): windows from elsewhere that reopen later
+    /// than the rules' cap on honoured waits are ignored.
+    pub fn share(mut self, share: impl Share) -> Self {
+        let cap = self.config().rules.retry_after_cap();
+        let inbox = Inbox::new(&self.config().paces, cap);
+        share.attach(inbox);
+        self.config().share = Some(Arc::new(share));
         self
     }
 

@@ -430,3 +430,55 @@ async fn anthropic_and_ietf_windows_pace_too() {
         "{waited:?}"
     );
 }
+
+/// Replicas linked in process: what one publishes, every attached inbox
+/// (its own included) receives.
+#[derive(Debug, Clone, Default)]
+struct Loopback(
+    Arc<Mutex<Vec<tower_triage::Inbox>>>,
+    Arc<Mutex<Vec<tower_triage::SharedWindow>>>,
+);
+
+impl tower_triage::Share for Loopback {
+    fn publish(&self, window: &tower_triage::SharedWindow) {
+        self.1.lock().unwrap().push(window.clone());
+        for inbox in self.0.lock().unwrap().iter() {
+            inbox.receive(window);
+        }
+    }
+
+    fn attach(&self, inbox: tower_triage::Inbox) {
+        self.0.lock().unwrap().push(inbox);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_one_replica_learns_holds_the_others_requests() {
+    let share = Loopback::default();
+    let (a_inner, a_seen) = upstream(|n, _| {
+        Ok(if n == 0 {
+            answer(429, &[("retry-after-ms", "2000")])
+        } else {
+            answer(200, &[])
+        })
+    });
+    let (b_inner, b_seen) = upstream(|_, _| Ok(answer(200, &[])));
+    let mut a = layer().share(share.clone()).layer(a_inner);
+    let mut b = layer().share(share.clone()).layer(b_inner);
+    let start = Instant::now();
+    let replica_a = tokio::spawn(async move { a.ready().await.unwrap().call(get("/x")).await });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    b.ready().await.unwrap().call(get("/y")).await.unwrap();
+    replica_a.await.unwrap().unwrap();
+    let published = share.1.lock().unwrap().clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(published[0].route, "http://api.test:80");
+    assert_eq!(published[0].profile, "openai");
+    assert_eq!(published[0].bucket, tower_triage::RateBucket::Route);
+    let waited = arrived(&b_seen, 0, start);
+    assert!(
+        waited >= Duration::from_millis(1900),
+        "replica B sent into the window replica A learned: {waited:?}"
+    );
+    assert_eq!(a_seen.lock().unwrap().len(), 2);
+}

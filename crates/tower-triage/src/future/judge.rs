@@ -110,6 +110,11 @@ fn learn_pace<S, B, R>(
         this.config
             .paces
             .close(&route, &closed, (diagnosis, evidence), now);
+        if let Some(share) = &this.config.share {
+            for window in crate::share::shared(&route, this.profile.name(), &closed, now) {
+                share.publish(&window);
+            }
+        }
     }
 }
 

@@ -1,0 +1,210 @@
+//! Sharing what a layer learns with other replicas ([`Share`]): the rate
+//! windows its answers closed. The `triage-fleet` crate implements it over
+//! Redis or Valkey; the happy path never waits on it (lookups read the
+//! layer's own state, which a [`Share`] keeps current through an
+//! [`Inbox`]).
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+use triage_core::{Diagnosis, Evidence};
+
+use crate::route::{Bucket, Paces};
+
+/// Which rate window of a route closed.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateBucket {
+    /// The request-count window (and the single window of most profiles).
+    Requests,
+    /// The token window (LLM providers).
+    Tokens,
+    /// The route as a whole: a rate limit asked to wait.
+    Route,
+}
+
+impl RateBucket {
+    /// A stable, lowercase name: `requests`, `tokens`, `route`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RateBucket::Requests => "requests",
+            RateBucket::Tokens => "tokens",
+            RateBucket::Route => "route",
+        }
+    }
+
+    /// The bucket named `name` ([`RateBucket::as_str`]).
+    pub fn parse(name: &str) -> Option<RateBucket> {
+        match name {
+            "requests" => Some(RateBucket::Requests),
+            "tokens" => Some(RateBucket::Tokens),
+            "route" => Some(RateBucket::Route),
+            _ => None,
+        }
+    }
+
+    pub(crate) const fn of(bucket: Bucket) -> RateBucket {
+        match bucket {
+            Bucket::Requests => RateBucket::Requests,
+            Bucket::Tokens => RateBucket::Tokens,
+            Bucket::Route => RateBucket::Route,
+        }
+    }
+
+    const fn local(self) -> Bucket {
+        match self {
+            RateBucket::Requests => Bucket::Requests,
+            RateBucket::Tokens => Bucket::Tokens,
+            RateBucket::Route => Bucket::Route,
+        }
+    }
+}
+
+/// A rate window one replica learned closed: what replicas share. Nothing
+/// in it is secret: the route is scheme, host and port; the profile a
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedWindow {
+    /// The route: `https://api.openai.com:443`.
+    pub route: String,
+    /// The name of the profile the answer was read with.
+    pub profile: String,
+    /// Which window.
+    pub bucket: RateBucket,
+    /// When it reopens, by the wall clock (the same instant on every
+    /// replica, up to their clocks' skew).
+    pub until: SystemTime,
+}
+
+/// Shares the rate windows a layer learns with other replicas, and brings
+/// theirs in ([`TriageLayer::share`](crate::TriageLayer::share)).
+///
+/// [`publish`](Share::publish) is called on the path of a call (after an
+/// answer that closed a window): it must return at once, queueing the work
+/// for a task of its own and dropping it when the queue is full. Windows
+/// learned elsewhere go into the [`Inbox`] handed to
+/// [`attach`](Share::attach); the layer's lookups read only its own state,
+/// so a coordinator that is slow or down never delays a call.
+pub trait Share: Send + Sync + std::fmt::Debug + 'static {
+    /// A window this replica learned closed.
+    fn publish(&self, window: &SharedWindow);
+
+    /// Where the windows other replicas learned go; called when the
+    /// layer is given this share.
+    fn attach(&self, inbox: Inbox);
+}
+
+/// Where a [`Share`] puts the windows other replicas learned: the layer's
+/// own state (a lock held for a map insert). It does not keep the layer
+/// alive: once the layer and its services are dropped,
+/// [`is_live`](Inbox::is_live) turns false and a share's task can end.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    paces: Weak<Paces>,
+    cap: Duration,
+}
+
+impl Inbox {
+    pub(crate) fn new(paces: &Arc<Paces>, cap: Duration) -> Inbox {
+        Inbox {
+            paces: Arc::downgrade(paces),
+            cap,
+        }
+    }
+
+    /// Whether the layer this inbox feeds still exists.
+    pub fn is_live(&self) -> bool {
+        self.paces.strong_count() > 0
+    }
+
+    /// A window another replica learned closed: this layer's requests on
+    /// its route wait for it too. One that reopened already, or that
+    /// reopens later than the layer's cap on honoured waits, is ignored.
+    /// Returns whether it was taken.
+    pub fn receive(&self, window: &SharedWindow) -> bool {
+        let Ok(left) = window.until.duration_since(SystemTime::now()) else {
+            return false;
+        };
+        if left.is_zero() || left > self.cap {
+            return false;
+        }
+        let Some(paces) = self.paces.upgrade() else {
+            return false;
+        };
+        let now = Instant::now();
+        paces.close(
+            &window.route,
+            &[(window.bucket.local(), now + left)],
+            (&Diagnosis::rate_window(), &Evidence::default()),
+            now,
+        );
+        true
+    }
+
+    /// Whether the layer holds a closed window for `route` now.
+    pub fn is_closed(&self, route: &str) -> bool {
+        self.paces
+            .upgrade()
+            .is_some_and(|paces| paces.any() && paces.closed(route, Instant::now()).is_some())
+    }
+}
+
+/// The windows a layer just closed, as shared: `closings` at `now`, by the
+/// wall clock.
+pub(crate) fn shared(
+    route: &str,
+    profile: &str,
+    closings: &[(Bucket, Instant)],
+    now: Instant,
+) -> Vec<SharedWindow> {
+    let wall = SystemTime::now();
+    closings
+        .iter()
+        .map(|(bucket, until)| SharedWindow {
+            route: route.to_owned(),
+            profile: profile.to_owned(),
+            bucket: RateBucket::of(*bucket),
+            until: wall + until.saturating_duration_since(now),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_have_stable_names() {
+        for bucket in [RateBucket::Requests, RateBucket::Tokens, RateBucket::Route] {
+            assert_eq!(RateBucket::parse(bucket.as_str()), Some(bucket));
+        }
+        assert_eq!(RateBucket::parse("other"), None);
+    }
+
+    #[tokio::test]
+    async fn an_inbox_takes_windows_that_reopen_within_the_cap() {
+        let paces = Arc::new(Paces::default());
+        let inbox = Inbox::new(&paces, Duration::from_secs(120));
+        let window = |secs: i64| SharedWindow {
+            route: "https://api.test:443".into(),
+            profile: "generic".into(),
+            bucket: RateBucket::Route,
+            until: if secs >= 0 {
+                SystemTime::now() + Duration::from_secs(secs as u64)
+            } else {
+                SystemTime::now() - Duration::from_secs((-secs) as u64)
+            },
+        };
+        assert!(!inbox.receive(&window(-5)), "reopened already");
+        assert!(!inbox.receive(&window(600)), "past the cap");
+        assert!(!inbox.is_closed("https://api.test:443"));
+        assert!(inbox.receive(&window(30)));
+        assert!(inbox.is_closed("https://api.test:443"));
+        assert!(!inbox.is_closed("https://other.test:443"));
+        drop(paces);
+        assert!(!inbox.is_live());
+        assert!(!inbox.receive(&window(30)), "the layer is gone");
+    }
+}

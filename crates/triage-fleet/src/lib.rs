@@ -1,0 +1,219 @@
+//! Shares the rate windows [`tower-triage`](tower_triage) learns across
+//! replicas, through Redis or Valkey.
+//!
+//! Tens or hundreds of replicas call one provider account. Without
+//! sharing, each learns a closed rate window (a 429 that asks to wait, an
+//! answer that says `remaining: 0`) on its own, and every other replica
+//! still sends into it. With a [`Fleet`] given to each replica's layer
+//! ([`TriageLayer::share`](tower_triage::TriageLayer::share)), a window one
+//! replica learns holds the others' requests until its reset.
+//!
+//! # What a call pays
+//!
+//! Nothing on the network: a layer's lookups read its own state, which a
+//! background task keeps current from a Redis channel. Publishing is
+//! queued (bounded, 1,024 windows) for another task; a full queue drops.
+//! Redis down, slow or full: calls go on with local-only pacing; the tasks
+//! reconnect with backoff (100 ms doubling to 5 s), and a WARN event says
+//! when sharing is degraded, an INFO event when it is back (target
+//! `triage::fleet`).
+//!
+//! # Key layout
+//!
+//! Everything lives under `triage:{scope}:`, where the scope is a name you
+//! choose (a service, an environment, an account: never a credential):
+//!
+//! | key or channel | value | expires |
+//! |---|---|---|
+//! | `triage:{scope}:win:{route}:{bucket}` | `{until_ms}\|{profile}` | when the window reopens |
+//! | channel `triage:{scope}:windows` | `{route}\t{bucket}\t{until_ms}\t{profile}` | — |
+//!
+//! `route` is scheme, host and port (`https://api.openai.com:443`),
+//! `bucket` `requests`, `tokens` or `route`, `until_ms` the reopening
+//! time in milliseconds since the Unix epoch. Every key has a TTL, so
+//! nothing grows for ever. A replica that starts reads the keys under its
+//! scope (at most 1,024) before it listens.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), triage_fleet::FleetError> {
+//! use tower_triage::TriageLayer;
+//! use triage_fleet::Fleet;
+//!
+//! // `rediss://` for TLS; user and password in the URL for AUTH.
+//! let fleet = Fleet::new("redis://127.0.0.1:6379/", "payments-prod")?;
+//! let layer = TriageLayer::new().share(fleet);
+//! # let _ = layer;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod tasks;
+
+/// The Redis client crate this one is built on (for [`Fleet::with_client`]).
+pub use redis;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+use tower_triage::{Inbox, Share, SharedWindow};
+
+use tasks::State;
+
+/// The tracing target of the fleet's events.
+pub const TARGET: &str = "triage::fleet";
+
+/// Windows queued for publishing at most; more are dropped.
+const QUEUE: usize = 1024;
+
+/// A fleet that could not be set up.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The URL is not a Redis URL (`redis://`, `rediss://`, `unix://`).
+    /// The URL itself is not repeated: it may carry a password.
+    #[error("not a Redis URL: redis://, rediss:// or unix://, with host, port and database")]
+    Url,
+    /// The scope is empty, too long, or has characters other than ASCII
+    /// letters, digits, `.`, `_` and `-`.
+    #[error("the scope must be 1 to 64 ASCII letters, digits, '.', '_' or '-'")]
+    Scope,
+    /// No tokio runtime to run the fleet's tasks on.
+    #[error("triage-fleet needs a tokio runtime: create the Fleet inside one")]
+    NoRuntime,
+}
+
+/// A [`Share`] over Redis or Valkey; see the [crate docs](crate). Clones
+/// share one publishing queue and task; each layer given one listens on
+/// its own subscription. The tasks end when the handles and layers are
+/// dropped.
+#[derive(Clone)]
+pub struct Fleet {
+    state: Arc<State>,
+    queue: mpsc::Sender<SharedWindow>,
+    // The queue's receiving end, until the first layer attaches.
+    pending: Arc<Mutex<Option<mpsc::Receiver<SharedWindow>>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the URL: it may carry a password.
+        f.debug_struct("Fleet")
+            .field("prefix", &self.state.prefix)
+            .field("degraded", &self.is_degraded())
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// A fleet over the Redis (or Valkey) at `url`, under `scope`. Nothing
+    /// is sent until a layer is given it; a server that is down now is
+    /// tried again in the background. Must be called inside a tokio
+    /// runtime.
+    ///
+    /// The scope names what the replicas share: a service, an environment,
+    /// an account. It is part of every key, so it must never be a
+    /// credential.
+    pub fn new(url: &str, scope: &str) -> Result<Fleet, FleetError> {
+        let client = redis::Client::open(url).map_err(|_| FleetError::Url)?;
+        Fleet::with_client(client, scope)
+    }
+
+    /// A fleet over `client`, under `scope`: for a `rediss://` server whose
+    /// certificate a private CA signed
+    /// ([`redis::Client::build_with_tls`]), or any other set-up of the
+    /// client's own.
+    pub fn with_client(client: redis::Client, scope: &str) -> Result<Fleet, FleetError> {
+        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if scope.is_empty() || scope.len() > 64 || !scope.bytes().all(valid) {
+            return Err(FleetError::Scope);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| FleetError::NoRuntime)?;
+        let (queue, receiver) = mpsc::channel(QUEUE);
+        Ok(Fleet {
+            state: Arc::new(State {
+                client,
+                prefix: format!("triage:{scope}:"),
+                degraded: AtomicBool::new(false),
+                dropped: AtomicU64::new(0),
+                listening: AtomicUsize::new(0),
+            }),
+            queue,
+            pending: Arc::new(Mutex::new(Some(receiver))),
+            runtime,
+        })
+    }
+
+    /// Whether sharing is degraded now (the last command or subscription
+    /// failed; calls go on with local-only pacing).
+    pub fn is_degraded(&self) -> bool {
+        self.state.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Whether a layer given this fleet is listening now: subscribed to
+    /// the channel, with the windows open under the scope read.
+    pub fn is_listening(&self) -> bool {
+        self.state.listening.load(Ordering::Acquire) > 0
+    }
+
+    /// Windows dropped because the publishing queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Share for Fleet {
+    fn publish(&self, window: &SharedWindow) {
+        if self.queue.try_send(window.clone()).is_err() {
+            self.state.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn attach(&self, inbox: Inbox) {
+        let receiver = self
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(receiver) = receiver {
+            self.runtime
+                .spawn(tasks::publish(Arc::clone(&self.state), receiver));
+        }
+        self.runtime
+            .spawn(tasks::listen(Arc::clone(&self.state), inbox));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn scopes_and_urls_are_checked() {
+        assert!(matches!(
+            Fleet::new("redis://127.0.0.1:1/", ""),
+            Err(FleetError::Scope)
+        ));
+        assert!(matches!(
+            Fleet::new("redis://127.0.0.1:1/", "a b"),
+            Err(FleetError::Scope)
+        ));
+        let error = Fleet::new("http://user:secret-pass@nope/", "prod").unwrap_err();
+        assert!(matches!(error, FleetError::Url));
+        assert!(!error.to_string().contains("secret-pass"), "{error}");
+        let fleet = Fleet::new("redis://user:secret-pass@127.0.0.1:1/", "prod").unwrap();
+        assert!(!format!("{fleet:?}").contains("secret-pass"));
+    }
+
+    #[test]
+    fn a_fleet_needs_a_runtime() {
+        assert!(matches!(
+            Fleet::new("redis://127.0.0.1:1/", "prod"),
+            Err(FleetError::NoRuntime)
+        ));
+    }
+}
