@@ -51,6 +51,8 @@ pub(crate) struct Config {
     pub(crate) first_byte_timeout: Option<Duration>,
     /// Shares the windows learned with other replicas.
     pub(crate) share: Option<Arc<dyn Share>>,
+    /// How long a quota stop lasts at most (`None`: no quota stops).
+    pub(crate) quota_stop: Option<Duration>,
 }
 
 /// The per-host concurrency limit: at most `per_host` calls in flight to
@@ -110,6 +112,7 @@ impl std::fmt::Debug for Config {
             .field("stream_first_event", &self.stream_first_event)
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("share", &self.share)
+            .field("quota_stop", &self.quota_stop)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +141,7 @@ impl Default for Config {
             stream_first_event: true,
             first_byte_timeout: None,
             share: None,
+            quota_stop: None,
         }
     }
 }

@@ -8,6 +8,7 @@ use triage_core::{Profile, RetryBudget, RetryRules};
 use crate::config::{Config, Pool};
 use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
+use crate::route::Learn;
 use crate::route::{Breaker, DiagnosisWindow};
 use crate::share::{Inbox, Share};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
@@ -333,16 +334,40 @@ impl TriageLayer {
         self
     }
 
+    /// Quota stops: once an answer says the account's quota is used up
+    /// (owner `quota`: OpenAI's `insufficient_quota`, Anthropic's
+    /// `credit_balance_exhausted`, a spend limit, a daily quota), the
+    /// route's next requests fail at once, unsent, with
+    /// `Stop::QuotaStopped` and a packet, for `stop` or the wait the answer
+    /// asked, whichever is shorter. Off by default (`None`): a quota is an
+    /// account's, and a route may carry several accounts' requests; turn it
+    /// on where one route is one account, and share the stops across
+    /// replicas with [`share`](Self::share).
+    pub fn quota_stops(mut self, stop: Option<Duration>) -> Self {
+        self.config().quota_stop = stop.filter(|stop| !stop.is_zero());
+        self
+    }
+
     /// Shares the rate windows this layer learns (see [`pacing`](Self::pacing))
-    /// with other replicas, and brings theirs in: a [`Share`], such as the
+    /// and its quota stops (see [`quota_stops`](Self::quota_stops)) with
+    /// other replicas, and brings theirs in: a [`Share`], such as the
     /// `triage-fleet` crate's over Redis or Valkey. Lookups read the
     /// layer's own state only; publishing is queued by the share, so a
-    /// coordinator that is slow or down never delays a call. Set it after
-    /// [`rules`](Self::rules): windows from elsewhere that reopen later
-    /// than the rules' cap on honoured waits are ignored.
+    /// coordinator that is slow or down never delays a call.
+    ///
+    /// Set it last, after [`rules`](Self::rules), [`pacing`](Self::pacing)
+    /// and [`quota_stops`](Self::quota_stops): what comes from elsewhere is
+    /// taken as they say (a window that reopens later than the rules' cap
+    /// on honoured waits is ignored, a quota stop is cut to this layer's
+    /// length, and neither is taken where this layer does not learn it).
     pub fn share(mut self, share: impl Share) -> Self {
-        let cap = self.config().rules.retry_after_cap();
-        let inbox = Inbox::new(&self.config().paces, cap);
+        let config = self.config();
+        let learn = Learn {
+            pacing: config.pacing,
+            cap: config.rules.retry_after_cap(),
+            quota_stop: config.quota_stop,
+        };
+        let inbox = Inbox::new(&config.paces, learn);
         share.attach(inbox);
         self.config().share = Some(Arc::new(share));
         self

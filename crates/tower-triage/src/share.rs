@@ -1,18 +1,18 @@
 //! Sharing what a layer learns with other replicas ([`Share`]): the rate
-//! windows its answers closed. The `triage-fleet` crate implements it over
+//! windows its answers closed, and its quota stops. The `triage-fleet` crate implements it over
 //! Redis or Valkey; the happy path never waits on it (lookups read the
 //! layer's own state, which a [`Share`] keeps current through an
 //! [`Inbox`]).
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
-use triage_core::{Diagnosis, Evidence};
+use triage_core::{Class, Diagnosis, Evidence, QuotaKind};
 
-use crate::route::{Bucket, Paces};
+use crate::route::{Bucket, Learn, Paces};
 
-/// Which rate window of a route closed.
+/// Which rate window of a route closed, or its quota stop.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RateBucket {
@@ -22,15 +22,24 @@ pub enum RateBucket {
     Tokens,
     /// The route as a whole: a rate limit asked to wait.
     Route,
+    /// A quota stop: the account's quota of this kind is used up
+    /// ([`TriageLayer::quota_stops`](crate::TriageLayer::quota_stops)).
+    Quota(QuotaKind),
 }
 
 impl RateBucket {
-    /// A stable, lowercase name: `requests`, `tokens`, `route`.
+    /// A stable, lowercase name: `requests`, `tokens`, `route`,
+    /// `quota.billing`, `quota.spend_limit`, `quota.period`.
     pub const fn as_str(self) -> &'static str {
         match self {
             RateBucket::Requests => "requests",
             RateBucket::Tokens => "tokens",
             RateBucket::Route => "route",
+            RateBucket::Quota(QuotaKind::Billing) => "quota.billing",
+            RateBucket::Quota(QuotaKind::SpendLimit) => "quota.spend_limit",
+            RateBucket::Quota(QuotaKind::Period) => "quota.period",
+            // A kind added later: not shared until it has a name here.
+            RateBucket::Quota(_) => "quota",
         }
     }
 
@@ -40,16 +49,25 @@ impl RateBucket {
             "requests" => Some(RateBucket::Requests),
             "tokens" => Some(RateBucket::Tokens),
             "route" => Some(RateBucket::Route),
+            "quota.billing" => Some(RateBucket::Quota(QuotaKind::Billing)),
+            "quota.spend_limit" => Some(RateBucket::Quota(QuotaKind::SpendLimit)),
+            "quota.period" => Some(RateBucket::Quota(QuotaKind::Period)),
             _ => None,
         }
     }
 
-    pub(crate) const fn of(bucket: Bucket) -> RateBucket {
-        match bucket {
+    /// The shared name of `bucket`, closed by an answer judged
+    /// `diagnosis` (`None` for a quota stop whose class is no quota's).
+    const fn of(bucket: Bucket, diagnosis: &Diagnosis) -> Option<RateBucket> {
+        Some(match bucket {
             Bucket::Requests => RateBucket::Requests,
             Bucket::Tokens => RateBucket::Tokens,
             Bucket::Route => RateBucket::Route,
-        }
+            Bucket::Quota => match diagnosis.class() {
+                Class::QuotaExhausted(kind) => RateBucket::Quota(kind),
+                _ => return None,
+            },
+        })
     }
 
     const fn local(self) -> Bucket {
@@ -57,11 +75,13 @@ impl RateBucket {
             RateBucket::Requests => Bucket::Requests,
             RateBucket::Tokens => Bucket::Tokens,
             RateBucket::Route => Bucket::Route,
+            RateBucket::Quota(_) => Bucket::Quota,
         }
     }
 }
 
-/// A rate window one replica learned closed: what replicas share. Nothing
+/// A rate window one replica learned closed, or a quota stop: what
+/// replicas share. Nothing
 /// in it is secret: the route is scheme, host and port; the profile a
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +92,7 @@ pub struct SharedWindow {
     pub profile: String,
     /// Which window.
     pub bucket: RateBucket,
-    /// When it reopens, by the wall clock (the same instant on every
+    /// When it reopens (or the stop ends), by the wall clock (the same instant on every
     /// replica, up to their clocks' skew).
     pub until: SystemTime,
 }
@@ -103,14 +123,14 @@ pub trait Share: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct Inbox {
     paces: Weak<Paces>,
-    cap: Duration,
+    learn: Learn,
 }
 
 impl Inbox {
-    pub(crate) fn new(paces: &Arc<Paces>, cap: Duration) -> Inbox {
+    pub(crate) fn new(paces: &Arc<Paces>, learn: Learn) -> Inbox {
         Inbox {
             paces: Arc::downgrade(paces),
-            cap,
+            learn,
         }
     }
 
@@ -120,14 +140,24 @@ impl Inbox {
     }
 
     /// A window another replica learned closed: this layer's requests on
-    /// its route wait for it too. One that reopened already, or that
-    /// reopens later than the layer's cap on honoured waits, is ignored.
-    /// Returns whether it was taken.
+    /// its route wait for it too (or, for a quota stop, are refused). One
+    /// that reopened already, one that reopens later than the layer's cap
+    /// on honoured waits, and one of a kind this layer does not learn
+    /// (pacing off, quota stops off) are ignored; a quota stop is cut to
+    /// this layer's length. Returns whether it was taken.
     pub fn receive(&self, window: &SharedWindow) -> bool {
         let Ok(left) = window.until.duration_since(SystemTime::now()) else {
             return false;
         };
-        if left.is_zero() || left > self.cap {
+        let (left, diagnosis) = match window.bucket {
+            RateBucket::Quota(kind) => match self.learn.quota_stop {
+                Some(stop) => (left.min(stop), Diagnosis::quota_stop(kind)),
+                None => return false,
+            },
+            _ if !self.learn.pacing || left > self.learn.cap => return false,
+            _ => (left, Diagnosis::rate_window()),
+        };
+        if left.is_zero() {
             return false;
         }
         let Some(paces) = self.paces.upgrade() else {
@@ -137,7 +167,7 @@ impl Inbox {
         paces.close(
             &window.route,
             &[(window.bucket.local(), now + left)],
-            (&Diagnosis::rate_window(), &Evidence::default()),
+            (&diagnosis, &Evidence::default()),
             now,
         );
         true
@@ -152,21 +182,23 @@ impl Inbox {
 }
 
 /// The windows a layer just closed, as shared: `closings` at `now`, by the
-/// wall clock.
+/// wall clock, learned with `profile` from an answer judged `diagnosis`.
 pub(crate) fn shared(
     route: &str,
-    profile: &str,
+    (profile, diagnosis): (&str, &Diagnosis),
     closings: &[(Bucket, Instant)],
     now: Instant,
 ) -> Vec<SharedWindow> {
     let wall = SystemTime::now();
     closings
         .iter()
-        .map(|(bucket, until)| SharedWindow {
-            route: route.to_owned(),
-            profile: profile.to_owned(),
-            bucket: RateBucket::of(*bucket),
-            until: wall + until.saturating_duration_since(now),
+        .filter_map(|(bucket, until)| {
+            Some(SharedWindow {
+                route: route.to_owned(),
+                profile: profile.to_owned(),
+                bucket: RateBucket::of(*bucket, diagnosis)?,
+                until: wall + until.saturating_duration_since(now),
+            })
         })
         .collect()
 }
@@ -174,10 +206,18 @@ pub(crate) fn shared(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn buckets_have_stable_names() {
-        for bucket in [RateBucket::Requests, RateBucket::Tokens, RateBucket::Route] {
+        for bucket in [
+            RateBucket::Requests,
+            RateBucket::Tokens,
+            RateBucket::Route,
+            RateBucket::Quota(QuotaKind::Billing),
+            RateBucket::Quota(QuotaKind::SpendLimit),
+            RateBucket::Quota(QuotaKind::Period),
+        ] {
             assert_eq!(RateBucket::parse(bucket.as_str()), Some(bucket));
         }
         assert_eq!(RateBucket::parse("other"), None);
@@ -186,7 +226,12 @@ mod tests {
     #[tokio::test]
     async fn an_inbox_takes_windows_that_reopen_within_the_cap() {
         let paces = Arc::new(Paces::default());
-        let inbox = Inbox::new(&paces, Duration::from_secs(120));
+        let learn = Learn {
+            pacing: true,
+            cap: Duration::from_secs(120),
+            quota_stop: None,
+        };
+        let inbox = Inbox::new(&paces, learn);
         let window = |secs: i64| SharedWindow {
             route: "https://api.test:443".into(),
             profile: "generic".into(),

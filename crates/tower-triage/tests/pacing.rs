@@ -482,3 +482,109 @@ async fn a_window_one_replica_learns_holds_the_others_requests() {
     );
     assert_eq!(a_seen.lock().unwrap().len(), 2);
 }
+
+/// OpenAI's answer when the account has no credit left.
+fn no_quota() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(429)
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_quota")
+        .body(Full::new(Bytes::from_static(
+            br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        )))
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_quota_stops_a_used_up_quota_stops_nothing_else() {
+    let (inner, seen) = upstream(|n, _| Ok(if n == 0 { no_quota() } else { answer(200, &[]) }));
+    let mut svc = layer().layer(inner);
+    let first = svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    assert_eq!(
+        first.report().unwrap().diagnosis().owner(),
+        Some(Owner::Quota)
+    );
+    let next = svc.ready().await.unwrap().call(get("/b")).await.unwrap();
+    assert_eq!(next.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 2, "the second request was sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_stop_refuses_the_routes_requests_unsent_until_it_ends() {
+    let (inner, seen) = upstream(|n, _| Ok(if n == 0 { no_quota() } else { answer(200, &[]) }));
+    let mut svc = layer()
+        .quota_stops(Some(Duration::from_secs(60)))
+        .layer(inner);
+    let first = svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+    assert_eq!(first.status(), 429);
+    // Another path on the route, a generous deadline: refused at once.
+    let start = Instant::now();
+    let request = with_deadline(get("/b"), Duration::from_secs(600));
+    let error = svc.ready().await.unwrap().call(request).await.unwrap_err();
+    assert!(start.elapsed() < Duration::from_millis(1), "failed at once");
+    assert_eq!(seen.lock().unwrap().len(), 1, "nothing sent");
+    assert_eq!(error.kind(), ErrorKind::RateLimit);
+    assert_eq!(error.owner(), Some(Owner::Quota));
+    assert!(
+        matches!(error.stop(), Stop::QuotaStopped(left) if left > Duration::from_secs(59)),
+        "{:?}",
+        error.stop()
+    );
+    let packet = error.packet();
+    assert_eq!(packet.outcome(), "quota_stopped");
+    assert_eq!(packet.attempts_total(), 0);
+    assert!(
+        packet.next_step().contains("quota"),
+        "{}",
+        packet.next_step()
+    );
+    // Another route is not stopped.
+    let other = Request::get("http://other.test/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(
+        svc.ready()
+            .await
+            .unwrap()
+            .call(other)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Once the stop ends, requests go again.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let later = svc.ready().await.unwrap().call(get("/c")).await.unwrap();
+    assert_eq!(later.status(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_stop_one_replica_learns_refuses_the_others_requests() {
+    let share = Loopback::default();
+    let (a_inner, _) = upstream(|_, _| Ok(no_quota()));
+    let (b_inner, b_seen) = upstream(|_, _| Ok(answer(200, &[])));
+    let (c_inner, c_seen) = upstream(|_, _| Ok(answer(200, &[])));
+    let stops = || layer().quota_stops(Some(Duration::from_secs(30)));
+    let mut a = stops().share(share.clone()).layer(a_inner);
+    let mut b = stops().share(share.clone()).layer(b_inner);
+    // C does not stop on quotas: what it is sent, it does not take.
+    let mut c = layer().share(share.clone()).layer(c_inner);
+    a.ready().await.unwrap().call(get("/x")).await.unwrap();
+    let published = share.1.lock().unwrap().clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    assert_eq!(
+        published[0].bucket,
+        tower_triage::RateBucket::Quota(tower_triage::core::QuotaKind::Billing)
+    );
+    let error = b.ready().await.unwrap().call(get("/y")).await.unwrap_err();
+    assert!(
+        matches!(error.stop(), Stop::QuotaStopped(_)),
+        "{:?}",
+        error.stop()
+    );
+    assert_eq!(error.owner(), Some(Owner::Quota));
+    assert!(b_seen.lock().unwrap().is_empty(), "B sent nothing");
+    c.ready().await.unwrap().call(get("/z")).await.unwrap();
+    assert_eq!(c_seen.lock().unwrap().len(), 1);
+}

@@ -53,6 +53,18 @@ impl Diagnosis {
         )
     }
 
+    /// The verdict on a request refused by a quota stop learned elsewhere
+    /// (another replica): the account's quota of `kind` is used up,
+    /// nothing processed, not retryable.
+    pub const fn quota_stop(kind: QuotaKind) -> Diagnosis {
+        Diagnosis::new(
+            Owner::Quota,
+            Class::QuotaExhausted(kind),
+            Replay::NotProcessed,
+            false,
+        )
+    }
+
     const fn success() -> Diagnosis {
         Diagnosis {
             owner: None,

@@ -146,7 +146,10 @@ impl Error {
         let status = evidence.status();
         let kind = match (diagnosis.class(), status) {
             // Refused unsent, whatever the answer that closed the window.
-            _ if matches!(stop, Stop::RateWindowClosed(_)) => ErrorKind::RateLimit,
+            // (A quota stop too: the SDKs' quota errors are 429s.)
+            _ if matches!(stop, Stop::RateWindowClosed(_) | Stop::QuotaStopped(_)) => {
+                ErrorKind::RateLimit
+            }
             (Class::Transport(t), _) => ErrorKind::from_transport(t),
             (Class::Cancelled, _) => ErrorKind::Cancelled,
             (_, Some(status)) => ErrorKind::from_status(status),

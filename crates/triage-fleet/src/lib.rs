@@ -1,22 +1,27 @@
-//! Shares the rate windows [`tower-triage`](tower_triage) learns across
-//! replicas, through Redis or Valkey.
+//! Shares what [`tower-triage`](tower_triage) learns across replicas,
+//! through Redis or Valkey: the rate windows it paces by, and its quota
+//! stops.
 //!
 //! Tens or hundreds of replicas call one provider account. Without
 //! sharing, each learns a closed rate window (a 429 that asks to wait, an
 //! answer that says `remaining: 0`) on its own, and every other replica
 //! still sends into it. With a [`Fleet`] given to each replica's layer
 //! ([`TriageLayer::share`](tower_triage::TriageLayer::share)), a window one
-//! replica learns holds the others' requests until its reset.
+//! replica learns holds the others' requests until its reset, and a quota
+//! one replica finds used up
+//! ([`TriageLayer::quota_stops`](tower_triage::TriageLayer::quota_stops))
+//! refuses the others' requests unsent.
 //!
 //! # What a call pays
 //!
 //! Nothing on the network: a layer's lookups read its own state, which a
 //! background task keeps current from a Redis channel. Publishing is
 //! queued (bounded, 1,024 windows) for another task; a full queue drops.
-//! Redis down, slow or full: calls go on with local-only pacing; the tasks
-//! reconnect with backoff (100 ms doubling to 5 s), and a WARN event says
-//! when sharing is degraded, an INFO event when it is back (target
-//! `triage::fleet`).
+//! Redis down, slow or full: calls go on with local-only pacing, without
+//! waiting at all; the tasks reconnect with backoff (100 ms doubling to
+//! 5 s, each command bounded by 500 ms), and a WARN event says when
+//! sharing is degraded, an INFO event when it is back (target
+//! `triage::fleet`; [`Fleet::is_degraded`] says it too).
 //!
 //! # Key layout
 //!
@@ -25,25 +30,38 @@
 //!
 //! | key or channel | value | expires |
 //! |---|---|---|
-//! | `triage:{scope}:win:{route}:{bucket}` | `{until_ms}\|{profile}` | when the window reopens |
+//! | `triage:{scope}:win:{route}:{bucket}` | `{until_ms}\|{profile}` | when the window reopens (a `PX` TTL) |
 //! | channel `triage:{scope}:windows` | `{route}\t{bucket}\t{until_ms}\t{profile}` | — |
 //!
 //! `route` is scheme, host and port (`https://api.openai.com:443`),
-//! `bucket` `requests`, `tokens` or `route`, `until_ms` the reopening
-//! time in milliseconds since the Unix epoch. Every key has a TTL, so
-//! nothing grows for ever. A replica that starts reads the keys under its
-//! scope (at most 1,024) before it listens.
+//! `bucket` `requests`, `tokens`, `route`, `quota.billing`,
+//! `quota.spend_limit` or `quota.period`, `until_ms` the reopening time in
+//! milliseconds since the Unix epoch, `profile` the provider profile's
+//! name. Every key has a TTL, so nothing grows for ever. A replica that
+//! starts subscribes, then reads the keys under its scope (at most 1,024).
+//! What comes back from Redis is checked like any remote input: bounded
+//! lengths, no control characters, a known bucket, or it is dropped.
+//!
+//! # Security
+//!
+//! `rediss://` URLs speak TLS (rustls, the ring provider, the system's
+//! roots; [`Fleet::with_client`] for a private CA), and a user and
+//! password in the URL authenticate (`rediss://user:pass@host:6380/0`).
+//! The URL is never printed, in errors or in `Debug`.
 //!
 //! # Example
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), triage_fleet::FleetError> {
+//! use std::time::Duration;
 //! use tower_triage::TriageLayer;
 //! use triage_fleet::Fleet;
 //!
-//! // `rediss://` for TLS; user and password in the URL for AUTH.
 //! let fleet = Fleet::new("redis://127.0.0.1:6379/", "payments-prod")?;
-//! let layer = TriageLayer::new().share(fleet);
+//! let layer = TriageLayer::new()
+//!     .quota_stops(Some(Duration::from_secs(60)))
+//!     // Last: what comes from other replicas is taken as the layer says.
+//!     .share(fleet);
 //! # let _ = layer;
 //! # Ok(()) }
 //! ```

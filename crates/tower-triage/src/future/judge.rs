@@ -23,7 +23,7 @@ use crate::notify;
 use crate::observer::{AttemptInfo, Call, Observer, Outcome, RouteEvent};
 use crate::report::Report;
 use crate::response_body::ResponseBody;
-use crate::route::{Routes, closings, connection_failure, route_of};
+use crate::route::{Learn, Routes, closings, connection_failure, route_of};
 use crate::whole_body::BodyMode;
 
 /// Decides after an attempt: classification, the retry rules, the event,
@@ -41,7 +41,7 @@ where
     B: TryCloneBody,
 {
     let diagnosis = classify(evidence, this.profile);
-    if this.config.pacing {
+    if this.config.pacing || this.config.quota_stop.is_some() {
         learn_pace(this, &diagnosis, evidence, now);
     }
     // A retry needs a fresh copy of the body; make it now, so that a body
@@ -99,19 +99,24 @@ fn learn_pace<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    let cap = this
-        .rules
-        .as_deref()
-        .unwrap_or(&this.config.rules)
-        .retry_after_cap();
-    let closed = closings(diagnosis, evidence, cap, now);
+    let learn = Learn {
+        pacing: this.config.pacing,
+        cap: this
+            .rules
+            .as_deref()
+            .unwrap_or(&this.config.rules)
+            .retry_after_cap(),
+        quota_stop: this.config.quota_stop,
+    };
+    let closed = closings(diagnosis, evidence, learn, now);
     if !closed.is_empty() {
         let route = route_of(uri!(this));
         this.config
             .paces
             .close(&route, &closed, (diagnosis, evidence), now);
         if let Some(share) = &this.config.share {
-            for window in crate::share::shared(&route, this.profile.name(), &closed, now) {
+            let learned = (this.profile.name(), diagnosis);
+            for window in crate::share::shared(&route, learned, &closed, now) {
                 share.publish(&window);
             }
         }

@@ -124,12 +124,14 @@ fn pool_slot(
 enum Paced {
     /// Hold it until the window reopens.
     Wait(Instant),
-    /// Its total deadline ends first: refuse it unsent.
+    /// Its total deadline ends first, or the route's quota is stopped:
+    /// refuse it unsent.
     Refuse(Box<triage_core::Error>),
 }
 
-/// Whether the route of `head` has a closed rate window at `now`, and what
-/// that does to a request with the total deadline `total`.
+/// Whether the route of `head` has a closed rate window (or a quota stop)
+/// at `now`, and what that does to a request with the total deadline
+/// `total`.
 fn paced(
     config: &Config,
     head: &Request<()>,
@@ -139,8 +141,8 @@ fn paced(
     let route = route_of(head.uri());
     let closed = config.paces.closed(&route, now)?;
     let wait = closed.until.saturating_duration_since(now);
-    if total.is_some_and(|total| wait >= total) {
-        return Some(Paced::Refuse(super::wait::rate_window_error(
+    if closed.quota || total.is_some_and(|total| wait >= total) {
+        return Some(Paced::Refuse(super::wait::unsent_error(
             head, profile, &closed, wait,
         )));
     }
@@ -268,7 +270,7 @@ where
         );
         let (permit, slots) = pool_slot(&config, &admit, &split.head);
         let paced = match admit {
-            Admit::Pass if config.pacing && config.paces.any() => {
+            Admit::Pass if config.paces.any() => {
                 paced(&config, &split.head, &settings.profile, (now, total))
             }
             _ => None,

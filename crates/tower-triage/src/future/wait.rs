@@ -38,10 +38,16 @@ where
         return Flow::Pending;
     }
     // Pacing: another request's answer may have closed the route's rate
-    // window meanwhile; the attempt waits for its reset.
-    if this.config.pacing && this.config.paces.any() {
+    // window meanwhile; the attempt waits for its reset. A quota stop ends
+    // the request.
+    if this.config.paces.any() {
         let now = Instant::now();
         if let Some(closed) = this.config.paces.closed(&route_of(uri!(this)), now) {
+            if closed.quota {
+                let error = quota_stopped(this, &closed, closed.until - now);
+                this.state.set(State::Refused { error });
+                return Flow::Moved;
+            }
             timer.as_mut().reset(closed.until);
             if timer.as_mut().poll(cx).is_pending() {
                 return Flow::Pending;
@@ -58,6 +64,40 @@ where
     }
     this.state.set(State::Ready);
     Flow::Moved
+}
+
+/// The error of a request whose route's quota was stopped while it waited
+/// to retry: the diagnosis that stopped it, and this request's own packet
+/// (its attempts so far).
+fn quota_stopped<S, B, R>(
+    this: &mut Projection<'_, S, B, R>,
+    closed: &Closed,
+    left: Duration,
+) -> Box<Error>
+where
+    S: Service<Request<B>>,
+{
+    let builder = this.packet.take().unwrap_or_else(|| {
+        Box::new(PacketBuilder::new(
+            method!(this),
+            uri!(this),
+            this.profile,
+            SystemTime::now(),
+        ))
+    });
+    let stop = Stop::QuotaStopped(left);
+    let packet = judge::with_head(
+        this,
+        (*builder).unsent(&closed.evidence, &closed.diagnosis, stop),
+    )
+    .finish(this.started.elapsed());
+    Box::new(Error::new(
+        closed.diagnosis,
+        stop,
+        &closed.evidence,
+        packet,
+        None,
+    ))
 }
 
 /// The error of a request whose route opened while it waited to retry:
@@ -90,15 +130,20 @@ where
 }
 
 /// The error of a request refused unsent because its route's rate window
-/// (`closed`) reopens only after its total deadline, in `wait`: what the
-/// answer that closed the window said, and a packet with no attempt.
-pub(super) fn rate_window_error(
+/// (`closed`) reopens only after its total deadline, in `wait`, or because
+/// the route's quota is stopped for `wait` more: what the answer that
+/// closed the window said, and a packet with no attempt.
+pub(super) fn unsent_error(
     head: &Request<()>,
     profile: &Profile,
     closed: &Closed,
     wait: Duration,
 ) -> Box<Error> {
-    let stop = Stop::RateWindowClosed(wait);
+    let stop = if closed.quota {
+        Stop::QuotaStopped(wait)
+    } else {
+        Stop::RateWindowClosed(wait)
+    };
     let packet = PacketBuilder::new(head.method(), head.uri(), profile, SystemTime::now())
         .unsent(&closed.evidence, &closed.diagnosis, stop)
         .finish(Duration::ZERO);

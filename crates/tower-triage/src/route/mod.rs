@@ -7,7 +7,7 @@ mod pace;
 mod window;
 
 pub use breaker::Breaker;
-pub(crate) use pace::{Bucket, Closed, Paces, closings};
+pub(crate) use pace::{Bucket, Closed, Learn, Paces, closings};
 pub use window::DiagnosisWindow;
 
 use std::collections::HashMap;

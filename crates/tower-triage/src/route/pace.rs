@@ -23,40 +23,58 @@ pub(crate) enum Bucket {
     Tokens,
     /// The route as a whole: a rate-limit answer asked to wait.
     Route,
+    /// A quota stop: an answer said the account's quota is used up (with
+    /// quota stops on). Requests are refused, not held.
+    Quota,
 }
 
 /// A route's closed windows.
 #[derive(Debug)]
 struct Pace {
     /// Until when each bucket is closed (`None`: open).
-    until: [Option<Instant>; 3],
-    /// What the latest answer that closed one said, for a request that
-    /// cannot wait.
+    until: [Option<Instant>; 4],
+    /// What the latest answer that closed a rate window said, for a
+    /// request that cannot wait.
     diagnosis: Diagnosis,
     evidence: Evidence,
+    /// What the answer that stopped the quota said.
+    quota: Option<Box<(Diagnosis, Evidence)>>,
 }
 
 impl Pace {
-    /// When every closed bucket reopens (`None` when all are open at
+    /// When every closed rate window reopens (`None` when all are open at
     /// `now`).
     fn reopens(&self, now: Instant) -> Option<Instant> {
-        self.until
+        self.until[..Bucket::Quota as usize]
             .iter()
             .flatten()
             .copied()
             .filter(|t| *t > now)
             .max()
     }
+
+    /// When the quota stop ends, if it lasts past `now`.
+    fn quota_ends(&self, now: Instant) -> Option<Instant> {
+        self.until[Bucket::Quota as usize].filter(|t| *t > now)
+    }
+
+    /// Whether nothing is closed at `now`.
+    fn is_open(&self, now: Instant) -> bool {
+        self.reopens(now).is_none() && self.quota_ends(now).is_none()
+    }
 }
 
-/// A closed window that a request on its route has to wait for.
+/// A closed window that a request on its route has to wait for, or a
+/// quota stop that refuses it.
 #[derive(Debug)]
 pub(crate) struct Closed {
-    /// When the route's windows reopen.
+    /// When the route's windows reopen (or its quota stop ends).
     pub(crate) until: Instant,
     /// What the answer that closed the latest one said.
     pub(crate) diagnosis: Diagnosis,
     pub(crate) evidence: Evidence,
+    /// A quota stop: the request is refused at once.
+    pub(crate) quota: bool,
 }
 
 /// The closed rate windows of every route, shared by the clones of a
@@ -86,11 +104,20 @@ impl Paces {
     pub(crate) fn closed(&self, route: &str, now: Instant) -> Option<Closed> {
         let mut states = self.states();
         let pace = states.get(route)?;
+        if let (Some(until), Some(stopped)) = (pace.quota_ends(now), &pace.quota) {
+            return Some(Closed {
+                until,
+                diagnosis: stopped.0,
+                evidence: stopped.1.clone(),
+                quota: true,
+            });
+        }
         match pace.reopens(now) {
             Some(until) => Some(Closed {
                 until,
                 diagnosis: pace.diagnosis,
                 evidence: pace.evidence.clone(),
+                quota: false,
             }),
             None => {
                 states.remove(route);
@@ -117,7 +144,7 @@ impl Paces {
         let mut states = self.states();
         if states.len() >= MAX_ROUTES && !states.contains_key(route) {
             let before = states.len();
-            states.retain(|_, pace| pace.reopens(now).is_some());
+            states.retain(|_, pace| !pace.is_open(now));
             self.tracked
                 .fetch_sub(before - states.len(), Ordering::AcqRel);
             if states.len() >= MAX_ROUTES {
@@ -126,6 +153,8 @@ impl Paces {
         }
         // A request refused for the window is told of a rate limit, even
         // when the answer that closed it was a success (`remaining: 0`).
+        let quota = diagnosis.owner() == Some(Owner::Quota);
+        let stopped = quota.then(|| Box::new((*diagnosis, evidence.clone())));
         let diagnosis = if diagnosis.owner() == Some(Owner::RateLimit) {
             *diagnosis
         } else {
@@ -134,34 +163,66 @@ impl Paces {
         let pace = states.entry(route.to_owned()).or_insert_with(|| {
             self.tracked.fetch_add(1, Ordering::AcqRel);
             Pace {
-                until: [None; 3],
+                until: [None; 4],
                 diagnosis,
                 evidence: evidence.clone(),
+                quota: None,
             }
         });
+        let mut windows = false;
         for (bucket, until) in closings {
             let slot = &mut pace.until[*bucket as usize];
             *slot = Some(slot.map_or(*until, |t| t.max(*until)));
+            windows |= *bucket != Bucket::Quota;
         }
-        pace.diagnosis = diagnosis;
-        pace.evidence = evidence.clone();
+        if stopped.is_some() {
+            pace.quota = stopped;
+        }
+        if windows {
+            pace.diagnosis = diagnosis;
+            pace.evidence = evidence.clone();
+        }
     }
 }
 
-/// The windows an answer closed, judged `now`: each rate window it reports
-/// used up (`remaining` 0) with a reset within `cap`, and, for a rate-limit
-/// answer, the whole route for the wait it asked (within `cap`).
+/// What a layer learns from answers: rate windows (pacing), quota stops
+/// (how long one lasts at most), or both.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Learn {
+    pub(crate) pacing: bool,
+    /// The cap on honoured waits: a window that reopens later is not kept.
+    pub(crate) cap: Duration,
+    pub(crate) quota_stop: Option<Duration>,
+}
+
+/// The windows an answer closed, judged `now`: with pacing, each rate
+/// window it reports used up (`remaining` 0) with a reset within the cap,
+/// and, for a rate-limit answer, the whole route for the wait it asked
+/// (within the cap); with quota stops, for an answer that says the quota
+/// is used up, the route's quota until the wait it asked or the stop's
+/// length, whichever is shorter.
 pub(crate) fn closings(
     diagnosis: &Diagnosis,
     evidence: &Evidence,
-    cap: Duration,
+    learn: Learn,
     now: Instant,
 ) -> Vec<(Bucket, Instant)> {
+    let mut closed = Vec::new();
+    if let (Some(stop), Some(Owner::Quota)) = (learn.quota_stop, diagnosis.owner()) {
+        let asked = evidence.hints().server_delay().map(|(wait, _)| wait);
+        let wait = asked.map_or(stop, |asked| asked.min(stop));
+        if !wait.is_zero() {
+            closed.push((Bucket::Quota, now + wait));
+        }
+    }
+    if !learn.pacing {
+        return closed;
+    }
+    let cap = learn.cap;
     let within = |wait: Duration| (!wait.is_zero() && wait <= cap).then(|| now + wait);
     let RateInfo {
         requests, tokens, ..
     } = *evidence.rate();
-    let mut closed = Vec::new();
     for (bucket, window) in [(Bucket::Requests, requests), (Bucket::Tokens, tokens)] {
         if let Some(until) = window
             .reset
@@ -207,6 +268,51 @@ mod tests {
     }
 
     const CAP: Duration = Duration::from_secs(120);
+    const PACE: Learn = Learn {
+        pacing: true,
+        cap: CAP,
+        quota_stop: None,
+    };
+
+    #[test]
+    fn a_used_up_quota_stops_the_route_only_with_quota_stops_on() {
+        let now = Instant::now();
+        let quota = || {
+            let mut map = HeaderMap::new();
+            map.insert("content-type", HeaderValue::from_static("application/json"));
+            let mut evidence = Evidence::from_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &map,
+                Profile::openai(),
+                SystemTime::UNIX_EPOCH,
+            );
+            evidence.read_failure_body(
+                &map,
+                br#"{"error":{"type":"insufficient_quota","code":"insufficient_quota","message":"You exceeded your current quota"}}"#,
+            );
+            (classify(&evidence, Profile::openai()), evidence)
+        };
+        let (d, e) = quota();
+        assert_eq!(d.owner(), Some(Owner::Quota), "{d:?}");
+        assert!(closings(&d, &e, PACE, now).is_empty(), "off by default");
+        let stops = Learn {
+            quota_stop: Some(Duration::from_secs(60)),
+            ..PACE
+        };
+        assert_eq!(
+            closings(&d, &e, stops, now),
+            vec![(Bucket::Quota, now + Duration::from_secs(60))]
+        );
+        // A stopped route refuses (quota: true) until the stop ends, then
+        // is forgotten.
+        let paces = Paces::default();
+        paces.close("r", &closings(&d, &e, stops, now), (&d, &e), now);
+        let closed = paces.closed("r", now).expect("stopped");
+        assert!(closed.quota);
+        assert_eq!(closed.diagnosis.owner(), Some(Owner::Quota));
+        assert!(paces.closed("r", now + Duration::from_secs(61)).is_none());
+        assert!(!paces.any());
+    }
 
     #[test]
     fn an_exhausted_window_closes_its_own_bucket_until_its_reset() {
@@ -221,7 +327,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            closings(&d, &e, CAP, now),
+            closings(&d, &e, PACE, now),
             vec![(Bucket::Tokens, now + Duration::from_secs(2))]
         );
         // A reset past the cap, or none, closes nothing.
@@ -232,9 +338,9 @@ mod tests {
                 ("x-ratelimit-reset-tokens", "10m0s"),
             ],
         );
-        assert!(closings(&d, &e, CAP, now).is_empty());
+        assert!(closings(&d, &e, PACE, now).is_empty());
         let (d, e) = answer(200, &[("x-ratelimit-remaining-tokens", "0")]);
-        assert!(closings(&d, &e, CAP, now).is_empty());
+        assert!(closings(&d, &e, PACE, now).is_empty());
     }
 
     #[test]
@@ -242,12 +348,12 @@ mod tests {
         let now = Instant::now();
         let (d, e) = answer(429, &[("retry-after-ms", "1500")]);
         assert_eq!(
-            closings(&d, &e, CAP, now),
+            closings(&d, &e, PACE, now),
             vec![(Bucket::Route, now + Duration::from_millis(1500))]
         );
         // A 503 that asks to wait is no rate window.
         let (d, e) = answer(503, &[("retry-after", "3")]);
-        assert!(closings(&d, &e, CAP, now).is_empty());
+        assert!(closings(&d, &e, PACE, now).is_empty());
     }
 
     #[test]

@@ -153,6 +153,10 @@ pub enum Stop {
     /// or asked to wait), and it reopens only after the request's total
     /// deadline, in this long: the request was not sent.
     RateWindowClosed(Duration),
+    /// The route's quota was reported used up (by an earlier answer, or by
+    /// another replica through a shared store) and its quota stop lasts
+    /// this long more: the request was not sent. Only with quota stops on.
+    QuotaStopped(Duration),
     /// The failure came inside a streamed body after its first bytes had
     /// reached the caller (the commit point): nothing is retried after it.
     Committed,
@@ -161,6 +165,9 @@ pub enum Stop {
 /// The next step of a request held back by its route's rate window past
 /// its deadline.
 const RATE_WINDOW_STEP: &str = "the route's rate window is used up and reopens after this request's deadline: the request was not sent; send it after the reset, give it a longer deadline, or spread the load";
+
+/// The next step of a request refused by a quota stop.
+const QUOTA_STOP_STEP: &str = "the account's quota on this route was reported used up (by an earlier answer here or on another replica): the request was not sent; add credit or raise the quota, then send it again once the stop ends";
 
 /// The next step of a retryable failure whose request body could not be
 /// sent again: the diagnosis's own would say to wait and retry.
@@ -174,6 +181,7 @@ impl Stop {
         match self {
             Stop::BodyNotReplayable => Some(BODY_NOT_REPLAYABLE_STEP),
             Stop::RateWindowClosed(_) => Some(RATE_WINDOW_STEP),
+            Stop::QuotaStopped(_) => Some(QUOTA_STOP_STEP),
             _ => None,
         }
     }
@@ -193,6 +201,7 @@ impl Stop {
             Stop::BudgetExhausted => "budget_exhausted",
             Stop::RouteOpen => "route_open",
             Stop::RateWindowClosed(_) => "rate_window_closed",
+            Stop::QuotaStopped(_) => "quota_stopped",
             Stop::Committed => "committed",
         }
     }
@@ -206,6 +215,11 @@ impl fmt::Display for Stop {
             Stop::WaitTooLong(wait) => {
                 write!(f, "asked wait of {} s is over the cap", wait.as_secs())
             }
+            Stop::QuotaStopped(left) => write!(
+                f,
+                "quota reported used up: stopped for {} s more",
+                left.as_secs()
+            ),
             Stop::RateWindowClosed(wait) => write!(
                 f,
                 "rate window closed for {} ms more, past the deadline",

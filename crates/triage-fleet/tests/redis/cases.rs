@@ -51,29 +51,45 @@ pub(crate) enum Outcome {
     Status(u16),
     /// Refused unsent: the route's rate window is closed past its deadline.
     Held,
+    /// Refused unsent: the route's quota is stopped.
+    QuotaStopped,
     Failed(String),
 }
 
 impl Replica {
-    /// A replica over its own upstream on `http://api.test`: `/limited`
-    /// answers 429 asking to wait [`WAIT_MS`], anything else 200.
+    /// A replica with [`layer`]`(fleet)`.
     fn new(fleet: Option<&Fleet>) -> Replica {
+        Replica::over(layer(fleet))
+    }
+
+    /// A replica with `layer` over its own upstream on `http://api.test`:
+    /// `/limited` answers 429 asking to wait [`WAIT_MS`], `/no-quota` 429
+    /// with OpenAI's `insufficient_quota`, anything else 200.
+    fn over(layer: TriageLayer) -> Replica {
         let sent = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&sent);
         let inner = service_fn(move |request: Request<Full<Bytes>>| {
             counted.fetch_add(1, Ordering::SeqCst);
-            let answer = if request.uri().path() == "/limited" {
-                Response::builder()
-                    .status(429)
-                    .header("retry-after-ms", WAIT_MS)
-            } else {
-                Response::builder().status(200)
+            let (answer, body): (_, &'static [u8]) = match request.uri().path() {
+                "/limited" => (
+                    Response::builder()
+                        .status(429)
+                        .header("retry-after-ms", WAIT_MS),
+                    b"{}",
+                ),
+                "/no-quota" => (
+                    Response::builder()
+                        .status(429)
+                        .header("content-type", "application/json"),
+                    br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+                ),
+                _ => (Response::builder().status(200), b"{}"),
             };
-            let answer = answer.body(Full::new(Bytes::from_static(b"{}")));
+            let answer = answer.body(Full::new(Bytes::from_static(body)));
             async move { answer.map_err(io::Error::other) }
         });
         Replica {
-            service: BoxService::new(layer(fleet).layer(inner)),
+            service: BoxService::new(layer.layer(inner)),
             sent,
         }
     }
@@ -98,6 +114,7 @@ impl Replica {
             Err(_) => Outcome::Failed("the call did not finish within 5 s".into()),
             Ok(Ok(response)) => Outcome::Status(response.status().as_u16()),
             Ok(Err(e)) if matches!(e.stop(), Stop::RateWindowClosed(_)) => Outcome::Held,
+            Ok(Err(e)) if matches!(e.stop(), Stop::QuotaStopped(_)) => Outcome::QuotaStopped,
             Ok(Err(e)) => Outcome::Failed(e.to_string()),
         }
     }
@@ -383,4 +400,55 @@ pub(crate) async fn tls_with_a_private_ca() -> Result<(), String> {
     learn_and_check(&mut a, &mut b).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+pub(crate) async fn a_quota_stop_one_replica_learns_refuses_the_others_requests()
+-> Result<(), String> {
+    let redis = Redis::start(free_port(), &[]).await?;
+    let stops = |fleet: &Fleet| {
+        TriageLayer::new()
+            .profile(Profile::openai().clone())
+            .rules(RetryRules::default().max_retries(0))
+            .quota_stops(Some(Duration::from_secs(60)))
+            .share(fleet.clone())
+    };
+    let fa = Fleet::new(&redis.url(), SCOPE).map_err(|e| e.to_string())?;
+    let fb = Fleet::new(&redis.url(), SCOPE).map_err(|e| e.to_string())?;
+    let (mut a, mut b) = (Replica::over(stops(&fa)), Replica::over(stops(&fb)));
+    for fleet in [&fa, &fb] {
+        let watched = fleet.clone();
+        eventually(Duration::from_secs(5), "listening", move || {
+            watched.is_listening()
+        })
+        .await?;
+    }
+    expect(
+        "A meets the used-up quota",
+        a.call("/no-quota").await,
+        Outcome::Status(429),
+    )?;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if b.call("/other").await == Outcome::QuotaStopped {
+            let client = redis::Client::open(redis.url()).map_err(|e| e.to_string())?;
+            let mut c = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(|e| e.to_string())?;
+            let key = format!("triage:{SCOPE}:win:http://api.test:80:quota.billing");
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !(55_000..=60_000).contains(&ttl) {
+                return Err(format!("key {key}: TTL {ttl} ms"));
+            }
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "B's requests were never stopped (B sent {})",
+        b.sent()
+    ))
 }

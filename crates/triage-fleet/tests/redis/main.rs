@@ -29,6 +29,7 @@ macro_rules! case {
 const CASES: &[(&str, Case)] = &[
     case!(cases::a_window_one_layer_learns_holds_the_others_requests),
     case!(cases::a_replica_that_starts_later_reads_the_open_windows),
+    case!(cases::a_quota_stop_one_replica_learns_refuses_the_others_requests),
     case!(cases::redis_down_never_fails_a_call),
     case!(cases::a_silent_redis_never_delays_a_call),
     case!(cases::a_full_redis_never_fails_a_call),
