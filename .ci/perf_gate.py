@@ -2,7 +2,8 @@
 """The happy path's instruction gate: instructions per successful call,
 counted under callgrind (repeatable where times are not), for the bare
 service, `tower::retry` and the layer, in one build. The layer may add no
-more than `tower::retry` adds plus MARGIN.
+more than `tower::retry` adds plus MARGIN, and the layer given a fleet
+(`triage-fleet`) no more than the layer plus FLEET_SLACK.
 
 MARGIN is a ratchet: the gap last measured (2026-12-07: about 1,660
 instructions) with a little room for inlining that differs from build to
@@ -22,7 +23,10 @@ import tempfile
 # Instructions per call the layer may add beyond what `tower::retry` adds.
 MARGIN = 1750
 CALLS = 2000
-STACKS = ["bare", "tower_retry", "triage", "triage_no_retries"]
+STACKS = ["bare", "tower_retry", "triage", "triage_no_retries", "triage_fleet"]
+# Fleet sharing reads only the layer's own state on a success: the layer
+# with a `triage_fleet::Fleet` may add at most this much to the layer.
+FLEET_SLACK = 60
 
 
 def bench_binary():
@@ -76,7 +80,10 @@ def main():
     verdict = "ok" if triage <= limit else "FAILED"
     print(f"gate: the layer adds {triage:,.0f}; tower::retry adds {tower:,.0f}; "
           f"limit {limit:,.0f} (margin {MARGIN:,}): {verdict}")
-    if triage > limit:
+    fleet = counts["triage_fleet"] - counts["triage"]
+    fleet_verdict = "ok" if fleet <= FLEET_SLACK else "FAILED"
+    print(f"gate: fleet sharing adds {fleet:+,.0f} to the layer (at most {FLEET_SLACK}): {fleet_verdict}")
+    if triage > limit or fleet > FLEET_SLACK:
         sys.exit(1)
 
 

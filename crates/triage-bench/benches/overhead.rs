@@ -11,6 +11,11 @@
 //! `tower::retry`) and `triage_metrics` (the layer with `otel::Metrics` on
 //! an SDK meter provider) price the telemetry against each other.
 //!
+//! Fleet sharing: the stack `triage_fleet` is the layer given a
+//! `triage_fleet::Fleet` (its tasks spawned on a runtime this bench never
+//! drives, so they make no noise): what a successful call pays for sharing
+//! is whatever it reads of the layer's own state, and nothing else.
+//!
 //! Run: `cargo bench -p triage-bench --bench overhead`
 #![allow(unsafe_code)] // the counting allocator; the libraries forbid unsafe code
 
@@ -148,6 +153,14 @@ fn bench(c: &mut Criterion) {
     let mut triaged_metrics = TriageLayer::new()
         .observer(tower_triage::otel::Metrics::new(&meter))
         .layer(inner);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime for the fleet's tasks");
+    let fleet = {
+        let _entered = runtime.enter();
+        triage_fleet::Fleet::new("redis://127.0.0.1:1/", "bench").expect("a fleet")
+    };
+    let mut triaged_fleet = TriageLayer::new().share(fleet).layer(inner);
 
     // `TRIAGE_INSTRUCTIONS=STACK:N`: N calls of one stack and nothing
     // else, for `valgrind --tool=callgrind --toggle-collect='*measured_calls*'`
@@ -164,6 +177,7 @@ fn bench(c: &mut Criterion) {
             "triage_ext" => measured(&mut triaged_ext, n),
             "trace_retry" => measured(&mut trace_retry, n),
             "triage_metrics" => measured(&mut triaged_metrics, n),
+            "triage_fleet" => measured(&mut triaged_fleet, n),
             other => panic!("TRIAGE_INSTRUCTIONS: no stack {other:?}"),
         }
         std::process::exit(0);
@@ -184,6 +198,11 @@ fn bench(c: &mut Criterion) {
             allocations_per_call(|| call(&mut trace_retry)),
             allocations_per_call(|| call(&mut triaged_metrics)),
         );
+        eprintln!(
+            "allocations per call, fleet sharing: triage {:.1}, triage with a fleet {:.1}",
+            allocations_per_call(|| call(&mut triaged)),
+            allocations_per_call(|| call(&mut triaged_fleet)),
+        );
     }
 
     let mut group = c.benchmark_group("happy_path");
@@ -195,6 +214,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("triage_ext", |b| b.iter(|| call(&mut triaged_ext)));
     group.bench_function("trace_retry", |b| b.iter(|| call(&mut trace_retry)));
     group.bench_function("triage_metrics", |b| b.iter(|| call(&mut triaged_metrics)));
+    group.bench_function("triage_fleet", |b| b.iter(|| call(&mut triaged_fleet)));
     group.finish();
 }
 

@@ -26,7 +26,9 @@
 //! # Key layout
 //!
 //! Everything lives under `triage:{scope}:`, where the scope is a name you
-//! choose (a service, an environment, an account: never a credential):
+//! choose (a service, an environment, an account: never a credential), or,
+//! if you opt in, [`keyed_scope`]: a keyed hash of the credential, so that
+//! replicas share per account without the credential reaching Redis:
 //!
 //! | key or channel | value | expires |
 //! |---|---|---|
@@ -98,9 +100,53 @@ pub enum FleetError {
     /// letters, digits, `.`, `_` and `-`.
     #[error("the scope must be 1 to 64 ASCII letters, digits, '.', '_' or '-'")]
     Scope,
+    /// The key of [`keyed_scope`] is shorter than 16 bytes.
+    #[error("the key of a keyed scope must be at least 16 bytes (32 random bytes are best)")]
+    ShortKey,
     /// No tokio runtime to run the fleet's tasks on.
     #[error("triage-fleet needs a tokio runtime: create the Fleet inside one")]
     NoRuntime,
+}
+
+/// A scope derived from a credential, for replicas that share what one
+/// account's answers say and nothing of another's: `{name}.` and a keyed
+/// hash of `credential` (HMAC-SHA-256 under `key`, its first 16 bytes in
+/// hex). The credential itself never reaches Redis, and without `key` (a
+/// secret of at least 16 bytes, the same on every replica, not the
+/// credential) a reader of Redis cannot tell which credential a scope
+/// stands for, nor test a guess. Opt-in: a scope you name
+/// ([`Fleet::new`]) needs no key.
+///
+/// ```
+/// let key = [7u8; 32]; // from your secret store, the same on every replica
+/// let scope = triage_fleet::keyed_scope("openai", &key, b"sk-live-...")?;
+/// assert!(scope.starts_with("openai.") && !scope.contains("sk-live"));
+/// assert_eq!(scope.len(), "openai.".len() + 32);
+/// # Ok::<(), triage_fleet::FleetError>(())
+/// ```
+pub fn keyed_scope(name: &str, key: &[u8], credential: &[u8]) -> Result<String, FleetError> {
+    if key.len() < 16 {
+        return Err(FleetError::ShortKey);
+    }
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+        credential,
+    );
+    let hex: String = tag.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let scope = format!("{name}.{hex}");
+    if !valid_scope(&scope) {
+        return Err(FleetError::Scope);
+    }
+    Ok(scope)
+}
+
+/// 1 to 64 ASCII letters, digits, `.`, `_` or `-`.
+fn valid_scope(scope: &str) -> bool {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+    !scope.is_empty() && scope.len() <= 64 && scope.bytes().all(valid)
 }
 
 /// A [`Share`] over Redis or Valkey; see the [crate docs](crate). Clones
@@ -146,8 +192,7 @@ impl Fleet {
     /// ([`redis::Client::build_with_tls`]), or any other set-up of the
     /// client's own.
     pub fn with_client(client: redis::Client, scope: &str) -> Result<Fleet, FleetError> {
-        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-        if scope.is_empty() || scope.len() > 64 || !scope.bytes().all(valid) {
+        if !valid_scope(scope) {
             return Err(FleetError::Scope);
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| FleetError::NoRuntime)?;
@@ -225,6 +270,31 @@ mod tests {
         assert!(!error.to_string().contains("secret-pass"), "{error}");
         let fleet = Fleet::new("redis://user:secret-pass@127.0.0.1:1/", "prod").unwrap();
         assert!(!format!("{fleet:?}").contains("secret-pass"));
+    }
+
+    #[test]
+    fn keyed_scopes_hide_the_credential_and_depend_on_the_key() {
+        let key = [1u8; 32];
+        let a = keyed_scope("openai", &key, b"sk-proj-abc").unwrap();
+        assert!(a.starts_with("openai.") && !a.contains("abc"), "{a}");
+        assert_eq!(
+            a,
+            keyed_scope("openai", &key, b"sk-proj-abc").unwrap(),
+            "stable"
+        );
+        assert_ne!(a, keyed_scope("openai", &key, b"sk-proj-abd").unwrap());
+        assert_ne!(
+            a,
+            keyed_scope("openai", &[2u8; 32], b"sk-proj-abc").unwrap()
+        );
+        assert!(matches!(
+            keyed_scope("openai", b"short", b"sk"),
+            Err(FleetError::ShortKey)
+        ));
+        assert!(matches!(
+            keyed_scope("bad name", &key, b"sk"),
+            Err(FleetError::Scope)
+        ));
     }
 
     #[test]

@@ -306,7 +306,6 @@ pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Res
     let redis = Redis::start(port, &[]).await?;
     let (fa, mut a) = listening(&redis.url()).await?;
     let (fb, mut b) = listening(&redis.url()).await?;
-    let url = redis.url();
     redis.kill().await;
     for _ in 0..20 {
         expect(
@@ -325,6 +324,9 @@ pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Res
         watched.is_degraded()
     })
     .await?;
+    if !crate::events::seen(tracing::Level::WARN, "fleet sharing degraded") {
+        return Err("no WARN event said sharing was degraded".into());
+    }
     let _redis = Redis::start(port, &[]).await?;
     // The listeners reconnect within their backoff (at most 5 s).
     for fleet in [&fa, &fb] {
@@ -340,7 +342,9 @@ pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Res
         !watched.is_degraded()
     })
     .await?;
-    let _ = url;
+    if !crate::events::seen(tracing::Level::INFO, "fleet sharing restored") {
+        return Err("no INFO event said sharing was back".into());
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! with a filter after `--`.
 
 mod cases;
+mod events;
 mod replicas;
 mod server;
 
@@ -60,6 +61,7 @@ fn main() {
         );
         std::process::exit(1);
     }
+    events::install();
     let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
