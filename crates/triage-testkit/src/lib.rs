@@ -48,6 +48,7 @@ mod h2;
 mod net;
 mod proxy;
 mod routes;
+pub mod suite;
 mod tls;
 mod upstream;
 

@@ -15,11 +15,10 @@ mod events;
 mod replicas;
 mod server;
 
-use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-type Case = fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+use triage_testkit::suite::Case;
 
 macro_rules! case {
     ($path:path) => {
@@ -62,41 +61,8 @@ fn main() {
         std::process::exit(1);
     }
     events::install();
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, case) in CASES {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        ran += 1;
-        let t = Instant::now();
-        let result = runtime.block_on(async {
-            tokio::time::timeout(CASE_LIMIT, case())
-                .await
-                .unwrap_or_else(|_| Err(format!("did not finish within {CASE_LIMIT:?}")))
-        });
-        match result {
-            Ok(()) => println!("redis {name} ... ok ({} ms)", t.elapsed().as_millis()),
-            Err(why) => {
-                println!("redis {name} ... FAILED\n{why}\n");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\nredis: {} passed, {} failed, in {:.1} s",
-        ran - failed.len(),
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if !failed.is_empty() {
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if !triage_testkit::suite::run("redis", CASES, filter.map(String::as_str), CASE_LIMIT) {
         std::process::exit(1);
     }
 }

@@ -12,13 +12,10 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use triage_interop::{PROGRAMS, enabled, find};
-
-type Case = fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+use triage_testkit::suite::Case;
 
 macro_rules! cases {
     ($($module:ident :: $name:ident),* $(,)?) => {
@@ -35,7 +32,7 @@ mod proxy;
 mod window;
 
 /// How a case says the machine cannot run it (and why): not a failure.
-pub(crate) const SKIP: &str = "skipped: ";
+pub(crate) use triage_testkit::suite::SKIP;
 
 const CASES: &[(&str, Case)] = cases![
     gateway::dead_upstream_is_the_gateways_502,
@@ -89,46 +86,8 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    let mut skipped = 0;
-    let mut ran = 0;
-    for (name, case) in CASES {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        ran += 1;
-        let t = Instant::now();
-        let result = runtime.block_on(async {
-            tokio::time::timeout(CASE_LIMIT, case())
-                .await
-                .unwrap_or_else(|_| Err(format!("did not finish within {CASE_LIMIT:?}")))
-        });
-        match result {
-            Ok(()) => println!("interop {name} ... ok ({} ms)", t.elapsed().as_millis()),
-            Err(why) if why.starts_with(SKIP) => {
-                println!("interop {name} ... {why}");
-                skipped += 1;
-            }
-            Err(why) => {
-                println!("interop {name} ... FAILED\n{why}\n");
-                failed.push(*name);
-            }
-        }
-    }
-    println!(
-        "\ninterop: {} passed, {} failed, {skipped} skipped (the machine cannot run them), in {:.1} s",
-        ran - failed.len() - skipped,
-        failed.len(),
-        started.elapsed().as_secs_f64()
-    );
-    if !failed.is_empty() {
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if !triage_testkit::suite::run("interop", CASES, filter.map(String::as_str), CASE_LIMIT) {
         std::process::exit(1);
     }
 }
