@@ -44,6 +44,13 @@
 //! What comes back from Redis is checked like any remote input: bounded
 //! lengths, no control characters, a known bucket, or it is dropped.
 //!
+//! Reset times travel as wall-clock times, so that every replica waits for
+//! the same instant: keep the replicas' clocks synchronised (NTP); a clock
+//! that is off by a second holds its requests a second too long or too
+//! short. Windows that reopen later than the receiving layer's cap on
+//! honoured waits are ignored, so a clock far off cannot hold a route for
+//! long.
+//!
 //! # Security
 //!
 //! `rediss://` URLs speak TLS (rustls, the ring provider, the system's
