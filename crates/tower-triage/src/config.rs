@@ -55,6 +55,10 @@ pub(crate) struct Config {
     pub(crate) quota_stop: Option<Duration>,
 }
 
+/// How many fingerprints of sensitive header values a call keeps when it
+/// keeps no head (two headers, each with its last word).
+pub(crate) const PRINTS: usize = 4;
+
 /// The per-host concurrency limit: at most `per_host` calls in flight to
 /// one route (from the first attempt until the response body ends), a call
 /// that waits longer than `timeout` for a slot failing with a `pool`

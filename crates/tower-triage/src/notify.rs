@@ -116,7 +116,7 @@ pub(crate) fn attempt(
 /// needs (the rate window is not read: `Report::rate` reads it on demand).
 pub(crate) fn first_success(
     span: &tracing::Span,
-    (method, uri): (&Method, &Uri),
+    (method, uri, sent): (&Method, &Uri, (&http::HeaderMap, &[Fingerprint])),
     (status, headers): (http::StatusCode, &http::HeaderMap),
     profile: &triage_core::Profile,
     (elapsed, body_mode, body_bytes): (std::time::Duration, BodyMode, Option<u64>),
@@ -140,7 +140,8 @@ pub(crate) fn first_success(
             .map(|id| match id.len() <= 128 && !id.contains('\t') {
                 true => std::borrow::Cow::Borrowed(id),
                 false => triage_core::redact::printable(id, 128),
-            });
+            })
+            .map(|id| SuccessId { id, uri, sent });
         // The method, host and path are the call's span's: the event sits
         // inside it (with no span, at the top level, they are written).
         let (method, address, path) = match span.is_disabled() {
@@ -157,12 +158,55 @@ pub(crate) fn first_success(
             triage.class = "success",
             triage.body_mode = body_mode.as_str(),
             triage.body_bytes = body_bytes,
-            triage.request_id = request_id.as_deref(),
+            triage.request_id = request_id.as_ref().map(tracing::field::display),
             triage.correlation_id = correlation_id,
             triage.decision = "success",
             triage.elapsed_ms = elapsed.as_millis() as u64,
             "attempt succeeded"
         );
+    }
+}
+
+/// A success's request ID as an event field: scrubbed
+/// ([`success_request_id`]) when a subscriber writes it, not before (an
+/// event filtered out costs nothing of it).
+struct SuccessId<'a> {
+    id: Cow<'a, str>,
+    uri: &'a Uri,
+    sent: (&'a http::HeaderMap, &'a [Fingerprint]),
+}
+
+impl std::fmt::Display for SuccessId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&success_request_id(
+            Cow::Borrowed(&self.id),
+            self.uri,
+            self.sent,
+        ))
+    }
+}
+
+/// A success's request ID without what the request carried (`headers`, or
+/// `prints` when its head was not kept: by exact value) and without what
+/// looks like a secret (by pattern). Allocates only when something is
+/// found.
+fn success_request_id<'a>(
+    id: Cow<'a, str>,
+    uri: &Uri,
+    (headers, prints): (&http::HeaderMap, &[Fingerprint]),
+) -> Cow<'a, str> {
+    let id = if triage_core::redact::echoes_request(&id, uri, headers) {
+        let secrets = triage_core::redact::request_values(uri, headers);
+        Cow::Owned(scrubbed(&id, &secrets, prints).into_owned())
+    } else {
+        match triage_core::redact::scrub_prints(&id, prints) {
+            Cow::Borrowed(_) => id,
+            Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
+        }
+    };
+    match triage_core::redact::text(&id) {
+        Cow::Borrowed(_) => id,
+        Cow::Owned(scrubbed) => Cow::Owned(scrubbed),
     }
 }
 

@@ -7,9 +7,10 @@ use bytes::BytesMut;
 use http::{Method, StatusCode, Uri};
 use tokio::time::Instant;
 use triage_core::body::stream::{MAX_EVENT, StreamKind};
+use triage_core::redact::Fingerprint;
 use triage_core::{Decision, Diagnosis, Evidence, Packet, PacketBuilder, Stop, classify};
 
-use crate::config::ProfileRef;
+use crate::config::{PRINTS, ProfileRef};
 
 /// An error event that arrived inside a streamed body after its first
 /// bytes had reached the caller (see
@@ -54,6 +55,9 @@ pub(crate) struct StreamWatch {
     /// The event in progress (at most [`MAX_EVENT`] of it).
     pending: BytesMut,
     found: Option<Box<StreamError>>,
+    /// Fingerprints of the values the request's headers carried: scrubbed
+    /// from the packet by exact value (the URI's are read from it).
+    prints: [Fingerprint; PRINTS],
 }
 
 impl StreamWatch {
@@ -63,7 +67,7 @@ impl StreamWatch {
     pub(crate) fn new(
         kind: StreamKind,
         (method, uri, started): (&Method, &Uri, Instant),
-        profile: ProfileRef,
+        (profile, prints): (ProfileRef, [Fingerprint; PRINTS]),
         offset: u64,
     ) -> StreamWatch {
         StreamWatch {
@@ -75,6 +79,7 @@ impl StreamWatch {
             offset,
             pending: BytesMut::new(),
             found: None,
+            prints,
         }
     }
 
@@ -116,6 +121,7 @@ impl StreamWatch {
         evidence.set_stream_error(payload);
         let diagnosis = classify(&evidence, &self.profile);
         let packet = PacketBuilder::new(&self.method, &self.uri, &self.profile, SystemTime::now())
+            .prints(&self.prints)
             .attempt(&evidence, &diagnosis, &Decision::Stop(Stop::Committed))
             .finish(self.started.elapsed());
         StreamError {
@@ -139,7 +145,10 @@ mod tests {
                 &Uri::from_static("https://api.test/v1/messages"),
                 Instant::now(),
             ),
-            ProfileRef::Static(Profile::anthropic()),
+            (
+                ProfileRef::Static(Profile::anthropic()),
+                [Fingerprint::default(); PRINTS],
+            ),
             offset,
         )
     }

@@ -96,3 +96,41 @@ async fn echoed_values_are_scrubbed(rules: RetryRules, calls_made: u32) {
     // What was scrubbed is said, not dropped.
     assert!(text.contains("[redacted]"), "{text}");
 }
+
+/// A success whose request ID echoes a value the request carried: its
+/// DEBUG event has the ID scrubbed, with the head kept (retries on) and
+/// with only fingerprints (retries off); an ID that echoes nothing is
+/// written as it is.
+#[tokio::test]
+async fn a_success_whose_request_id_echoes_a_secret_is_scrubbed_too() {
+    for rules in [RetryRules::default(), RetryRules::none()] {
+        for echoed in [KEY, QUERY, "req_plain_8f2a91"] {
+            let log = EventLog::new();
+            let _guard = tracing::subscriber::set_default(log.clone());
+            let id = format!("id-{echoed}");
+            let mut svc = TriageLayer::new().rules(rules.clone()).layer(service_fn(
+                move |_req: Request<Full<Bytes>>| {
+                    let answer = Response::builder()
+                        .header("x-request-id", id.as_str())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    async move { Ok::<_, std::io::Error>(answer) }
+                },
+            ));
+            let request = Request::get(format!("https://api.test/v1?session={QUERY}"))
+                .header("x-api-key", KEY)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let response = svc.ready().await.unwrap().call(request).await.unwrap();
+            assert_eq!(response.status(), 200);
+            let events = log.matching("attempt succeeded").join("\n");
+            assert!(!events.is_empty(), "no success event");
+            if echoed.starts_with("req_") {
+                assert!(events.contains(echoed), "{events}");
+            } else {
+                assert!(!events.contains(echoed), "{echoed} in:\n{events}");
+                assert!(events.contains("[redacted]"), "{events}");
+            }
+        }
+    }
+}

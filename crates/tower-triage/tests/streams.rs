@@ -346,3 +346,50 @@ async fn streams_go_through_untouched_when_the_commit_point_is_off() {
             .contains("overloaded_error")
     );
 }
+
+/// An error event after the commit point that echoes a value the request's
+/// headers carried: the stream error's packet and its WARN event have it
+/// scrubbed by exact value, with the head kept (retries on) and with
+/// fingerprints only (retries off).
+#[tokio::test]
+async fn a_later_error_event_that_echoes_a_secret_is_scrubbed() {
+    const KEY: &str = "zq9LongSecretValue77";
+    let stream = format!(
+        "event: message_start\ndata: {{\"type\":\"message_start\"}}\n\n\
+         event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"{KEY}\",\"message\":\"bad key {KEY}\"}}}}\n\n"
+    );
+    for rules in [RetryRules::default(), RetryRules::none()] {
+        let capture = EventLog::new();
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        let stream = stream.clone();
+        let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+            let answer = http::Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(Full::new(Bytes::from(stream.clone())))
+                .unwrap();
+            async move { Ok::<_, std::io::Error>(answer) }
+        });
+        let layer = TriageLayer::new()
+            .profile(Profile::anthropic().clone())
+            .rules(rules);
+        let mut svc = tower::Layer::layer(&layer, inner);
+        let mut request = post("https://api.test/v1/messages".into());
+        request
+            .headers_mut()
+            .insert("x-api-key", http::HeaderValue::from_static(KEY));
+        let response = svc.ready().await.unwrap().call(request).await.unwrap();
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+        let found = body.stream_error().expect("the stream error");
+        let packet = found.packet().to_string();
+        assert!(!packet.contains(KEY), "{packet}");
+        assert!(packet.contains("[redacted]"), "{packet}");
+        let events = capture
+            .matching("error event in the response stream")
+            .join("\n");
+        assert!(!events.is_empty());
+        assert!(!events.contains(KEY), "{events}");
+    }
+}

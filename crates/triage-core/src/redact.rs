@@ -587,6 +587,45 @@ pub fn request_values(uri: &Uri, headers: &http::HeaderMap) -> Vec<String> {
     values
 }
 
+/// Whether `text` may hold a value the request carried (one of
+/// [`request_values`]), without allocating: a quick test before
+/// [`scrub_exact`] for text that usually holds none (a success's request
+/// ID). A value with a `%` escape counts as found (its decoded form is
+/// not looked for here).
+///
+/// ```
+/// use http::{HeaderMap, HeaderValue, Uri};
+/// let uri: Uri = "https://api.test/v1".parse().unwrap();
+/// let mut headers = HeaderMap::new();
+/// headers.insert("authorization", HeaderValue::from_static("Bearer zq9LongSecretValue77"));
+/// assert!(triage_core::redact::echoes_request("req_zq9LongSecretValue77", &uri, &headers));
+/// assert!(!triage_core::redact::echoes_request("req_8f2a", &uri, &headers));
+/// ```
+pub fn echoes_request(text: &str, uri: &Uri, headers: &http::HeaderMap) -> bool {
+    let found = |value: &str| {
+        let value = value.trim();
+        value.len() >= 6 && (value.contains('%') || text.contains(value))
+    };
+    let in_value = |value: &str| found(value) || value.split_whitespace().any(found);
+    let in_headers = headers
+        .iter()
+        .filter(|(name, _)| is_sensitive_header(name))
+        .filter_map(|(_, value)| value.to_str().ok())
+        .any(in_value);
+    let in_query = uri.query().is_some_and(|query| {
+        query.split('&').any(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_harmless_param(name) => false,
+            Some((_, value)) => found(value),
+            None => found(pair),
+        })
+    });
+    let in_user_info = uri
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .is_some_and(|(user_info, _)| in_value(user_info) || user_info.split(':').any(found));
+    in_headers || in_query || in_user_info
+}
+
 /// `%XX` escapes decoded, as in a URL's user info or query (a bad escape
 /// is kept as it is): the form a secret is sent in, to scrub or send it.
 ///

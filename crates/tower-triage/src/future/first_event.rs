@@ -15,6 +15,7 @@ use http_body::Body;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 use triage_core::body::stream::{MAX_EVENT, StreamKind};
+use triage_core::redact::Fingerprint;
 use triage_core::{BodyProgress, BoxError, Stage, TimeoutPhase, TransportFailure};
 
 use super::attempt::expired;
@@ -226,7 +227,14 @@ where
     R: Body,
 {
     let call = (method!(this), uri!(this), *this.started);
-    let watch = StreamWatch::new(kind, call, this.profile.clone(), checked as u64);
+    // The values the request's headers carried, by fingerprint: from the
+    // head kept for retries, or those taken when it was not kept.
+    let prints = match this.head.headers().is_empty() {
+        true => *this.prints,
+        false => Fingerprint::of_headers(this.head.headers()),
+    };
+    let profile = (this.profile.clone(), prints);
+    let watch = StreamWatch::new(kind, call, profile, checked as u64);
     let observer = this.config.observer.clone();
     let buf = buf.freeze();
     let unread = buf.slice(checked..);

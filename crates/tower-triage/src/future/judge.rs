@@ -349,7 +349,11 @@ where
             let whole = (body_mode == BodyMode::Whole).then(|| response.body().buffered_len());
             notify::first_success(
                 this.span,
-                (method!(this), uri!(this)),
+                (
+                    method!(this),
+                    uri!(this),
+                    (this.head.headers(), &this.prints[..]),
+                ),
                 (response.status(), response.headers()),
                 this.profile,
                 (this.attempt_started.elapsed(), body_mode, whole),

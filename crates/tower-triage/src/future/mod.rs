@@ -240,9 +240,7 @@ pin_project! {
     }
 }
 
-/// How many fingerprints of sensitive header values a future keeps when
-/// it keeps no head (two headers, each with its last word).
-const PRINTS: usize = 4;
+pub(crate) use crate::config::PRINTS;
 
 type Projection<'a, S, B, R> = ResponseFutureProj<'a, S, B, R>;
 
