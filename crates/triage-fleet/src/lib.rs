@@ -304,6 +304,22 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn publishing_never_waits_and_a_full_queue_drops() {
+        // No layer attached: nothing drains the queue.
+        let fleet = Fleet::new("redis://127.0.0.1:1/", "prod").unwrap();
+        let window = SharedWindow {
+            route: "https://api.test:443".into(),
+            profile: "generic".into(),
+            bucket: tower_triage::RateBucket::Route,
+            until: std::time::SystemTime::now() + std::time::Duration::from_secs(30),
+        };
+        for _ in 0..QUEUE + 100 {
+            fleet.publish(&window);
+        }
+        assert_eq!(fleet.dropped(), 100);
+    }
+
     #[test]
     fn a_fleet_needs_a_runtime() {
         assert!(matches!(

@@ -456,3 +456,15 @@ pub(crate) async fn a_quota_stop_one_replica_learns_refuses_the_others_requests(
         b.sent()
     ))
 }
+
+pub(crate) async fn a_dropped_layer_stops_listening() -> Result<(), String> {
+    let redis = Redis::start(free_port(), &[]).await?;
+    let (fleet, replica) = listening(&redis.url()).await?;
+    drop(replica);
+    // The listener checks its layer every second.
+    let watched = fleet.clone();
+    eventually(Duration::from_secs(5), "the listener ending", move || {
+        !watched.is_listening()
+    })
+    .await
+}

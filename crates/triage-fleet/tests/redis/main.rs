@@ -36,6 +36,7 @@ const CASES: &[(&str, Case)] = &[
     case!(cases::redis_killed_mid_run_then_restarted_sharing_resumes),
     case!(cases::auth_is_required_and_honoured),
     case!(cases::tls_with_a_private_ca),
+    case!(cases::a_dropped_layer_stops_listening),
     case!(replicas::four_replica_processes_send_nothing_into_a_shared_window),
 ];
 
