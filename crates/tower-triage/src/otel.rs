@@ -34,9 +34,12 @@
 //!
 //! [`Class::family`]: triage_core::Class::family
 
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use http::{Method, Uri};
 use opentelemetry::metrics::{Counter, Histogram, Meter};
-use opentelemetry::{InstrumentationScope, KeyValue, global};
+use opentelemetry::{InstrumentationScope, KeyValue, Value, global};
 
 use crate::observer::{AttemptInfo, Call, Observer, Outcome, RouteEvent};
 use triage_core::{Decision, Stop};
@@ -202,9 +205,25 @@ fn method(method: &Method) -> &'static str {
     }
 }
 
-/// The request's host (never its path, query or credentials).
-fn server_address(uri: &Uri) -> String {
-    crate::host::host_of(uri).to_owned()
+/// The request's host (never its path, query or credentials), shared: a
+/// one-entry cache per thread keeps the last host's text, so a service
+/// that calls one API allocates it once, not at every point.
+fn server_address(uri: &Uri) -> Value {
+    thread_local! {
+        static LAST: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+    }
+    let host = crate::host::host_of(uri);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some(kept) if **kept == *host => Value::from(Arc::clone(kept)),
+            _ => {
+                let kept: Arc<str> = Arc::from(host);
+                *last = Some(Arc::clone(&kept));
+                Value::from(kept)
+            }
+        }
+    })
 }
 
 #[cfg(test)]
