@@ -588,3 +588,53 @@ async fn a_quota_stop_one_replica_learns_refuses_the_others_requests() {
     c.ready().await.unwrap().call(get("/z")).await.unwrap();
     assert_eq!(c_seen.lock().unwrap().len(), 1);
 }
+
+/// A request that waits for a pool slot while another's answer closes the
+/// route's window is held for the reset once it has the slot, not sent
+/// into the window.
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_a_pool_slot_is_paced_too() {
+    let seen = Seen::default();
+    let kept = Arc::clone(&seen);
+    let inner = service_fn(move |request: Request<Full<Bytes>>| {
+        let path = request.uri().path().to_owned();
+        let n = {
+            let mut seen = kept.lock().unwrap();
+            seen.push((Instant::now(), path));
+            seen.len() - 1
+        };
+        async move {
+            if n == 0 {
+                // The first answer takes 100 ms and closes the window.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return Ok::<_, io::Error>(answer(429, &[("retry-after-ms", "2000")]));
+            }
+            Ok(answer(200, &[]))
+        }
+    });
+    let svc = layer()
+        .rules(RetryRules::default().max_retries(0))
+        .pool(1, None)
+        .layer(inner);
+    let start = Instant::now();
+    let first = tokio::spawn({
+        let mut svc = svc.clone();
+        async move {
+            let response = svc.ready().await.unwrap().call(get("/a")).await.unwrap();
+            http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // Waits for the slot the first request holds until its body ends.
+    let mut second = svc.clone();
+    let response = second.ready().await.unwrap().call(get("/b")).await.unwrap();
+    first.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let waited = arrived(&seen, 1, start);
+    assert!(
+        waited >= Duration::from_millis(2000),
+        "sent into the closed window after {waited:?}"
+    );
+}

@@ -178,6 +178,20 @@ where
     if let Poll::Ready(slot) = acquire.as_mut().poll(cx) {
         // The semaphore is never closed.
         *this.permit = slot.ok();
+        // Pacing: a rate window (or a quota stop) may have closed on the
+        // route while the request waited for its slot; `Waiting` holds it
+        // for the reset (or refuses it), as it does a retry.
+        if this.config.paces.any()
+            && this
+                .config
+                .paces
+                .closed(&route_of(uri!(this)), Instant::now())
+                .is_some()
+        {
+            let timer = Box::pin(tokio::time::sleep_until(Instant::now()));
+            this.state.set(State::Waiting { timer });
+            return Flow::Moved;
+        }
         this.state.set(State::Ready);
         return Flow::Moved;
     }
