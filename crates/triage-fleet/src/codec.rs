@@ -27,12 +27,11 @@ fn clean(s: &str, max: usize) -> bool {
 /// A window's key, value, message and TTL under `prefix`; `None` when it
 /// has reopened already or has a field that would break the layout.
 pub(crate) fn encode(prefix: &str, window: &SharedWindow) -> Option<Encoded> {
-    let until = window.until.duration_since(UNIX_EPOCH).ok()?.as_millis();
-    let ttl = window
-        .until
-        .duration_since(SystemTime::now())
-        .ok()?
-        .as_millis();
+    // Rounded up to the millisecond: a replica that wakes a moment early
+    // is refused by the window it waited for.
+    let millis_up = |d: Duration| d.as_nanos().div_ceil(1_000_000);
+    let until = millis_up(window.until.duration_since(UNIX_EPOCH).ok()?);
+    let ttl = millis_up(window.until.duration_since(SystemTime::now()).ok()?);
     let fits = |s: &str, max| clean(s, max) && !s.contains('|');
     if ttl == 0 || !fits(&window.route, MAX_ROUTE) || !fits(&window.profile, MAX_PROFILE) {
         return None;
@@ -104,13 +103,20 @@ mod tests {
         assert_eq!(e.key, "triage:prod:win:https://api.openai.com:443:tokens");
         assert!(e.ttl_ms > 29_000 && e.ttl_ms <= 30_000, "{}", e.ttl_ms);
         let millis = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis();
+        let ceil = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+                .div_ceil(1_000_000)
+        };
         let from_key = decode_key("triage:prod:", &e.key, &e.value).unwrap();
         let from_message = decode_message(e.message.as_bytes()).unwrap();
         for got in [from_key, from_message] {
             assert_eq!(got.route, w.route);
             assert_eq!(got.profile, w.profile);
             assert_eq!(got.bucket, w.bucket);
-            assert_eq!(millis(got.until), millis(w.until));
+            assert_eq!(millis(got.until), ceil(w.until));
+            assert!(got.until >= w.until, "never earlier than the window");
         }
     }
 

@@ -67,7 +67,9 @@ impl Hits {
             window.closed_at = None;
         }
         let reset = len.saturating_sub(now.duration_since(window.start));
-        let reset_ms = reset.as_millis().max(1);
+        // Rounded up, as a server should: a client that waits exactly this
+        // long finds the next window open.
+        let reset_ms = reset.as_nanos().div_ceil(1_000_000).max(1);
         let admitted = window.used < limit;
         if admitted {
             window.used += 1;
