@@ -106,6 +106,40 @@ pub struct SharedWindow {
 /// learned elsewhere go into the [`Inbox`] handed to
 /// [`attach`](Share::attach); the layer's lookups read only its own state,
 /// so a coordinator that is slow or down never delays a call.
+///
+/// # Example
+///
+/// A share over something other than Redis has the same two halves: send
+/// what is published to the other replicas, and hand what they send to
+/// every attached [`Inbox`]. Here, layers in one process:
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use tower_triage::{Inbox, Share, SharedWindow, TriageLayer};
+///
+/// #[derive(Debug, Clone, Default)]
+/// struct InProcess(Arc<Mutex<Vec<Inbox>>>);
+///
+/// impl Share for InProcess {
+///     fn publish(&self, window: &SharedWindow) {
+///         // A real share queues this for a task of its own and returns.
+///         let inboxes = self.0.lock().unwrap().clone();
+///         for inbox in inboxes.iter().filter(|inbox| inbox.is_live()) {
+///             inbox.receive(window);
+///         }
+///     }
+///
+///     fn attach(&self, inbox: Inbox) {
+///         self.0.lock().unwrap().push(inbox);
+///     }
+/// }
+///
+/// let share = InProcess::default();
+/// let a = TriageLayer::new().share(share.clone());
+/// let b = TriageLayer::new().share(share.clone());
+/// assert_eq!(share.0.lock().unwrap().len(), 2);
+/// # let _ = (a, b);
+/// ```
 pub trait Share: Send + Sync + std::fmt::Debug + 'static {
     /// A window this replica learned closed.
     fn publish(&self, window: &SharedWindow);
