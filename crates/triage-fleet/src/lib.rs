@@ -58,6 +58,15 @@
 //! password in the URL authenticate (`rediss://user:pass@host:6380/0`).
 //! The URL is never printed, in errors or in `Debug`.
 //!
+//! What comes through Redis is trusted as far as the layer's own limits
+//! go, no further: a window is held at most the layer's cap on honoured
+//! waits (120 s by default), a quota stop at most the layer's own stop
+//! length, and nothing else a message says is acted on. Still, whoever can
+//! publish on the scope's channel can hold or stop your calls within those
+//! limits: give the replicas a Redis user of their own (ACL on the
+//! `triage:{scope}:` keys and channel), with TLS where the network is
+//! shared.
+//!
 //! # Example
 //!
 //! ```no_run
