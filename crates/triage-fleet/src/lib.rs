@@ -183,8 +183,7 @@ impl std::fmt::Debug for Fleet {
         // Never the URL: it may carry a password.
         f.debug_struct("Fleet")
             .field("prefix", &self.state.prefix)
-            .field("degraded", &self.is_degraded())
-            .field("dropped", &self.dropped())
+            .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
@@ -219,6 +218,8 @@ impl Fleet {
                 prefix: format!("triage:{scope}:"),
                 degraded: AtomicBool::new(false),
                 dropped: AtomicU64::new(0),
+                published: AtomicU64::new(0),
+                received: AtomicU64::new(0),
                 listening: AtomicUsize::new(0),
             }),
             queue,
@@ -243,6 +244,34 @@ impl Fleet {
     pub fn dropped(&self) -> u64 {
         self.state.dropped.load(Ordering::Relaxed)
     }
+
+    /// What this fleet (and its clones) did so far, for a health endpoint
+    /// or a metrics exporter.
+    pub fn stats(&self) -> FleetStats {
+        FleetStats {
+            published: self.state.published.load(Ordering::Relaxed),
+            received: self.state.received.load(Ordering::Relaxed),
+            dropped: self.dropped(),
+            degraded: self.is_degraded(),
+            listening: self.is_listening(),
+        }
+    }
+}
+
+/// What a [`Fleet`] did so far ([`Fleet::stats`]).
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetStats {
+    /// Windows (and quota stops) written to Redis.
+    pub published: u64,
+    /// Windows from other replicas (or read at start) that a layer took.
+    pub received: u64,
+    /// Windows dropped because the publishing queue was full.
+    pub dropped: u64,
+    /// Whether sharing is degraded now ([`Fleet::is_degraded`]).
+    pub degraded: bool,
+    /// Whether a layer is listening now ([`Fleet::is_listening`]).
+    pub listening: bool,
 }
 
 impl Share for Fleet {

@@ -29,6 +29,10 @@ pub(crate) struct State {
     pub(crate) prefix: String,
     pub(crate) degraded: AtomicBool,
     pub(crate) dropped: AtomicU64,
+    /// Windows written to Redis.
+    pub(crate) published: AtomicU64,
+    /// Windows from Redis that a layer took.
+    pub(crate) received: AtomicU64,
     /// Subscriptions that read the keys and are listening now.
     pub(crate) listening: AtomicUsize,
 }
@@ -141,6 +145,7 @@ pub(crate) async fn publish(state: std::sync::Arc<State>, mut queue: mpsc::Recei
             match bounded(pipe.query_async::<()>(c)).await {
                 Ok(()) => {
                     state.worked();
+                    state.published.fetch_add(1, Ordering::Relaxed);
                     wait = BACKOFF_MIN;
                     break;
                 }
@@ -183,7 +188,9 @@ async fn listen_once(state: &State, inbox: &Inbox) -> redis::RedisResult<()> {
             message = messages.next() => {
                 let Some(message) = message else { return Ok(()) };
                 if let Some(window) = decode_message(message.get_payload_bytes()) {
-                    inbox.receive(&window);
+                    if inbox.receive(&window) {
+                        state.received.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -223,7 +230,9 @@ async fn read_keys(
             let value: Option<String> =
                 bounded(redis::cmd("GET").arg(&key).query_async(connection)).await?;
             if let Some(window) = value.and_then(|v| decode_key(&state.prefix, &key, &v)) {
-                inbox.receive(&window);
+                if inbox.receive(&window) {
+                    state.received.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         if next == 0 {

@@ -186,8 +186,8 @@ async fn learn_and_check(a: &mut Replica, b: &mut Replica) -> Result<(), String>
 
 pub(crate) async fn a_window_one_layer_learns_holds_the_others_requests() -> Result<(), String> {
     let redis = Redis::start(free_port(), &[]).await?;
-    let (_fa, mut a) = listening(&redis.url()).await?;
-    let (_fb, mut b) = listening(&redis.url()).await?;
+    let (fa, mut a) = listening(&redis.url()).await?;
+    let (fb, mut b) = listening(&redis.url()).await?;
     expect(
         "B before the window",
         b.call("/other").await,
@@ -200,6 +200,11 @@ pub(crate) async fn a_window_one_layer_learns_holds_the_others_requests() -> Res
     expect("B, still held", b.call("/other").await, Outcome::Held)?;
     if b.sent() != sent {
         return Err("B sent into the closed window".into());
+    }
+    // What each fleet says it did.
+    let (sa, sb) = (fa.stats(), fb.stats());
+    if sa.published != 1 || sb.published != 0 || sb.received == 0 || sa.dropped != 0 {
+        return Err(format!("stats: A {sa:?}, B {sb:?}"));
     }
     // The key layout: the window under the scope, with a TTL.
     let client = redis::Client::open(redis.url()).map_err(|e| e.to_string())?;
