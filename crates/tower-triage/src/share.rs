@@ -97,11 +97,12 @@ pub struct SharedWindow {
     pub until: SystemTime,
 }
 
-/// Shares the rate windows a layer learns with other replicas, and brings
-/// theirs in ([`TriageLayer::share`](crate::TriageLayer::share)).
+/// Shares the rate windows and quota stops a layer learns with other
+/// replicas, and brings theirs in
+/// ([`TriageLayer::share`](crate::TriageLayer::share)).
 ///
 /// [`publish`](Share::publish) is called on the path of a call (after an
-/// answer that closed a window): it must return at once, queueing the work
+/// answer that closed a window or stopped a quota): it must return at once, queueing the work
 /// for a task of its own and dropping it when the queue is full. Windows
 /// learned elsewhere go into the [`Inbox`] handed to
 /// [`attach`](Share::attach); the layer's lookups read only its own state,
