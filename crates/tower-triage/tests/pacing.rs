@@ -638,3 +638,35 @@ async fn a_request_waiting_for_a_pool_slot_is_paced_too() {
         "sent into the closed window after {waited:?}"
     );
 }
+
+/// The answers of one window say the same reset again and again: a layer
+/// shares a window once, not once per answer.
+#[tokio::test(start_paused = true)]
+async fn a_window_is_shared_once_however_many_answers_say_it() {
+    let share = Loopback::default();
+    let inner = service_fn(|_request: Request<Full<Bytes>>| async {
+        // Slow enough that all the requests are out before any answer.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Ok::<_, io::Error>(answer(429, &[("retry-after-ms", "2000")]))
+    });
+    let svc = layer()
+        .rules(RetryRules::default().max_retries(0))
+        .share(share.clone())
+        .layer(inner);
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let mut svc = svc.clone();
+            tokio::spawn(async move { svc.ready().await.unwrap().call(get("/x")).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), 429);
+    }
+    let published = share.1.lock().unwrap().clone();
+    assert_eq!(published.len(), 1, "{published:?}");
+    // A later window (the next one) is news again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut svc = svc.clone();
+    svc.ready().await.unwrap().call(get("/y")).await.unwrap();
+    assert_eq!(share.1.lock().unwrap().len(), 2);
+}

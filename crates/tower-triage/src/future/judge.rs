@@ -111,12 +111,14 @@ fn learn_pace<S, B, R>(
     let closed = closings(diagnosis, evidence, learn, now);
     if !closed.is_empty() {
         let route = route_of(uri!(this));
-        this.config
+        let news = this
+            .config
             .paces
             .close(&route, &closed, (diagnosis, evidence), now);
-        if let Some(share) = &this.config.share {
+        // Only what the layer did not know already goes to the others.
+        if let Some(share) = this.config.share.as_ref().filter(|_| !news.is_empty()) {
             let learned = (this.profile.name(), diagnosis);
-            for window in crate::share::shared(&route, learned, &closed, now) {
+            for window in crate::share::shared(&route, learned, &news, now) {
                 share.publish(&window);
             }
         }

@@ -131,15 +131,20 @@ impl Paces {
     /// `diagnosis` and `evidence`. Keeps the later of two closings of one
     /// bucket. Bounded: past [`MAX_ROUTES`] routes, the reopened ones are
     /// forgotten, then a new route goes unpaced.
+    ///
+    /// Returns the closings that are news: a bucket that was open, or that
+    /// now closes more than [`NEWS`] later than it did (what is worth
+    /// telling other replicas; the answers of one window say the same
+    /// reset again and again).
     pub(crate) fn close(
         &self,
         route: &str,
         closings: &[(Bucket, Instant)],
         (diagnosis, evidence): (&Diagnosis, &Evidence),
         now: Instant,
-    ) {
+    ) -> Vec<(Bucket, Instant)> {
         if closings.is_empty() {
-            return;
+            return Vec::new();
         }
         let mut states = self.states();
         if states.len() >= MAX_ROUTES && !states.contains_key(route) {
@@ -148,7 +153,8 @@ impl Paces {
             self.tracked
                 .fetch_sub(before - states.len(), Ordering::AcqRel);
             if states.len() >= MAX_ROUTES {
-                return;
+                // Not kept here: still news for the others.
+                return closings.to_vec();
             }
         }
         // A request refused for the window is told of a rate limit, even
@@ -170,8 +176,12 @@ impl Paces {
             }
         });
         let mut windows = false;
+        let mut news = Vec::new();
         for (bucket, until) in closings {
             let slot = &mut pace.until[*bucket as usize];
+            if slot.is_none_or(|t| t <= now || *until > t + NEWS) {
+                news.push((*bucket, *until));
+            }
             *slot = Some(slot.map_or(*until, |t| t.max(*until)));
             windows |= *bucket != Bucket::Quota;
         }
@@ -182,8 +192,13 @@ impl Paces {
             pace.diagnosis = diagnosis;
             pace.evidence = evidence.clone();
         }
+        news
     }
 }
+
+/// How much later than known a bucket must close for the closing to be
+/// news ([`Paces::close`]).
+const NEWS: Duration = Duration::from_millis(25);
 
 /// What a layer learns from answers: rate windows (pacing), quota stops
 /// (how long one lasts at most), or both.
