@@ -66,6 +66,18 @@ where
     Flow::Moved
 }
 
+/// The packet of a request stopped while it waited: its attempts so far,
+/// or a fresh one when it made none.
+fn packet_so_far<S, B, R>(this: &mut Projection<'_, S, B, R>) -> PacketBuilder
+where
+    S: Service<Request<B>>,
+{
+    match this.packet.take() {
+        Some(builder) => *builder,
+        None => PacketBuilder::new(method!(this), uri!(this), this.profile, SystemTime::now()),
+    }
+}
+
 /// The error of a request whose route's quota was stopped while it waited
 /// to retry: the diagnosis that stopped it, and this request's own packet
 /// (its attempts so far).
@@ -77,20 +89,9 @@ fn quota_stopped<S, B, R>(
 where
     S: Service<Request<B>>,
 {
-    let builder = this.packet.take().unwrap_or_else(|| {
-        Box::new(PacketBuilder::new(
-            method!(this),
-            uri!(this),
-            this.profile,
-            SystemTime::now(),
-        ))
-    });
     let stop = Stop::QuotaStopped(left);
-    let packet = judge::with_head(
-        this,
-        (*builder).unsent(&closed.evidence, &closed.diagnosis, stop),
-    )
-    .finish(this.started.elapsed());
+    let builder = packet_so_far(this).unsent(&closed.evidence, &closed.diagnosis, stop);
+    let packet = judge::with_head(this, builder).finish(this.started.elapsed());
     Box::new(Error::new(
         closed.diagnosis,
         stop,
@@ -110,15 +111,8 @@ fn refused_retry<S, B, R>(
 where
     S: Service<Request<B>>,
 {
-    let builder = this.packet.take().unwrap_or_else(|| {
-        Box::new(PacketBuilder::new(
-            method!(this),
-            uri!(this),
-            this.profile,
-            SystemTime::now(),
-        ))
-    });
-    let mut packet = judge::with_head(this, *builder).finish(this.started.elapsed());
+    let builder = packet_so_far(this);
+    let mut packet = judge::with_head(this, builder).finish(this.started.elapsed());
     packet.stopped_by_route(opened, refused);
     Box::new(Error::new(
         diagnosis,
