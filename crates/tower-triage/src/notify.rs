@@ -398,7 +398,8 @@ fn route_opened(route: &str, diagnosis: &triage_core::Diagnosis, probe_in: std::
     }
 }
 
-/// An open route refused a request (DEBUG).
+/// A request refused unsent (DEBUG): by an open route, a rate window that
+/// reopens after its deadline, or a quota stop.
 pub(crate) fn route_refused(
     observer: Option<&Arc<dyn Observer>>,
     call: Call<'_>,
@@ -410,27 +411,25 @@ pub(crate) fn route_refused(
     }
     if level_enabled!(Level::DEBUG) {
         let packet = error.packet();
-        if packet.route_open().is_some() {
-            event!(
-                target: TARGET,
-                Level::DEBUG,
-                triage.route = route,
-                triage.owner = packet.owner().map(|o| o.as_str()),
-                triage.class = packet.class(),
-                triage.refused = packet.route_open().map(|r| r.refused()),
-                "request refused: the route is open"
-            );
-        } else {
-            event!(
-                target: TARGET,
-                Level::DEBUG,
-                triage.route = route,
-                triage.owner = packet.owner().map(|o| o.as_str()),
-                triage.class = packet.class(),
-                triage.decision = packet.outcome(),
+        let why = match error.stop() {
+            triage_core::Stop::QuotaStopped(_) => {
+                "request refused unsent: the route's quota is stopped"
+            }
+            triage_core::Stop::RateWindowClosed(_) => {
                 "request refused unsent: the route's rate window reopens after its deadline"
-            );
-        }
+            }
+            _ => "request refused: the route is open",
+        };
+        event!(
+            target: TARGET,
+            Level::DEBUG,
+            triage.route = route,
+            triage.owner = packet.owner().map(|o| o.as_str()),
+            triage.class = packet.class(),
+            triage.refused = packet.route_open().map(|r| r.refused()),
+            triage.decision = packet.outcome(),
+            "{why}"
+        );
     }
 }
 

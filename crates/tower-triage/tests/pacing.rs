@@ -512,6 +512,8 @@ async fn without_quota_stops_a_used_up_quota_stops_nothing_else() {
 #[tokio::test(start_paused = true)]
 async fn a_quota_stop_refuses_the_routes_requests_unsent_until_it_ends() {
     let (inner, seen) = upstream(|n, _| Ok(if n == 0 { no_quota() } else { answer(200, &[]) }));
+    let log = triage_testkit::EventLog::new();
+    let _guard = tracing::subscriber::set_default(log.clone());
     let mut svc = layer()
         .quota_stops(Some(Duration::from_secs(60)))
         .layer(inner);
@@ -538,6 +540,9 @@ async fn a_quota_stop_refuses_the_routes_requests_unsent_until_it_ends() {
         "{}",
         packet.next_step()
     );
+    let told = log.matching("request refused unsent").join("\n");
+    assert!(told.contains("the route's quota is stopped"), "{told}");
+    assert!(told.contains("decision=quota_stopped"), "{told}");
     // Another route is not stopped.
     let other = Request::get("http://other.test/x")
         .body(Full::new(Bytes::new()))
