@@ -551,40 +551,56 @@ pub fn scrub_prints<'a>(text: &'a str, prints: &[Fingerprint]) -> Cow<'a, str> {
 /// ```
 pub fn request_values(uri: &Uri, headers: &http::HeaderMap) -> Vec<String> {
     let mut values = Vec::new();
-    let mut add = |value: &str| {
-        let value = value.trim();
-        if value.len() < 6 {
-            return;
-        }
+    any_request_value(uri, headers, &mut |value| {
         let decoded = String::from_utf8_lossy(&percent_decode(value.as_bytes())).into_owned();
         if decoded != value && decoded.len() >= 6 {
             values.push(decoded);
         }
         values.push(value.to_owned());
+        false
+    });
+    values
+}
+
+/// Calls `visit` with each value the request carried, trimmed, of 6 bytes
+/// or more (see [`request_values`]: a sensitive header's value and each of
+/// its words, each query value not under a harmless name, the user info
+/// and each of its parts), until it returns `true`; returns whether it
+/// did.
+fn any_request_value(
+    uri: &Uri,
+    headers: &http::HeaderMap,
+    visit: &mut dyn FnMut(&str) -> bool,
+) -> bool {
+    let mut one = |value: &str| {
+        let value = value.trim();
+        value.len() >= 6 && visit(value)
     };
     for (name, value) in headers {
         if is_sensitive_header(name) {
             if let Ok(value) = value.to_str() {
-                add(value);
-                value.split_whitespace().for_each(&mut add);
+                if one(value) || value.split_whitespace().any(&mut one) {
+                    return true;
+                }
             }
         }
     }
     if let Some(query) = uri.query() {
         for pair in query.split('&') {
-            match pair.split_once('=') {
+            let found = match pair.split_once('=') {
                 // A value under a harmless name is printed as it is.
-                Some((name, _)) if is_harmless_param(name) => {}
-                Some((_, value)) => add(value),
-                None => add(pair),
+                Some((name, _)) if is_harmless_param(name) => false,
+                Some((_, value)) => one(value),
+                None => one(pair),
+            };
+            if found {
+                return true;
             }
         }
     }
-    if let Some((user_info, _)) = uri.authority().and_then(|a| a.as_str().rsplit_once('@')) {
-        add(user_info);
-        user_info.split(':').for_each(&mut add);
-    }
-    values
+    uri.authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .is_some_and(|(user_info, _)| one(user_info) || user_info.split(':').any(&mut one))
 }
 
 /// Whether `text` may hold a value the request carried (one of
@@ -602,28 +618,9 @@ pub fn request_values(uri: &Uri, headers: &http::HeaderMap) -> Vec<String> {
 /// assert!(!triage_core::redact::echoes_request("req_8f2a", &uri, &headers));
 /// ```
 pub fn echoes_request(text: &str, uri: &Uri, headers: &http::HeaderMap) -> bool {
-    let found = |value: &str| {
-        let value = value.trim();
-        value.len() >= 6 && (value.contains('%') || text.contains(value))
-    };
-    let in_value = |value: &str| found(value) || value.split_whitespace().any(found);
-    let in_headers = headers
-        .iter()
-        .filter(|(name, _)| is_sensitive_header(name))
-        .filter_map(|(_, value)| value.to_str().ok())
-        .any(in_value);
-    let in_query = uri.query().is_some_and(|query| {
-        query.split('&').any(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_harmless_param(name) => false,
-            Some((_, value)) => found(value),
-            None => found(pair),
-        })
-    });
-    let in_user_info = uri
-        .authority()
-        .and_then(|a| a.as_str().rsplit_once('@'))
-        .is_some_and(|(user_info, _)| in_value(user_info) || user_info.split(':').any(found));
-    in_headers || in_query || in_user_info
+    any_request_value(uri, headers, &mut |value| {
+        value.contains('%') || text.contains(value)
+    })
 }
 
 /// `%XX` escapes decoded, as in a URL's user info or query (a bad escape
