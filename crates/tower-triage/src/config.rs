@@ -16,7 +16,7 @@ use crate::host::host_of;
 use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
 use crate::options::RequestOptions;
-use crate::route::{Breaker, DiagnosisWindow, Paces, Routes};
+use crate::route::{Breaker, DiagnosisWindow, Learn, Paces, Routes};
 use crate::share::Share;
 
 /// At most this many bytes of a failure body are read to classify it.
@@ -118,6 +118,19 @@ impl std::fmt::Debug for Config {
             .field("share", &self.share)
             .field("quota_stop", &self.quota_stop)
             .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// What the layer learns from answers under `rules` (the call's, or the
+    /// layer's): rate windows within their cap on honoured waits, quota
+    /// stops.
+    pub(crate) fn learn(&self, rules: &RetryRules) -> Learn {
+        Learn {
+            pacing: self.pacing,
+            cap: rules.retry_after_cap(),
+            quota_stop: self.quota_stop,
+        }
     }
 }
 

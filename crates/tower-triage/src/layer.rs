@@ -8,7 +8,6 @@ use triage_core::{Profile, RetryBudget, RetryRules};
 use crate::config::{Config, Pool};
 use crate::idempotency::IdempotencyKeys;
 use crate::observer::Observer;
-use crate::route::Learn;
 use crate::route::{Breaker, DiagnosisWindow};
 use crate::share::{Inbox, Share};
 use crate::whole_body::{self, DEFAULT_WHOLE_BODY_CAP};
@@ -362,12 +361,7 @@ impl TriageLayer {
     /// length, and neither is taken where this layer does not learn it).
     pub fn share(mut self, share: impl Share) -> Self {
         let config = self.config();
-        let learn = Learn {
-            pacing: config.pacing,
-            cap: config.rules.retry_after_cap(),
-            quota_stop: config.quota_stop,
-        };
-        let inbox = Inbox::new(&config.paces, learn);
+        let inbox = Inbox::new(&config.paces, config.learn(&config.rules));
         share.attach(inbox);
         self.config().share = Some(Arc::new(share));
         self

@@ -23,7 +23,7 @@ use crate::notify;
 use crate::observer::{AttemptInfo, Call, Observer, Outcome, RouteEvent};
 use crate::report::Report;
 use crate::response_body::ResponseBody;
-use crate::route::{Learn, Routes, closings, connection_failure, route_of};
+use crate::route::{Routes, closings, connection_failure, route_of};
 use crate::whole_body::BodyMode;
 
 /// Decides after an attempt: classification, the retry rules, the event,
@@ -99,15 +99,9 @@ fn learn_pace<S, B, R>(
 ) where
     S: Service<Request<B>>,
 {
-    let learn = Learn {
-        pacing: this.config.pacing,
-        cap: this
-            .rules
-            .as_deref()
-            .unwrap_or(&this.config.rules)
-            .retry_after_cap(),
-        quota_stop: this.config.quota_stop,
-    };
+    let learn = this
+        .config
+        .learn(this.rules.as_deref().unwrap_or(&this.config.rules));
     let closed = closings(diagnosis, evidence, learn, now);
     if !closed.is_empty() {
         let route = route_of(uri!(this));
