@@ -37,14 +37,6 @@ impl Drop for Redis {
     }
 }
 
-fn redis_server() -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .chain(["/usr/bin".into(), "/usr/sbin".into()])
-        .map(|dir| dir.join("redis-server"))
-        .find(|p| p.is_file())
-}
-
 /// Starts `program` on a free loopback port; its URL once it accepts
 /// connections (at most 5 s).
 fn start_redis(program: PathBuf) -> Result<(Redis, String), BoxError> {
@@ -69,7 +61,7 @@ fn start_redis(program: PathBuf) -> Result<(Redis, String), BoxError> {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), BoxError> {
-    let Some(program) = redis_server() else {
+    let Some(program) = triage_testkit::suite::find_program("redis-server") else {
         println!(
             "fleet_replicas: redis-server is not installed (Debian: apt install redis-server); nothing to share through, so nothing to show"
         );

@@ -38,13 +38,7 @@ pub fn enabled() -> bool {
 
 /// Where `program` is on the `PATH` (or in `/usr/sbin`, where Debian puts
 /// nginx), if anywhere.
-pub fn find(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
+pub use triage_testkit::suite::find_program as find;
 
 /// A directory of its own under the system's temporary directory, removed
 /// when dropped.

@@ -4,6 +4,7 @@
 //! run it; one line per case, one summary line.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -60,4 +61,14 @@ pub fn run(label: &str, cases: &[(&str, Case)], filter: Option<&str>, limit: Dur
         started.elapsed().as_secs_f64()
     );
     failed == 0
+}
+
+/// Where `program` is: on the `PATH`, or in `/usr/bin`, `/usr/sbin` or
+/// `/sbin` (where Debian puts servers such as nginx), if anywhere.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
 }

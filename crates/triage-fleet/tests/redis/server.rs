@@ -9,17 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// Where Debian puts it, or the first on `PATH`.
+/// Where `redis-server` is, if anywhere.
 pub(crate) fn find() -> Option<PathBuf> {
-    let fixed = PathBuf::from("/usr/bin/redis-server");
-    if fixed.is_file() {
-        return Some(fixed);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("redis-server"))
-            .find(|p| p.is_file())
-    })
+    triage_testkit::suite::find_program("redis-server")
 }
 
 /// A free loopback port (bound, then released).
