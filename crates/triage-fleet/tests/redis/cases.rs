@@ -148,16 +148,20 @@ async fn eventually(
     Err(format!("{what}: not within {within:?}"))
 }
 
+/// Waits (at most `within`) until each of `fleets` is listening.
+async fn until_listening(fleets: &[&Fleet], within: Duration) -> Result<(), String> {
+    eventually(within, "listening", || {
+        fleets.iter().all(|f| f.is_listening())
+    })
+    .await
+}
+
 /// A fleet on `url` that is listening (subscribed, keys read), given to a
 /// new replica.
 async fn listening(url: &str) -> Result<(Fleet, Replica), String> {
     let fleet = Fleet::new(url, SCOPE).map_err(|e| e.to_string())?;
     let replica = Replica::new(Some(&fleet));
-    let watched = fleet.clone();
-    eventually(Duration::from_secs(5), "the fleet listening", move || {
-        watched.is_listening()
-    })
-    .await?;
+    until_listening(&[&fleet], Duration::from_secs(5)).await?;
     Ok((fleet, replica))
 }
 
@@ -265,11 +269,10 @@ async fn calls_go_on(url: &str) -> Result<(), String> {
         a.call("/other").await,
         Outcome::Held,
     )?;
-    let watched = fleet.clone();
     eventually(
         Duration::from_secs(5),
         "the fleet saying it is degraded",
-        move || watched.is_degraded(),
+        || fleet.is_degraded(),
     )
     .await
 }
@@ -324,9 +327,8 @@ pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Res
             Outcome::Status(200),
         )?;
     }
-    let watched = fb.clone();
-    eventually(Duration::from_secs(5), "B's fleet degraded", move || {
-        watched.is_degraded()
+    eventually(Duration::from_secs(5), "B's fleet degraded", || {
+        fb.is_degraded()
     })
     .await?;
     if !crate::events::seen(tracing::Level::WARN, "fleet sharing degraded") {
@@ -334,17 +336,10 @@ pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Res
     }
     let _redis = Redis::start(port, &[]).await?;
     // The listeners reconnect within their backoff (at most 5 s).
-    for fleet in [&fa, &fb] {
-        let watched = fleet.clone();
-        eventually(Duration::from_secs(15), "listening again", move || {
-            watched.is_listening()
-        })
-        .await?;
-    }
+    until_listening(&[&fa, &fb], Duration::from_secs(15)).await?;
     learn_and_check(&mut a, &mut b).await?;
-    let watched = fa.clone();
-    eventually(Duration::from_secs(5), "A's fleet restored", move || {
-        !watched.is_degraded()
+    eventually(Duration::from_secs(5), "A's fleet restored", || {
+        !fa.is_degraded()
     })
     .await?;
     if !crate::events::seen(tracing::Level::INFO, "fleet sharing restored") {
@@ -399,13 +394,7 @@ pub(crate) async fn tls_with_a_private_ca() -> Result<(), String> {
     };
     let (fa, fb) = (tls_fleet()?, tls_fleet()?);
     let (mut a, mut b) = (Replica::new(Some(&fa)), Replica::new(Some(&fb)));
-    for fleet in [&fa, &fb] {
-        let watched = fleet.clone();
-        eventually(Duration::from_secs(5), "listening over TLS", move || {
-            watched.is_listening()
-        })
-        .await?;
-    }
+    until_listening(&[&fa, &fb], Duration::from_secs(5)).await?;
     learn_and_check(&mut a, &mut b).await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -424,13 +413,7 @@ pub(crate) async fn a_quota_stop_one_replica_learns_refuses_the_others_requests(
     let fa = Fleet::new(&redis.url(), SCOPE).map_err(|e| e.to_string())?;
     let fb = Fleet::new(&redis.url(), SCOPE).map_err(|e| e.to_string())?;
     let (mut a, mut b) = (Replica::over(stops(&fa)), Replica::over(stops(&fb)));
-    for fleet in [&fa, &fb] {
-        let watched = fleet.clone();
-        eventually(Duration::from_secs(5), "listening", move || {
-            watched.is_listening()
-        })
-        .await?;
-    }
+    until_listening(&[&fa, &fb], Duration::from_secs(5)).await?;
     expect(
         "A meets the used-up quota",
         a.call("/no-quota").await,
@@ -467,9 +450,8 @@ pub(crate) async fn a_dropped_layer_stops_listening() -> Result<(), String> {
     let (fleet, replica) = listening(&redis.url()).await?;
     drop(replica);
     // The listener checks its layer every second.
-    let watched = fleet.clone();
-    eventually(Duration::from_secs(5), "the listener ending", move || {
-        !watched.is_listening()
+    eventually(Duration::from_secs(5), "the listener ending", || {
+        !fleet.is_listening()
     })
     .await
 }
