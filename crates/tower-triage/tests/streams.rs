@@ -57,6 +57,14 @@ fn post(url: String) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
+/// Sends a streamed call to `url` through `svc`: its response.
+async fn send(
+    svc: &mut Client,
+    url: String,
+) -> http::Response<ResponseBody<hyper::body::Incoming>> {
+    svc.ready().await.unwrap().call(post(url)).await.unwrap()
+}
+
 /// Reads a body to its end (or its error): the bytes, and the error.
 async fn read(body: &mut ResponseBody<hyper::body::Incoming>) -> (Vec<u8>, Option<String>) {
     let mut bytes = Vec::new();
@@ -74,13 +82,7 @@ async fn an_error_event_first_is_the_attempts_failure_and_is_retried() {
     let upstream = Upstream::start().await.unwrap();
     for path in ["/sse/1?error_at=0", "/sse/1?error_at=0&lines=1"] {
         let mut svc = client(&layer(Profile::anthropic()));
-        let response = svc
-            .ready()
-            .await
-            .unwrap()
-            .call(post(upstream.url(path)))
-            .await
-            .unwrap();
+        let response = send(&mut svc, upstream.url(path)).await;
         assert_eq!(response.status(), 200);
         let report = response.report().unwrap();
         assert_eq!(report.attempts(), 2, "{path}");
@@ -108,13 +110,7 @@ async fn an_error_event_after_the_first_bytes_is_reported_and_not_retried() {
     let upstream = Upstream::start().await.unwrap();
     let bodies = Bodies::default();
     let mut svc = client(&layer(Profile::anthropic()).observer(bodies.clone()));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?error_at=3")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?error_at=3")).await;
     assert_eq!(response.report().unwrap().attempts(), 1);
     let mut body = response.into_body();
     let (bytes, error) = read(&mut body).await;
@@ -165,13 +161,7 @@ async fn a_stall_before_the_first_event_is_a_first_byte_timeout_and_is_retried()
     let upstream = Upstream::start().await.unwrap();
     let layer = layer(Profile::openai()).first_byte_timeout(Some(Duration::from_millis(200)));
     let mut svc = client(&layer);
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?stall_at=0&stall_ms=3000")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?stall_at=0&stall_ms=3000")).await;
     let report = response.report().unwrap();
     assert_eq!(report.attempts(), 2);
     let first = &report.packet().unwrap().attempts()[0];
@@ -194,13 +184,7 @@ async fn a_stall_between_events_is_a_body_idle_timeout_reported_not_retried() {
         .body_idle_timeout(Some(Duration::from_millis(200)))
         .observer(bodies.clone());
     let mut svc = client(&layer);
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?stall_at=2&stall_ms=3000")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?stall_at=2&stall_ms=3000")).await;
     assert_eq!(response.report().unwrap().attempts(), 1);
     let (bytes, error) = read(&mut response.into_body()).await;
     assert!(error.unwrap().contains("body_idle"));
@@ -219,13 +203,7 @@ async fn a_stall_between_events_is_a_body_idle_timeout_reported_not_retried() {
 async fn a_reset_before_the_first_event_is_retried_and_after_it_reported() {
     let upstream = Upstream::start().await.unwrap();
     let mut svc = client(&layer(Profile::anthropic()));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?reset_at=0")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?reset_at=0")).await;
     assert_eq!(response.report().unwrap().attempts(), 2);
     let (_, error) = read(&mut response.into_body()).await;
     assert!(error.is_none());
@@ -233,13 +211,7 @@ async fn a_reset_before_the_first_event_is_retried_and_after_it_reported() {
     upstream.reset_hits();
     let bodies = Bodies::default();
     let mut svc = client(&layer(Profile::anthropic()).observer(bodies.clone()));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?reset_at=3")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?reset_at=3")).await;
     assert_eq!(response.report().unwrap().attempts(), 1);
     let (bytes, error) = read(&mut response.into_body()).await;
     assert!(error.is_some(), "the reset reaches the caller");
@@ -262,13 +234,7 @@ async fn the_idempotency_gate_holds_before_the_commit_point() {
     // stream with its report.
     let upstream = Upstream::start().await.unwrap();
     let mut svc = client(&layer(Profile::generic()));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?error_at=0&error=api_error")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?error_at=0&error=api_error")).await;
     let report = response.report().unwrap();
     assert_eq!(report.attempts(), 1);
     assert_eq!(report.packet().unwrap().outcome(), "not_replay_safe");
@@ -285,13 +251,7 @@ async fn the_idempotency_gate_holds_before_the_commit_point() {
 async fn a_first_event_over_16_kib_commits_the_stream_as_it_is() {
     let upstream = Upstream::start().await.unwrap();
     let mut svc = client(&layer(Profile::anthropic()));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/0?pad=40000&events=2")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/0?pad=40000&events=2")).await;
     assert_eq!(response.report().unwrap().attempts(), 1);
     let (bytes, error) = read(&mut response.into_body()).await;
     assert!(error.is_none());
@@ -310,13 +270,7 @@ async fn a_healthy_streams_first_event_is_not_held_past_its_arrival() {
     let upstream = Upstream::start().await.unwrap();
     let mut svc = client(&layer(Profile::anthropic()));
     let started = Instant::now();
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?stall_at=1&stall_ms=1500")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?stall_at=1&stall_ms=1500")).await;
     let mut body = response.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     let at = started.elapsed();
@@ -331,13 +285,7 @@ async fn a_healthy_streams_first_event_is_not_held_past_its_arrival() {
 async fn streams_go_through_untouched_when_the_commit_point_is_off() {
     let upstream = Upstream::start().await.unwrap();
     let mut svc = client(&layer(Profile::anthropic()).stream_first_event(false));
-    let response = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(post(upstream.url("/sse/1?error_at=0")))
-        .await
-        .unwrap();
+    let response = send(&mut svc, upstream.url("/sse/1?error_at=0")).await;
     assert_eq!(response.report().unwrap().attempts(), 1);
     let (bytes, _) = read(&mut response.into_body()).await;
     assert!(
