@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tower_triage::core::redact;
 use tower_triage::{Inbox, SharedWindow};
 
 use crate::TARGET;
@@ -61,12 +62,17 @@ impl State {
     /// Notes a failure (the WARN event once, when sharing degrades).
     fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
         if !self.degraded.swap(true, Ordering::Relaxed) {
+            let password = self
+                .client
+                .get_connection_info()
+                .redis_settings()
+                .password();
             tracing::event!(
                 target: TARGET,
                 tracing::Level::WARN,
                 triage.fleet.prefix = %self.prefix,
                 triage.fleet.failed = what,
-                triage.fleet.error = %error,
+                triage.fleet.error = %printable_error(&error.to_string(), password),
                 "fleet sharing degraded: local-only pacing until Redis answers again"
             );
         }
@@ -87,6 +93,19 @@ impl State {
     async fn connect(&self) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
         bounded(self.client.get_multiplexed_async_connection()).await
     }
+}
+
+/// The longest error text an event carries.
+const MAX_ERROR: usize = 256;
+
+/// An error's text as an event may carry it: the server's words are remote
+/// input, so without the password (by exact value) or anything that looks
+/// like a secret, control characters replaced, capped.
+fn printable_error(text: &str, password: Option<&str>) -> String {
+    let secrets: Vec<String> = password.into_iter().map(str::to_owned).collect();
+    let text = redact::scrub_exact(text, &secrets);
+    let text = redact::text(&text);
+    redact::printable(&text, MAX_ERROR).into_owned()
 }
 
 /// `future`, or a timeout error after [`COMMAND_TIMEOUT`].
@@ -245,6 +264,16 @@ async fn read_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_texts_are_scrubbed_stripped_and_capped() {
+        let text = "WRONGPASS for s3cretPassword9\r\n\u{1b}[31m".to_owned() + &"x".repeat(400);
+        let shown = printable_error(&text, Some("s3cretPassword9"));
+        assert!(!shown.contains("s3cretPassword9"), "{shown}");
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(shown.len() <= MAX_ERROR + '…'.len_utf8(), "{}", shown.len());
+        assert!(shown.starts_with("WRONGPASS for [redacted]"), "{shown}");
+    }
 
     #[test]
     fn backoff_doubles_within_its_bounds() {
