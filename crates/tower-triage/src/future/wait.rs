@@ -175,16 +175,15 @@ where
         // Pacing: a rate window (or a quota stop) may have closed on the
         // route while the request waited for its slot; `Waiting` holds it
         // for the reset (or refuses it), as it does a retry.
-        if this.config.paces.any()
-            && this
-                .config
-                .paces
-                .closed(&route_of(uri!(this)), Instant::now())
-                .is_some()
-        {
-            let timer = Box::pin(tokio::time::sleep_until(Instant::now()));
-            this.state.set(State::Waiting { timer });
-            return Flow::Moved;
+        if this.config.paces.any() {
+            let now = Instant::now();
+            if let Some(closed) = this.config.paces.closed(&route_of(uri!(this)), now) {
+                // A quota stop is refused at `Waiting`'s first look.
+                let until = if closed.quota { now } else { closed.until };
+                let timer = Box::pin(tokio::time::sleep_until(until));
+                this.state.set(State::Waiting { timer });
+                return Flow::Moved;
+            }
         }
         this.state.set(State::Ready);
         return Flow::Moved;
