@@ -170,7 +170,11 @@ pub(crate) async fn publish(state: std::sync::Arc<State>, mut queue: mpsc::Recei
                 }
                 Err(e) => state.failed("publish", &e),
             }
+            // A server that answers but refuses (full, read-only) is not
+            // asked again at once: the same backoff as one that is down.
             connection = None;
+            tokio::time::sleep(wait).await;
+            wait = next_backoff(wait);
         }
     }
 }
@@ -182,7 +186,11 @@ pub(crate) async fn listen(state: std::sync::Arc<State>, inbox: Inbox) {
     while inbox.is_live() {
         match listen_once(&state, &inbox).await {
             Ok(()) if !inbox.is_live() => return,
-            Ok(()) => state.failed("subscribe", &"the subscription ended"),
+            Ok(()) => {
+                state.failed("subscribe", &"the subscription ended");
+                // It had worked: the backoff starts over.
+                wait = BACKOFF_MIN;
+            }
             Err(e) => state.failed("subscribe", &e),
         }
         tokio::time::sleep(wait).await;

@@ -306,7 +306,34 @@ pub(crate) async fn a_full_redis_never_fails_a_call() -> Result<(), String> {
         &["--maxmemory", "1", "--maxmemory-policy", "noeviction"],
     )
     .await?;
-    calls_go_on(&redis.url()).await
+    calls_go_on(&redis.url()).await?;
+    // The publisher backs off from a server that refuses, as from one that
+    // is down: a handful of connections a second at most, not a storm.
+    let client = redis::Client::open(redis.url()).map_err(|e| e.to_string())?;
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| e.to_string())?;
+    let before = connections_received(&mut c).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = connections_received(&mut c).await? - before;
+    if during > 10 {
+        return Err(format!("{during} connections in a second to a full Redis"));
+    }
+    Ok(())
+}
+
+/// The server's count of connections received (`INFO stats`).
+async fn connections_received(c: &mut redis::aio::MultiplexedConnection) -> Result<u64, String> {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(c)
+        .await
+        .map_err(|e| e.to_string())?;
+    info.lines()
+        .find_map(|line| line.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no connection count in INFO: {info}"))
 }
 
 pub(crate) async fn redis_killed_mid_run_then_restarted_sharing_resumes() -> Result<(), String> {
